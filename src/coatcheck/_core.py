@@ -1,0 +1,267 @@
+"""The decisions, with no I/O: IDs, store keys, cookies, expiry, and the load/commit flows.
+
+A flow is a generator that yields :class:`Call` objects (one store operation each) and receives
+their results; ``SessionManager`` drives it against a sync or an async store. The logic exists
+once; only the two tiny drivers in ``manager.py`` differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+
+from . import _codec
+from .config import CookieConfig, SessionConfig
+from ._ids import is_valid_id, log_handle, store_key
+from .errors import ConcurrentUpdateError, SessionTooLargeError
+from .session import Session
+from .stores._protocol import Record
+
+security_log = logging.getLogger("coatcheck.security")
+MAX_COOKIE_CANDIDATES = 3
+
+
+# -- cookies ----------------------------------------------------------------------------------
+
+
+def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
+    """Values of cookie ``name`` in request order, well-formed IDs only; linear in header size.
+
+    Pairs that are malformed, nameless (``=name=value``) or of other names are skipped, so one
+    bad cookie never hides the session cookie. Malformed session values are logged (hashed).
+    """
+    found: list[str] = []
+    for header in cookie_headers:
+        if name not in header:
+            continue
+        for pair in header.split(";"):
+            key, sep, value = pair.partition("=")
+            if not sep or key.strip() != name:
+                continue
+            value = value.strip()
+            if is_valid_id(value):
+                if value not in found:
+                    found.append(value)
+            else:
+                security_log.warning("malformed session cookie ignored (sha256 %s)", log_handle(value))
+            if len(found) >= MAX_COOKIE_CANDIDATES:
+                return found
+    return found
+
+
+def set_cookie_header(cookie: CookieConfig, session_id: str, max_age: int, *, secure: bool) -> str:
+    """The ``Set-Cookie`` value that hands the browser ``session_id`` for ``max_age`` seconds."""
+    parts = [f"{cookie.name}={session_id}"]
+    if cookie.persistent:
+        parts.append(f"Max-Age={max_age}")
+    return _with_attributes(parts, cookie, secure)
+
+
+def clear_cookie_header(cookie: CookieConfig, *, secure: bool) -> str:
+    """The ``Set-Cookie`` value that deletes the session cookie (same Path and Domain)."""
+    parts = [f"{cookie.name}=", "Max-Age=0", f"Expires={formatdate(0, usegmt=True)}"]
+    return _with_attributes(parts, cookie, secure)
+
+
+def _with_attributes(parts: list[str], cookie: CookieConfig, secure: bool) -> str:
+    parts.append(f"Path={cookie.path}")
+    if cookie.domain:
+        parts.append(f"Domain={cookie.domain}")
+    if secure:
+        parts.append("Secure")
+    if cookie.http_only:
+        parts.append("HttpOnly")
+    parts.append(f"SameSite={cookie.same_site.capitalize()}")
+    return "; ".join(parts)
+
+
+def wants_secure(cookie: CookieConfig, scheme: str) -> bool:
+    """Whether this response's cookie gets ``Secure``: by option, or by scheme for ``"auto"``."""
+    return scheme in ("https", "wss") if cookie.secure == "auto" else bool(cookie.secure)
+
+
+def extra_response_headers(session: Session, set_cookie: str | None, *, has_cache_control: bool,
+                           vary: str | None) -> list[tuple[str, str]]:
+    """Headers the middleware adds: Set-Cookie, ``Vary: Cookie``, ``Cache-Control: no-store``."""
+    headers: list[tuple[str, str]] = []
+    if set_cookie is not None:
+        headers.append(("Set-Cookie", set_cookie))
+        if not has_cache_control:
+            headers.append(("Cache-Control", "no-store"))
+    if (set_cookie is not None or session.accessed) and (vary is None or "cookie" not in vary.lower()):
+        headers.append(("Vary", "Cookie"))
+    return headers
+
+
+# -- the flows --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One store operation: ``store.<method>(*args, **kwargs)`` (``a<method>`` when async)."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+
+def deadline(config: SessionConfig, created_at: float, now: float) -> float:
+    """The record's expiry: the idle deadline, capped by the absolute one."""
+    return min(now + config.idle_seconds, created_at + config.absolute_seconds)
+
+
+def load_flow(candidates: list[str], config: SessionConfig, now: float,
+              new_session: Callable[[], Session]) -> Generator[Call, Any, Session]:
+    """Load the first candidate ID that names a live session; otherwise a fresh session.
+
+    Unknown, expired and corrupt records never make their ID adopted (strict mode).
+    """
+    for session_id in candidates:
+        key = store_key(session_id)
+        record: Record | None = yield Call("load", (key,))
+        if record is None:
+            security_log.info("unknown or expired session ID (sha256 %s)", log_handle(session_id))
+            continue
+        try:
+            created_at, data = _codec.decode(record.data)
+        except _codec.CorruptRecordError as exc:
+            security_log.warning("corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
+            continue
+        if min(record.expires_at, created_at + config.absolute_seconds) <= now:
+            security_log.info("expired session ID (sha256 %s)", log_handle(session_id))
+            continue
+        session = new_session()
+        session._id = session_id
+        session._adopt(key, record.data, record.version, created_at, record.expires_at, record.user_id, data)
+        return session
+    return new_session()
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What a commit means for the response: a cookie to set (ID, max-age) or to clear."""
+
+    session_id: str | None = None
+    max_age: int = 0
+    clear: bool = False
+
+
+def _result(session: Session, expires_at: float, now: float) -> CommitResult:
+    return CommitResult(session_id=session._id, max_age=max(0, int(expires_at - now)))
+
+
+def commit_flow(session: Session, config: SessionConfig, now: float, *, keep_changes: bool,
+                capabilities: frozenset[str]) -> Generator[Call, Any, CommitResult]:
+    """Persist what this request did to ``session`` and say what the cookie becomes.
+
+    Writes are compare-and-set on the record version. On a conflict the fresh record is loaded,
+    this request's changed keys are re-applied onto it, and the write is retried. A session
+    deleted meanwhile (logout, revoke) stays deleted.
+    """
+    cleared = False
+    if session._destroy_key is not None:
+        yield Call("delete", (session._destroy_key,))
+        session._destroy_key = None
+        cleared = True
+    if not keep_changes:
+        return CommitResult(clear=cleared)
+    if session._loaded_key is None:
+        if not session._data and session._user_id is None:
+            return CommitResult(clear=cleared)
+        return (yield from _create(session, config, now))
+    changed = session._changed_keys()
+    if not (changed or session._rotate or session._user_changed):
+        return (yield from _touch(session, config, now, capabilities))
+    return (yield from _write(session, changed, config, now, capabilities))
+
+
+def _encode(session: Session, config: SessionConfig, created_at: float) -> bytes:
+    raw = _codec.encode(created_at, session._data)
+    if len(raw) > config.max_size:
+        raise SessionTooLargeError(f"session is {len(raw)} bytes encoded, over max_size={config.max_size}")
+    return raw
+
+
+def _create(session: Session, config: SessionConfig, now: float) -> Generator[Call, Any, CommitResult]:
+    raw = _encode(session, config, now)
+    expires_at = deadline(config, now, now)
+    record = Record(raw, expires_at, 1, session._user_id)
+    for _ in range(config.max_commit_attempts):
+        if (yield Call("save", (store_key(session._id), record), {"expected_version": None})):
+            session._adopt(store_key(session._id), raw, 1, now, expires_at, session._user_id, session._data)
+            return _result(session, expires_at, now)
+        session._id = session._id_factory()  # an ID collision: never overwrite, draw again
+    raise ConcurrentUpdateError("could not find an unused session ID")
+
+
+def _touch(session: Session, config: SessionConfig, now: float,
+           capabilities: frozenset[str]) -> Generator[Call, Any, CommitResult]:
+    assert session._created_at is not None and session._expires_at is not None and session._loaded_key is not None
+    expires_at = deadline(config, session._created_at, now)
+    if expires_at - session._expires_at < max(config.touch_seconds, 1.0):
+        return CommitResult()
+    if "touch" in capabilities:
+        yield Call("touch", (session._loaded_key, expires_at))
+    else:
+        assert session._raw is not None
+        record = Record(session._raw, expires_at, session._version + 1, session._user_id)
+        if not (yield Call("save", (session._loaded_key, record), {"expected_version": session._version})):
+            return CommitResult()  # a concurrent write already refreshed (or deleted) it
+    session._expires_at = expires_at
+    return _result(session, expires_at, now)
+
+
+def _write(session: Session, changed: set[str], config: SessionConfig, now: float,
+           capabilities: frozenset[str]) -> Generator[Call, Any, CommitResult]:
+    old_key = session._loaded_key
+    assert old_key is not None and session._created_at is not None
+    created_at = now if session._reauthenticated else session._created_at
+    new_id = session._id_factory() if session._rotate else session._id
+    for _ in range(config.max_commit_attempts):
+        raw = _encode(session, config, created_at)
+        expires_at = deadline(config, created_at, now)
+        record = Record(raw, expires_at, session._version + 1, session._user_id)
+        new_key = store_key(new_id)
+        if not session._rotate:
+            saved = yield Call("save", (old_key, record), {"expected_version": session._version})
+        elif "rotate" in capabilities:
+            saved = yield Call("rotate", (old_key, new_key, record), {"expected_version": session._version})
+        else:
+            saved = yield Call("save", (new_key, record), {"expected_version": None})
+            if saved:
+                yield Call("delete", (old_key,))
+        if saved:
+            session._id = new_id
+            session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session._data)
+            session._rotate = session._user_changed = session._reauthenticated = False
+            return _result(session, expires_at, now)
+        fresh: Record | None = yield Call("load", (old_key,))
+        if fresh is None:
+            security_log.info("session ended by a concurrent request; changes dropped (sha256 %s)", log_handle(session._id))
+            return CommitResult()
+        if session._rotate and fresh.version == session._version:
+            new_id = session._id_factory()  # the new ID collided; the old record is unchanged
+            continue
+        try:
+            fresh_created, fresh_data = _codec.decode(fresh.data)
+        except _codec.CorruptRecordError:
+            return CommitResult()
+        _merge(session, changed, fresh, fresh_created, fresh_data)
+        created_at = now if session._reauthenticated else fresh_created
+    raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
+
+
+def _merge(session: Session, changed: set[str], fresh: Record, created_at: float, data: dict[str, Any]) -> None:
+    """Re-apply this request's changed keys (and user binding) onto the freshly loaded data."""
+    for key in changed:
+        if key in session._data:
+            data[key] = session._data[key]
+        else:
+            data.pop(key, None)
+    session._data, session._version, session._created_at = data, fresh.version, created_at
+    if not session._user_changed:
+        session._user_id = fresh.user_id

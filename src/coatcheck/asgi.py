@@ -1,0 +1,118 @@
+"""ASGI middleware: the session at ``scope["session"]`` for the whole request.
+
+Works with Starlette and FastAPI (``request.session`` is the coatcheck Session) and any plain
+ASGI app. At lifespan startup it checks the store (a failure aborts startup) and starts the
+expirer; at shutdown it stops the expirer and closes the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from ._expiry import Expirer, needs_purge
+from ._http import ErrorHook, default_error_response, session_headers
+from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
+from .manager import SessionManager
+from .session import Session
+
+__all__ = ["SessionMiddleware", "get_session"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def get_session(scope: Scope) -> Session:
+    """The request's session; raises :class:`MiddlewareNotInstalledError` without the middleware."""
+    session = scope.get("session")
+    if not isinstance(session, Session):
+        raise MiddlewareNotInstalledError("no coatcheck session in this scope: wrap the app in coatcheck.asgi.SessionMiddleware")
+    return session
+
+
+class SessionMiddleware:
+    """Load the session when the request arrives; commit it when the response starts.
+
+    A store failure while loading or committing answers through ``on_error`` (by default a 503
+    with no traceback and no ``Set-Cookie``). ``purge_interval`` seconds between purges of
+    expired sessions (None: never; stores with native TTL never need it).
+    """
+
+    def __init__(self, app: ASGIApp, manager: SessionManager, *, on_error: ErrorHook = default_error_response,
+                 purge_interval: float | None = 60.0) -> None:
+        if not manager.supports_async:
+            raise ConfigurationError(f"{type(manager.store).__name__} has no async API; the ASGI middleware needs one")
+        self.app = app
+        self.manager = manager
+        self.on_error = on_error
+        self.expirer = Expirer(manager, purge_interval) if purge_interval and needs_purge(manager) else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+            return
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        cookies = [value.decode("latin-1") for name, value in scope["headers"] if name == b"cookie"]
+        try:
+            session = await self.manager.aload(cookies) if cookies else self.manager.new_session()
+        except CoatcheckError as exc:
+            await self._refuse(kind, exc, send)
+            return
+        scope["session"] = session
+        if kind == "websocket":  # no response headers to carry a cookie: read-only by nature
+            await self.app(scope, receive, send)
+            return
+        failed = False
+
+        async def send_with_session(message: Message) -> None:
+            nonlocal failed
+            if message["type"] == "http.response.start":
+                try:
+                    set_cookie = await self.manager.acommit(session, status_code=message["status"], scheme=scope.get("scheme", "http"))
+                except CoatcheckError as exc:
+                    failed = True
+                    await self._refuse(kind, exc, send)
+                    return
+                headers = list(message.get("headers", ()))
+                extra = session_headers(session, set_cookie, ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers))
+                if extra:
+                    headers.extend((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in extra)
+                    message = {**message, "headers": headers}
+            elif failed:
+                return  # the app's body belongs to the response we replaced
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
+
+    async def _refuse(self, kind: str, exc: CoatcheckError, send: Send) -> None:
+        status, headers, body = self.on_error(exc)
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        raw = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    await self.manager.acheck()
+                except CoatcheckError as exc:
+                    message = {"type": "lifespan.startup.failed", "message": f"coatcheck: session store unusable: {exc}"}
+                else:
+                    if self.expirer is not None:
+                        await self.expirer.astart()
+            elif message["type"] == "lifespan.shutdown.complete":
+                if self.expirer is not None:
+                    await self.expirer.astop()
+                await self.manager.aclose()
+            await send(message)
+
+        return lifespan_send

@@ -1,0 +1,109 @@
+"""Configuration: frozen, keyword-only dataclasses validated when they are built."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+from .errors import ConfigurationError
+
+__all__ = ["CookieConfig", "SessionConfig"]
+
+SameSite = Literal["lax", "strict", "none"]
+Secure = Literal["auto"] | bool
+
+# RFC 6265 cookie-name: an RFC 7230 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # visible ASCII except ';'
+_DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_MAX_COOKIE_BYTES = 4096
+_ID_LENGTH = 43
+
+
+def _seconds(name: str, value: timedelta | float) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ConfigurationError(f"{name} must be a timedelta or a number of seconds, not {value!r}")
+    return float(seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CookieConfig:
+    """How the session cookie is named and flagged. The defaults are the secure ones.
+
+    ``secure`` is ``True`` (always send ``Secure``), ``False`` (plain-http development) or
+    ``"auto"`` (``Secure`` when the request's scheme is https). ``persistent=False`` sends a
+    browser-session cookie without ``Max-Age``.
+    """
+
+    name: str = "sessionid"
+    path: str = "/"
+    domain: str | None = None
+    secure: Secure = True
+    http_only: bool = True
+    same_site: SameSite = "lax"
+    persistent: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _TOKEN.fullmatch(self.name):
+            raise ConfigurationError(f"cookie name {self.name!r} is not a valid RFC 6265 token")
+        if not isinstance(self.path, str) or not _PATH.fullmatch(self.path):
+            raise ConfigurationError(f"cookie path {self.path!r} must start with '/' and hold no ';', space or control character")
+        if self.domain is not None and (not isinstance(self.domain, str) or not _DOMAIN.fullmatch(self.domain)):
+            raise ConfigurationError(f"cookie domain {self.domain!r} is not a valid host name")
+        if self.secure not in (True, False, "auto"):
+            raise ConfigurationError(f"secure must be True, False or 'auto', not {self.secure!r}")
+        if self.same_site not in ("lax", "strict", "none"):
+            raise ConfigurationError(f"same_site must be 'lax', 'strict' or 'none', not {self.same_site!r}")
+        if self.same_site == "none" and self.secure is not True:
+            raise ConfigurationError("same_site='none' needs secure=True: browsers drop such cookies otherwise")
+        if self.name.startswith("__Host-") and (self.secure is not True or self.path != "/" or self.domain is not None):
+            raise ConfigurationError("a '__Host-' cookie needs secure=True, path='/' and no domain")
+        if self.name.startswith("__Secure-") and self.secure is not True:
+            raise ConfigurationError("a '__Secure-' cookie needs secure=True")
+        longest = len(self.name) + _ID_LENGTH + len(self.path) + len(self.domain or "") + 128
+        if longest > _MAX_COOKIE_BYTES:
+            raise ConfigurationError(f"the session cookie would exceed {_MAX_COOKIE_BYTES} bytes; shorten its name, path or domain")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    """Session policy: cookie, timeouts, size limit and commit behaviour.
+
+    ``idle_timeout`` slides with activity; ``absolute_timeout`` counts from creation (or login)
+    whatever the activity. A read-only request refreshes the idle expiry at most once per
+    ``touch_interval``. Durations are ``timedelta`` objects or seconds.
+    """
+
+    cookie: CookieConfig = field(default_factory=CookieConfig)
+    idle_timeout: timedelta | float = timedelta(minutes=30)
+    absolute_timeout: timedelta | float = timedelta(hours=12)
+    touch_interval: timedelta | float = timedelta(minutes=1)
+    max_size: int = 64 * 1024
+    save_on_server_error: bool = False
+    max_commit_attempts: int = 5
+    idle_seconds: float = field(init=False, repr=False, compare=False)
+    absolute_seconds: float = field(init=False, repr=False, compare=False)
+    touch_seconds: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cookie, CookieConfig):
+            raise ConfigurationError(f"cookie must be a CookieConfig, not {type(self.cookie).__name__}")
+        idle = _seconds("idle_timeout", self.idle_timeout)
+        absolute = _seconds("absolute_timeout", self.absolute_timeout)
+        touch = _seconds("touch_interval", self.touch_interval)
+        if idle <= 0 or absolute <= 0:
+            raise ConfigurationError("idle_timeout and absolute_timeout must be positive")
+        if idle > absolute:
+            raise ConfigurationError("idle_timeout cannot be longer than absolute_timeout")
+        if not 0 <= touch < idle:
+            raise ConfigurationError("touch_interval must be at least 0 and shorter than idle_timeout")
+        if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 64:
+            raise ConfigurationError("max_size must be an int of at least 64 bytes")
+        if isinstance(self.max_commit_attempts, bool) or not isinstance(self.max_commit_attempts, int) or self.max_commit_attempts < 1:
+            raise ConfigurationError("max_commit_attempts must be a positive int")
+        object.__setattr__(self, "idle_seconds", idle)
+        object.__setattr__(self, "absolute_seconds", absolute)
+        object.__setattr__(self, "touch_seconds", touch)

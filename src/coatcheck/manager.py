@@ -1,0 +1,209 @@
+"""SessionManager: thin sync and async drivers over the flows in ``_core`` and a store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from . import _codec, _core
+from ._ids import log_handle, new_session_id, store_key
+from .config import SessionConfig
+from .errors import ConfigurationError, NotSupportedError
+from .session import Session
+from .stores import from_url
+from .stores._protocol import Record
+
+__all__ = ["SessionInfo", "SessionManager"]
+
+T = TypeVar("T")
+_CORE = ("load", "save", "delete", "delete_expired", "close")
+_OPTIONAL = ("touch", "rotate", "delete_user", "list_user")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One live session of a user, for "your devices" pages. ``handle`` is not the ID."""
+
+    handle: str
+    created_at: float
+    expires_at: float
+
+
+class SessionManager:
+    """Loads and commits sessions against one store under one :class:`SessionConfig`.
+
+    ``store`` is a URL (``"sqlite:///sessions.db"``, ``"memory://"``, ``"redis://..."``) or a
+    store object implementing :class:`~coatcheck.stores.Store`, :class:`~coatcheck.stores.AsyncStore`
+    or both. Bad options raise :class:`ConfigurationError` here, never on a request; call
+    :meth:`check` (the middleware does) to fail at startup when the store is unreachable.
+    """
+
+    def __init__(self, store: str | object = "sqlite:///sessions.db", *, config: SessionConfig | None = None,
+                 clock: Callable[[], float] = time.time, id_factory: Callable[[], str] = new_session_id) -> None:
+        if config is None:
+            config = SessionConfig()
+        if not isinstance(config, SessionConfig):
+            raise ConfigurationError(f"config must be a SessionConfig, not {type(config).__name__}")
+        self.config = config
+        self.clock = clock
+        self._id_factory = id_factory
+        self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
+        self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
+        self.supports_async = all(callable(getattr(self.store, "a" + name, None)) for name in _CORE)
+        if not (self.supports_sync or self.supports_async):
+            raise ConfigurationError(f"{type(self.store).__name__} implements neither the Store nor the AsyncStore protocol")
+        self._sync_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, n, None)))
+        self._async_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, "a" + n, None)))
+
+    def __repr__(self) -> str:
+        return f"<SessionManager store={type(self.store).__name__}>"
+
+    # -- drivers: the only places that differ between sync and async ---------------------------
+
+    def _run(self, flow: Generator[_core.Call, Any, T]) -> T:
+        if not self.supports_sync:
+            raise NotSupportedError(f"{type(self.store).__name__} has no synchronous API; use the a-prefixed methods")
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(getattr(self.store, call.method)(*call.args, **call.kwargs))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def _arun(self, flow: Generator[_core.Call, Any, T]) -> T:
+        if not self.supports_async:
+            raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
+        try:
+            call = next(flow)
+            while True:
+                call = flow.send(await getattr(self.store, "a" + call.method)(*call.args, **call.kwargs))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    def new_session(self) -> Session:
+        """A new, empty session that costs nothing until something is written to it."""
+        return Session(self._id_factory(), id_factory=self._id_factory, max_size=self.config.max_size)
+
+    def _load_flow(self, cookie_headers: str | Iterable[str] | None) -> Generator[_core.Call, Any, Session]:
+        headers = [cookie_headers] if isinstance(cookie_headers, str) else (cookie_headers or [])
+        candidates = _core.cookie_candidates(headers, self.config.cookie.name)
+        return _core.load_flow(candidates, self.config, self.clock(), self.new_session)
+
+    def load(self, cookie_headers: str | Iterable[str] | None) -> Session:
+        """The session named by the request's ``Cookie`` header(s), or a fresh one.
+
+        Without a well-formed session cookie this does no store I/O at all.
+        """
+        return self._run(self._load_flow(cookie_headers))
+
+    async def aload(self, cookie_headers: str | Iterable[str] | None) -> Session:
+        """Async :meth:`load`."""
+        return await self._arun(self._load_flow(cookie_headers))
+
+    def _commit_flow(self, session: Session, status_code: int, caps: frozenset[str]) -> Generator[_core.Call, Any, _core.CommitResult]:
+        keep = status_code < 500 or self.config.save_on_server_error
+        return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
+
+    def _set_cookie(self, result: _core.CommitResult, scheme: str) -> str | None:
+        secure = _core.wants_secure(self.config.cookie, scheme)
+        if result.session_id is not None:
+            return _core.set_cookie_header(self.config.cookie, result.session_id, result.max_age, secure=secure)
+        if result.clear:
+            return _core.clear_cookie_header(self.config.cookie, secure=secure)
+        return None
+
+    def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
+        """Write what the request did to ``session``; return the ``Set-Cookie`` value, if any.
+
+        Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
+        requested logout is applied whatever the status.
+        """
+        return self._set_cookie(self._run(self._commit_flow(session, status_code, self._sync_caps)), scheme)
+
+    async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
+        """Async :meth:`commit`."""
+        result = await self._arun(self._commit_flow(session, status_code, self._async_caps))
+        return self._set_cookie(result, scheme)
+
+    # -- per-user operations -------------------------------------------------------------------
+
+    def _require(self, capability: str, caps: frozenset[str]) -> None:
+        if capability not in caps:
+            raise NotSupportedError(f"{type(self.store).__name__} has no per-user index ({capability})")
+
+    def revoke_user(self, user_id: str) -> int:
+        """Delete every session of ``user_id`` ("log out everywhere"); return how many."""
+        self._require("delete_user", self._sync_caps)
+        return int(self.store.delete_user(user_id))
+
+    async def arevoke_user(self, user_id: str) -> int:
+        """Async :meth:`revoke_user`."""
+        self._require("delete_user", self._async_caps)
+        return int(await self.store.adelete_user(user_id))
+
+    def _infos(self, rows: list[tuple[str, Record]]) -> list[SessionInfo]:
+        infos = []
+        now = self.clock()
+        for key, record in rows:
+            try:
+                created_at, _ = _codec.decode(record.data)
+            except _codec.CorruptRecordError:
+                continue
+            expires_at = min(record.expires_at, created_at + self.config.absolute_seconds)
+            if expires_at > now:
+                infos.append(SessionInfo(handle=key[:16], created_at=created_at, expires_at=expires_at))
+        return sorted(infos, key=lambda info: info.created_at)
+
+    def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        """The live sessions of ``user_id``, oldest first."""
+        self._require("list_user", self._sync_caps)
+        return self._infos(self.store.list_user(user_id))
+
+    async def alist_sessions(self, user_id: str) -> list[SessionInfo]:
+        """Async :meth:`list_sessions`."""
+        self._require("list_user", self._async_caps)
+        return self._infos(await self.store.alist_user(user_id))
+
+    @staticmethod
+    def handle(session: Session) -> str:
+        """The :attr:`SessionInfo.handle` of ``session``, to mark "this device" in a listing."""
+        return log_handle(session._id)
+
+    # -- upkeep ---------------------------------------------------------------------------------
+
+    def purge_expired(self) -> int:
+        """Delete expired records now; return how many (0 for stores that expire natively)."""
+        return int(self._run(iter_call(_core.Call("delete_expired", (self.clock(),)))))
+
+    async def apurge_expired(self) -> int:
+        """Async :meth:`purge_expired`."""
+        return int(await self._arun(iter_call(_core.Call("delete_expired", (self.clock(),)))))
+
+    def check(self) -> None:
+        """Raise :class:`StoreUnavailableError` (or another StoreError) if the store cannot be used."""
+        self._run(iter_call(_probe()))
+
+    async def acheck(self) -> None:
+        """Async :meth:`check`."""
+        await self._arun(iter_call(_probe()))
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self._run(iter_call(_core.Call("close", ())))
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self._arun(iter_call(_core.Call("close", ())))
+
+
+def _probe() -> _core.Call:
+    return _core.Call("load", (store_key(new_session_id()),))
+
+
+def iter_call(call: _core.Call) -> Generator[_core.Call, Any, Any]:
+    """A flow of one store call that returns its result."""
+    return (yield call)

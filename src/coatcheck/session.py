@@ -1,0 +1,211 @@
+"""The Session: a mapping of JSON values plus lifecycle requests. It never does I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from . import _codec
+from .errors import SessionTooLargeError
+
+__all__ = ["Session"]
+
+_MAX_USER_ID_LENGTH = 255
+_MUTABLE = (list, dict)
+
+
+class Session(MutableMapping[str, Any]):
+    """One browser's session, as seen by one request.
+
+    Values must be JSON (``str``, numbers, ``bool``, ``None``, lists and dicts of them); a
+    value that is not raises ``TypeError`` naming the key when it is set. Changes, including
+    in-place changes to lists and dicts read from the session, are written when the response
+    starts, merged key by key with concurrent requests on the same session.
+    """
+
+    __slots__ = (
+        "_accessed",
+        "_base_size",
+        "_created_at",
+        "_data",
+        "_destroy_key",
+        "_dirty",
+        "_expires_at",
+        "_id",
+        "_id_factory",
+        "_loaded_key",
+        "_max_size",
+        "_raw",
+        "_reauthenticated",
+        "_rotate",
+        "_set_sizes",
+        "_snapshots",
+        "_user_changed",
+        "_user_id",
+        "_version",
+    )
+
+    def __init__(self, session_id: str, *, id_factory: Callable[[], str], max_size: int) -> None:
+        """Build a new, empty session; the manager builds loaded ones with :meth:`_adopt`."""
+        self._id_factory = id_factory
+        self._max_size = max_size
+        self._destroy_key: str | None = None
+        self._accessed = False
+        self._reset(session_id)
+
+    def _reset(self, session_id: str) -> None:
+        self._id = session_id
+        self._loaded_key: str | None = None
+        self._raw: bytes | None = None
+        self._version = 0
+        self._created_at: float | None = None
+        self._expires_at: float | None = None
+        self._user_id: str | None = None
+        self._data: dict[str, Any] = {}
+        self._base_size = 0
+        self._dirty: set[str] = set()
+        self._snapshots: dict[str, str] = {}
+        self._set_sizes: dict[str, int] = {}
+        self._rotate = False
+        self._reauthenticated = False
+        self._user_changed = False
+
+    def _adopt(self, key: str, raw: bytes, version: int, created_at: float, expires_at: float,
+               user_id: str | None, data: dict[str, Any]) -> None:
+        """Make this session the one stored under ``key`` (used by the manager after a load)."""
+        self._loaded_key, self._raw, self._version = key, raw, version
+        self._created_at, self._expires_at, self._user_id = created_at, expires_at, user_id
+        self._data, self._base_size = data, len(raw)
+
+    # -- identity and lifecycle -------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session ID: the value of the cookie this session is (or will be) sent under."""
+        self._accessed = True
+        return self._id
+
+    @property
+    def is_new(self) -> bool:
+        """True when this session was not loaded from the store in this request."""
+        return self._loaded_key is None
+
+    @property
+    def user_id(self) -> str | None:
+        """The user bound by :meth:`login`, or None."""
+        return self._user_id
+
+    @property
+    def created_at(self) -> float | None:
+        """Unix time the session was created (or its user logged in); None if not yet stored."""
+        return self._created_at
+
+    @property
+    def expires_at(self) -> float | None:
+        """Unix time the stored session expires unless refreshed; None if not yet stored."""
+        return self._expires_at
+
+    @property
+    def accessed(self) -> bool:
+        """True once the application read or wrote the session (drives ``Vary: Cookie``)."""
+        return self._accessed
+
+    @property
+    def modified(self) -> bool:
+        """True when committing this session would write to the store."""
+        return bool(self._changed_keys() or self._rotate or self._user_changed or self._destroy_key)
+
+    def rotate(self) -> None:
+        """Give the session a new ID when it is committed; the old ID stops working at once."""
+        self._accessed = True
+        if self._loaded_key is not None:
+            self._rotate = True
+
+    def login(self, user_id: str) -> None:
+        """Bind the session to ``user_id``: rotate the ID and enter the per-user index.
+
+        Logging in as a different user than the one bound clears the data first, and the
+        absolute timeout restarts from the login.
+        """
+        if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID_LENGTH:
+            raise ValueError(f"user_id must be a non-empty str of at most {_MAX_USER_ID_LENGTH} characters")
+        if self._user_id is not None and self._user_id != user_id:
+            self.clear()
+        self.rotate()
+        self._user_id = user_id
+        self._user_changed = True
+        self._reauthenticated = True
+
+    def logout(self) -> None:
+        """Delete the session server-side and clear the cookie; the request goes on anonymous."""
+        self._accessed = True
+        if self._loaded_key is not None:
+            self._destroy_key = self._loaded_key
+        self._reset(self._id_factory())
+
+    # -- the mapping --------------------------------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._accessed = True
+        value = self._data[key]
+        if isinstance(value, _MUTABLE) and key not in self._dirty and key not in self._snapshots:
+            self._snapshots[key] = _codec.encode_value(value)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._accessed = True
+        if not isinstance(key, str):
+            raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        try:
+            encoded = _codec.encode_value(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"session[{key!r}]: {type(value).__name__} value is not JSON-serialisable ({exc})") from None
+        size = len(key) + len(encoded) + 4
+        estimate = self._base_size + sum(self._set_sizes.values()) - self._set_sizes.get(key, 0) + size
+        if estimate > self._max_size:
+            exact = len(_codec.encode(self._created_at or 0.0, {**self._data, key: value}))
+            if exact > self._max_size:
+                raise SessionTooLargeError(f"session[{key!r}] would make the session {exact} bytes, over max_size={self._max_size}")
+        self._data[key] = value
+        self._dirty.add(key)
+        self._snapshots.pop(key, None)
+        self._set_sizes[key] = size
+
+    def __delitem__(self, key: str) -> None:
+        self._accessed = True
+        del self._data[key]
+        self._dirty.add(key)
+        self._snapshots.pop(key, None)
+        self._set_sizes.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        self._accessed = True
+        return key in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        self._accessed = True
+        return iter(list(self._data))
+
+    def __len__(self) -> int:
+        self._accessed = True
+        return len(self._data)
+
+    def clear(self) -> None:
+        """Remove every key (each removal is merged like a ``del``)."""
+        self._accessed = True
+        self._dirty.update(self._data)
+        self._data.clear()
+        self._snapshots.clear()
+        self._set_sizes.clear()
+
+    def __repr__(self) -> str:
+        state = "new" if self.is_new else "loaded"
+        return f"<Session {state} user_id={self._user_id!r} keys={sorted(self._data)!r}>"
+
+    def _changed_keys(self) -> set[str]:
+        """Keys set or deleted in this request, plus lists/dicts read and then mutated in place."""
+        changed = set(self._dirty)
+        for key, snapshot in self._snapshots.items():
+            if key in self._data and _codec.encode_value(self._data[key]) != snapshot:
+                changed.add(key)
+        return changed
