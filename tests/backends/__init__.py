@@ -1,0 +1,31 @@
+"""The store matrix. Each backend module offers ``async def open_store(clock, tmp_path) -> store``
+(raising ``ServerMissing`` when its server does not answer) and ``async def close_store(store)``,
+which removes everything the test wrote. Server backends use a unique key prefix or table per
+test, so runs never see each other's data."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from types import ModuleType
+
+SERVER_BACKENDS = ["redis", "redis-cluster", "postgres", "mysql"]
+ALL_BACKENDS = ["memory", "sqlite", *SERVER_BACKENDS]
+
+
+class ServerMissing(Exception):
+    """The backend's server did not answer."""
+
+
+def require_servers() -> bool:
+    """In CI a server store that cannot be reached fails the test instead of skipping it."""
+    return os.environ.get("COATCHECK_REQUIRE_SERVERS") == "1"
+
+
+def backend(name: str) -> ModuleType:
+    return importlib.import_module(f"tests.backends.{name.replace('-', '_')}")
+
+
+def server_url(name: str, default: str) -> str:
+    """``COATCHECK_TEST_<NAME>_URL`` if set, else the default 127.0.0.1 URL."""
+    return os.environ.get(f"COATCHECK_TEST_{name.upper().replace('-', '_')}_URL", default)

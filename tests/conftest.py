@@ -1,0 +1,41 @@
+"""Fixtures: the store matrix (see ``tests/backends``). memory and sqlite always run; a server
+store skips when its server does not answer, and fails instead when COATCHECK_REQUIRE_SERVERS=1
+(as in CI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coatcheck.testing import FakeClock
+from tests.backends import ALL_BACKENDS, SERVER_BACKENDS, ServerMissing, backend, require_servers
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _param(name: str) -> Any:
+    return pytest.param(name, id=name, marks=[pytest.mark.server] if name in SERVER_BACKENDS else [])
+
+
+@pytest.fixture(params=[_param(name) for name in ALL_BACKENDS])
+async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Any]:
+    module = backend(request.param)
+    try:
+        opened = await module.open_store(clock, tmp_path)
+    except ServerMissing as exc:
+        if require_servers():
+            pytest.fail(f"{request.param} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"{request.param} server unreachable: {exc}")
+    yield opened
+    await module.close_store(opened)
