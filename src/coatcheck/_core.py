@@ -8,14 +8,15 @@ once; only the two tiny drivers in ``manager.py`` differ.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
 from . import _codec
-from .config import CookieConfig, SessionConfig
 from ._ids import is_valid_id, log_handle, store_key
+from .config import CookieConfig, SessionConfig
 from .errors import ConcurrentUpdateError, SessionTooLargeError
 from .session import Session
 from .stores._protocol import Record
@@ -83,8 +84,9 @@ def wants_secure(cookie: CookieConfig, scheme: str) -> bool:
     return scheme in ("https", "wss") if cookie.secure == "auto" else bool(cookie.secure)
 
 
-def extra_response_headers(session: Session, set_cookie: str | None, *, has_cache_control: bool,
-                           vary: str | None) -> list[tuple[str, str]]:
+def extra_response_headers(
+    session: Session, set_cookie: str | None, *, has_cache_control: bool, vary: str | None
+) -> list[tuple[str, str]]:
     """Headers the middleware adds: Set-Cookie, ``Vary: Cookie``, ``Cache-Control: no-store``."""
     headers: list[tuple[str, str]] = []
     if set_cookie is not None:
@@ -101,12 +103,22 @@ def extra_response_headers(session: Session, set_cookie: str | None, *, has_cach
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One store operation: ``store.<method>(*args, **kwargs)`` (``a<method>`` when async)."""
+    """One store operation: ``store.<method>(*args, **kwargs)`` (``a<method>`` when async).
+
+    The method ``PAUSE`` is not a store call: the driver sleeps ``args[0]`` seconds.
+    """
 
     method: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
 
+
+PAUSE = "pause"
+
+
+def backoff(attempt: int) -> Call:
+    """A short random pause before compare-and-set retry ``attempt`` (1-based), to break ties."""
+    return Call(PAUSE, (random.uniform(0, 0.002 * 2 ** min(attempt, 5)),))  # noqa: S311 - jitter, not security
 
 
 def deadline(config: SessionConfig, created_at: float, now: float) -> float:
@@ -114,8 +126,9 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
     return min(now + config.idle_seconds, created_at + config.absolute_seconds)
 
 
-def load_flow(candidates: list[str], config: SessionConfig, now: float,
-              new_session: Callable[[], Session]) -> Generator[Call, Any, Session]:
+def load_flow(
+    candidates: list[str], config: SessionConfig, now: float, new_session: Callable[[], Session]
+) -> Generator[Call, Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
 
     Unknown, expired and corrupt records never make their ID adopted (strict mode).
@@ -154,8 +167,9 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._id, max_age=max(0, int(expires_at - now)))
 
 
-def commit_flow(session: Session, config: SessionConfig, now: float, *, keep_changes: bool,
-                capabilities: frozenset[str]) -> Generator[Call, Any, CommitResult]:
+def commit_flow(
+    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
+) -> Generator[Call, Any, CommitResult]:
     """Persist what this request did to ``session`` and say what the cookie becomes.
 
     Writes are compare-and-set on the record version. On a conflict the fresh record is loaded,
@@ -198,8 +212,9 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Ca
     raise ConcurrentUpdateError("could not find an unused session ID")
 
 
-def _touch(session: Session, config: SessionConfig, now: float,
-           capabilities: frozenset[str]) -> Generator[Call, Any, CommitResult]:
+def _touch(
+    session: Session, config: SessionConfig, now: float, capabilities: frozenset[str]
+) -> Generator[Call, Any, CommitResult]:
     assert session._created_at is not None and session._expires_at is not None and session._loaded_key is not None
     expires_at = deadline(config, session._created_at, now)
     if expires_at - session._expires_at < max(config.touch_seconds, 1.0):
@@ -215,13 +230,16 @@ def _touch(session: Session, config: SessionConfig, now: float,
     return _result(session, expires_at, now)
 
 
-def _write(session: Session, changed: set[str], config: SessionConfig, now: float,
-           capabilities: frozenset[str]) -> Generator[Call, Any, CommitResult]:
+def _write(
+    session: Session, changed: set[str], config: SessionConfig, now: float, capabilities: frozenset[str]
+) -> Generator[Call, Any, CommitResult]:
     old_key = session._loaded_key
     assert old_key is not None and session._created_at is not None
     created_at = now if session._reauthenticated else session._created_at
     new_id = session._id_factory() if session._rotate else session._id
-    for _ in range(config.max_commit_attempts):
+    for attempt in range(config.max_commit_attempts):
+        if attempt > 1:
+            yield backoff(attempt)
         raw = _encode(session, config, created_at)
         expires_at = deadline(config, created_at, now)
         record = Record(raw, expires_at, session._version + 1, session._user_id)

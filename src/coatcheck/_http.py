@@ -50,5 +50,6 @@ def session_headers(session: Session, set_cookie: str | None, headers: Iterable[
             has_cache_control = True
         elif lower == "vary":
             vary.append(value)
-    return _core.extra_response_headers(session, set_cookie, has_cache_control=has_cache_control,
-                                        vary=", ".join(vary) if vary else None)
+    return _core.extra_response_headers(
+        session, set_cookie, has_cache_control=has_cache_control, vary=", ".join(vary) if vary else None
+    )

@@ -41,8 +41,14 @@ class SessionMiddleware:
     expired sessions (None: never; stores with native TTL never need it).
     """
 
-    def __init__(self, app: ASGIApp, manager: SessionManager, *, on_error: ErrorHook = default_error_response,
-                 purge_interval: float | None = 60.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        manager: SessionManager,
+        *,
+        on_error: ErrorHook = default_error_response,
+        purge_interval: float | None = 60.0,
+    ) -> None:
         if not manager.supports_async:
             raise ConfigurationError(f"{type(manager.store).__name__} has no async API; the ASGI middleware needs one")
         self.app = app
@@ -74,7 +80,9 @@ class SessionMiddleware:
             nonlocal failed
             if message["type"] == "http.response.start":
                 try:
-                    set_cookie = await self.manager.acommit(session, status_code=message["status"], scheme=scope.get("scheme", "http"))
+                    set_cookie = await self.manager.acommit(
+                        session, status_code=message["status"], scheme=scope.get("scheme", "http")
+                    )
                 except CoatcheckError as exc:
                     failed = True
                     await self._refuse(kind, exc, send)

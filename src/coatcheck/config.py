@@ -65,7 +65,9 @@ class CookieConfig:
             raise ConfigurationError("a '__Secure-' cookie needs secure=True")
         longest = len(self.name) + _ID_LENGTH + len(self.path) + len(self.domain or "") + 128
         if longest > _MAX_COOKIE_BYTES:
-            raise ConfigurationError(f"the session cookie would exceed {_MAX_COOKIE_BYTES} bytes; shorten its name, path or domain")
+            raise ConfigurationError(
+                f"the session cookie would exceed {_MAX_COOKIE_BYTES} bytes; shorten its name, path or domain"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,7 +85,7 @@ class SessionConfig:
     touch_interval: timedelta | float = timedelta(minutes=1)
     max_size: int = 64 * 1024
     save_on_server_error: bool = False
-    max_commit_attempts: int = 5
+    max_commit_attempts: int = 10
     idle_seconds: float = field(init=False, repr=False, compare=False)
     absolute_seconds: float = field(init=False, repr=False, compare=False)
     touch_seconds: float = field(init=False, repr=False, compare=False)
@@ -102,7 +104,11 @@ class SessionConfig:
             raise ConfigurationError("touch_interval must be at least 0 and shorter than idle_timeout")
         if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 64:
             raise ConfigurationError("max_size must be an int of at least 64 bytes")
-        if isinstance(self.max_commit_attempts, bool) or not isinstance(self.max_commit_attempts, int) or self.max_commit_attempts < 1:
+        if (
+            isinstance(self.max_commit_attempts, bool)
+            or not isinstance(self.max_commit_attempts, int)
+            or self.max_commit_attempts < 1
+        ):
             raise ConfigurationError("max_commit_attempts must be a positive int")
         object.__setattr__(self, "idle_seconds", idle)
         object.__setattr__(self, "absolute_seconds", absolute)

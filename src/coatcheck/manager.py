@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -40,8 +41,14 @@ class SessionManager:
     :meth:`check` (the middleware does) to fail at startup when the store is unreachable.
     """
 
-    def __init__(self, store: str | object = "sqlite:///sessions.db", *, config: SessionConfig | None = None,
-                 clock: Callable[[], float] = time.time, id_factory: Callable[[], str] = new_session_id) -> None:
+    def __init__(
+        self,
+        store: str | object = "sqlite:///sessions.db",
+        *,
+        config: SessionConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        id_factory: Callable[[], str] = new_session_id,
+    ) -> None:
         if config is None:
             config = SessionConfig()
         if not isinstance(config, SessionConfig):
@@ -68,7 +75,11 @@ class SessionManager:
         try:
             call = next(flow)
             while True:
-                call = flow.send(getattr(self.store, call.method)(*call.args, **call.kwargs))
+                if call.method == _core.PAUSE:
+                    time.sleep(*call.args)
+                    call = flow.send(None)
+                else:
+                    call = flow.send(getattr(self.store, call.method)(*call.args, **call.kwargs))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -78,7 +89,11 @@ class SessionManager:
         try:
             call = next(flow)
             while True:
-                call = flow.send(await getattr(self.store, "a" + call.method)(*call.args, **call.kwargs))
+                if call.method == _core.PAUSE:
+                    await asyncio.sleep(*call.args)
+                    call = flow.send(None)
+                else:
+                    call = flow.send(await getattr(self.store, "a" + call.method)(*call.args, **call.kwargs))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -104,7 +119,9 @@ class SessionManager:
         """Async :meth:`load`."""
         return await self._arun(self._load_flow(cookie_headers))
 
-    def _commit_flow(self, session: Session, status_code: int, caps: frozenset[str]) -> Generator[_core.Call, Any, _core.CommitResult]:
+    def _commit_flow(
+        self, session: Session, status_code: int, caps: frozenset[str]
+    ) -> Generator[_core.Call, Any, _core.CommitResult]:
         keep = status_code < 500 or self.config.save_on_server_error
         return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
 

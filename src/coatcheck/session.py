@@ -70,8 +70,9 @@ class Session(MutableMapping[str, Any]):
         self._reauthenticated = False
         self._user_changed = False
 
-    def _adopt(self, key: str, raw: bytes, version: int, created_at: float, expires_at: float,
-               user_id: str | None, data: dict[str, Any]) -> None:
+    def _adopt(
+        self, key: str, raw: bytes, version: int, created_at: float, expires_at: float, user_id: str | None, data: dict[str, Any]
+    ) -> None:
         """Make this session the one stored under ``key`` (used by the manager after a load)."""
         self._loaded_key, self._raw, self._version = key, raw, version
         self._created_at, self._expires_at, self._user_id = created_at, expires_at, user_id
@@ -165,7 +166,9 @@ class Session(MutableMapping[str, Any]):
         if estimate > self._max_size:
             exact = len(_codec.encode(self._created_at or 0.0, {**self._data, key: value}))
             if exact > self._max_size:
-                raise SessionTooLargeError(f"session[{key!r}] would make the session {exact} bytes, over max_size={self._max_size}")
+                raise SessionTooLargeError(
+                    f"session[{key!r}] would make the session {exact} bytes, over max_size={self._max_size}"
+                )
         self._data[key] = value
         self._dirty.add(key)
         self._snapshots.pop(key, None)

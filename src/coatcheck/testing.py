@@ -398,4 +398,3 @@ class StoreConformance:
 
 def _caps(ops: Ops) -> frozenset[str]:
     return ops.manager._sync_caps if ops.mode == "sync" else ops.manager._async_caps
-

@@ -28,7 +28,9 @@ def get_session(environ: dict[str, Any]) -> Session:
     """The request's session; raises :class:`MiddlewareNotInstalledError` without the middleware."""
     session = environ.get(ENVIRON_KEY)
     if not isinstance(session, Session):
-        raise MiddlewareNotInstalledError("no coatcheck session in this environ: wrap the app in coatcheck.wsgi.SessionMiddleware")
+        raise MiddlewareNotInstalledError(
+            "no coatcheck session in this environ: wrap the app in coatcheck.wsgi.SessionMiddleware"
+        )
     return session
 
 
@@ -39,8 +41,15 @@ class SessionMiddleware:
     ``Set-Cookie``). ``check=False`` skips the startup check of the store.
     """
 
-    def __init__(self, app: WSGIApp, manager: SessionManager, *, on_error: ErrorHook = default_error_response,
-                 purge_interval: float | None = 60.0, check: bool = True) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        manager: SessionManager,
+        *,
+        on_error: ErrorHook = default_error_response,
+        purge_interval: float | None = 60.0,
+        check: bool = True,
+    ) -> None:
         if not manager.supports_sync:
             raise ConfigurationError(f"{type(manager.store).__name__} has no sync API; the WSGI middleware needs one")
         if check:
@@ -62,7 +71,9 @@ class SessionMiddleware:
         scheme = environ.get("wsgi.url_scheme", "http")
         state: dict[str, Any] = {"started": False, "error": None}
 
-        def start_with_session(status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
+        def start_with_session(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
             if state["started"]:
                 return start_response(status, headers, exc_info)
             state["started"] = True

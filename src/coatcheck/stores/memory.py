@@ -185,4 +185,3 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         self.close()
-

@@ -37,8 +37,7 @@ _CREATE = (
     f" version = excluded.version, user_id = excluded.user_id WHERE {_TABLE}.expires_at <= ?"
 )
 _UPDATE = (
-    f"UPDATE {_TABLE} SET data = ?, expires_at = ?, version = ?, user_id = ?"
-    " WHERE key = ? AND version = ? AND expires_at > ?"
+    f"UPDATE {_TABLE} SET data = ?, expires_at = ?, version = ?, user_id = ? WHERE key = ? AND version = ? AND expires_at > ?"
 )
 _TOUCH = f"UPDATE {_TABLE} SET expires_at = ? WHERE key = ? AND expires_at > ? AND expires_at < ?"
 _DELETE = f"DELETE FROM {_TABLE} WHERE key = ?"
@@ -56,8 +55,9 @@ class SQLiteStore:
     the write lock for long.
     """
 
-    def __init__(self, path: str | Path, *, timeout: float = 5.0, purge_batch: int = 1000,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | Path, *, timeout: float = 5.0, purge_batch: int = 1000, clock: Callable[[], float] = time.time
+    ) -> None:
         self.path = str(path)
         if self.path == ":memory:":
             raise ConfigurationError("an SQLite :memory: database is per connection; use memory:// instead")
@@ -133,8 +133,10 @@ class SQLiteStore:
             now = self._clock()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                ok = (conn.execute(_DELETE_VERSION, (old_key, expected_version, now)).rowcount == 1
-                      and conn.execute(_CREATE, (new_key, r.data, r.expires_at, r.version, r.user_id, now)).rowcount == 1)
+                ok = (
+                    conn.execute(_DELETE_VERSION, (old_key, expected_version, now)).rowcount == 1
+                    and conn.execute(_CREATE, (new_key, r.data, r.expires_at, r.version, r.user_id, now)).rowcount == 1
+                )
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
