@@ -118,7 +118,7 @@ PAUSE = "pause"
 
 def backoff(attempt: int) -> Call:
     """A short random pause before compare-and-set retry ``attempt`` (1-based), to break ties."""
-    return Call(PAUSE, (random.uniform(0, 0.002 * 2 ** min(attempt, 5)),))  # noqa: S311 - jitter, not security
+    return Call(PAUSE, (random.uniform(0, min(0.05, 0.001 * 2**attempt)),))  # noqa: S311 - jitter, not security
 
 
 def deadline(config: SessionConfig, created_at: float, now: float) -> float:
@@ -238,7 +238,7 @@ def _write(
     created_at = now if session._reauthenticated else session._created_at
     new_id = session._id_factory() if session._rotate else session._id
     for attempt in range(config.max_commit_attempts):
-        if attempt > 1:
+        if attempt:
             yield backoff(attempt)
         raw = _encode(session, config, created_at)
         expires_at = deadline(config, created_at, now)

@@ -59,7 +59,7 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, receive, self._lifespan_send(send))
+            await self._lifespan(scope, receive, send)
             return
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -107,20 +107,26 @@ class SessionMiddleware:
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
 
-    def _lifespan_send(self, send: Send) -> Send:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check the store before the app starts; if it is unusable, fail startup loudly."""
+        startup = await receive()
+        try:
+            await self.manager.acheck()
+        except CoatcheckError as exc:
+            await send({"type": "lifespan.startup.failed", "message": f"coatcheck: session store unusable: {exc}"})
+            raise  # as Starlette's router does: the server reports it and exits
+        pending = [startup]
+
+        async def replay_receive() -> Message:
+            return pending.pop() if pending else await receive()
+
         async def lifespan_send(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                try:
-                    await self.manager.acheck()
-                except CoatcheckError as exc:
-                    message = {"type": "lifespan.startup.failed", "message": f"coatcheck: session store unusable: {exc}"}
-                else:
-                    if self.expirer is not None:
-                        await self.expirer.astart()
+            if message["type"] == "lifespan.startup.complete" and self.expirer is not None:
+                await self.expirer.astart()
             elif message["type"] == "lifespan.shutdown.complete":
                 if self.expirer is not None:
                     await self.expirer.astop()
                 await self.manager.aclose()
             await send(message)
 
-        return lifespan_send
+        await self.app(scope, replay_receive, lifespan_send)

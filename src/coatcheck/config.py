@@ -85,7 +85,7 @@ class SessionConfig:
     touch_interval: timedelta | float = timedelta(minutes=1)
     max_size: int = 64 * 1024
     save_on_server_error: bool = False
-    max_commit_attempts: int = 10
+    max_commit_attempts: int = 32
     idle_seconds: float = field(init=False, repr=False, compare=False)
     absolute_seconds: float = field(init=False, repr=False, compare=False)
     touch_seconds: float = field(init=False, repr=False, compare=False)

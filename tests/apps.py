@@ -1,0 +1,135 @@
+"""One small app, written once as ASGI (Starlette) and once as WSGI (Flask), with the routes the
+HTTP-level tests drive:
+
+/public  never touches the session        /peek    returns the session data as JSON
+/set     ?k=&v= writes one key             /login   ?user= logs in (rotates the ID)
+/logout  ends the session                  /whoami  the user or "anon"
+/id      writes, then returns session.id   /fail    writes, then answers 500
+/cached  reads, and sets its own Cache-Control
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from coatcheck import Session
+from coatcheck.asgi import get_session as asgi_session
+from coatcheck.wsgi import get_session as wsgi_session
+
+
+def _peek(session: Session) -> Any:
+    return {"data": dict(session), "user": session.user_id}
+
+
+def asgi_app() -> Starlette:
+    async def public(request: Request) -> Response:
+        return PlainTextResponse("public")
+
+    async def peek(request: Request) -> Response:
+        return JSONResponse(_peek(asgi_session(request.scope)))
+
+    async def set_value(request: Request) -> Response:
+        asgi_session(request.scope)[request.query_params["k"]] = request.query_params["v"]
+        return PlainTextResponse("ok")
+
+    async def login(request: Request) -> Response:
+        asgi_session(request.scope).login(request.query_params["user"])
+        return PlainTextResponse("ok")
+
+    async def logout(request: Request) -> Response:
+        asgi_session(request.scope).logout()
+        return PlainTextResponse("ok")
+
+    async def whoami(request: Request) -> Response:
+        return PlainTextResponse(asgi_session(request.scope).user_id or "anon")
+
+    async def session_id(request: Request) -> Response:
+        session = asgi_session(request.scope)
+        session["visited"] = True
+        return PlainTextResponse(session.id)
+
+    async def fail(request: Request) -> Response:
+        asgi_session(request.scope)["during_error"] = True
+        return PlainTextResponse("boom", status_code=500)
+
+    async def cached(request: Request) -> Response:
+        asgi_session(request.scope)["seen"] = True
+        return PlainTextResponse("cached", headers={"Cache-Control": "private, max-age=60"})
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(_peek(asgi_session(websocket.scope)))
+        await websocket.close()
+
+    routes: list[Any] = [
+        Route("/public", public),
+        Route("/peek", peek),
+        Route("/set", set_value, methods=["POST"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/whoami", whoami),
+        Route("/id", session_id),
+        Route("/fail", fail),
+        Route("/cached", cached),
+        WebSocketRoute("/ws", ws),
+    ]
+    return Starlette(routes=routes)
+
+
+def wsgi_app() -> flask.Flask:
+    app = flask.Flask(__name__)
+
+    def session() -> Session:
+        return wsgi_session(flask.request.environ)
+
+    @app.get("/public")
+    def public() -> str:
+        return "public"
+
+    @app.get("/peek")
+    def peek() -> Any:
+        return flask.jsonify(_peek(session()))
+
+    @app.post("/set")
+    def set_value() -> str:
+        session()[flask.request.args["k"]] = flask.request.args["v"]
+        return "ok"
+
+    @app.post("/login")
+    def login() -> str:
+        session().login(flask.request.args["user"])
+        return "ok"
+
+    @app.post("/logout")
+    def logout() -> str:
+        session().logout()
+        return "ok"
+
+    @app.get("/whoami")
+    def whoami() -> str:
+        return session().user_id or "anon"
+
+    @app.get("/id")
+    def session_id() -> str:
+        current = session()
+        current["visited"] = True
+        return current.id
+
+    @app.get("/fail")
+    def fail() -> tuple[str, int]:
+        session()["during_error"] = True
+        return "boom", 500
+
+    @app.get("/cached")
+    def cached() -> flask.Response:
+        session()["seen"] = True
+        return flask.Response("cached", headers={"Cache-Control": "private, max-age=60"})
+
+    return app

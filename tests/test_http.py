@@ -1,0 +1,384 @@
+"""The HTTP-level behaviour, through the ASGI middleware (Starlette) and the WSGI middleware
+(Flask) alike: every test runs once per middleware."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from coatcheck import CookieConfig, SessionConfig, SessionManager, StoreUnavailableError
+from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
+from coatcheck.stores.memory import MemoryStore
+from coatcheck.testing import FakeClock, SpyStore
+from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
+from tests.apps import asgi_app, wsgi_app
+
+pytestmark = pytest.mark.anyio
+BASE = "https://testserver"
+
+
+class FlakyStore(SpyStore):
+    """A spy whose store calls fail with StoreUnavailableError while ``down`` is set."""
+
+    down = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = super().__getattr__(name)
+        if not callable(method):
+            return method
+
+        def maybe_fail(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailableError("store is down (test)")
+            return method(*args, **kwargs)
+
+        return maybe_fail
+
+
+class Browser:
+    """A cookie-keeping client over either middleware, with one awaitable API."""
+
+    def __init__(self, kind: str, manager: SessionManager, base_url: str = BASE, **middleware: Any) -> None:
+        self.kind = kind
+        if kind == "asgi":
+            self.app: Any = ASGIMiddleware(asgi_app(), manager, **middleware)
+            self.client: Any = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=base_url)
+        else:
+            self.app = WSGIMiddleware(wsgi_app().wsgi_app, manager, **middleware)
+            self.client = httpx.Client(transport=httpx.WSGITransport(app=self.app), base_url=base_url)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self.kind == "asgi":
+            return await self.client.request(method, url, **kwargs)  # type: ignore[no-any-return]
+        return self.client.request(method, url, **kwargs)  # type: ignore[no-any-return]
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    @property
+    def session_id(self) -> str | None:
+        return self.client.cookies.get("sessionid")  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        if self.kind == "asgi":
+            await self.client.aclose()
+        else:
+            self.client.close()
+            if self.app.expirer is not None:
+                self.app.expirer.stop()
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def spy(clock: FakeClock) -> FlakyStore:
+    return FlakyStore(MemoryStore(clock=clock))
+
+
+@pytest.fixture
+def manager(spy: FlakyStore, clock: FakeClock) -> SessionManager:
+    return SessionManager(spy, clock=clock)
+
+
+@pytest.fixture
+async def browser(kind: str, manager: SessionManager, spy: SpyStore) -> AsyncIterator[Browser]:
+    b = Browser(kind, manager)
+    spy.reset()  # the WSGI middleware's startup check is not a request's cost
+    yield b
+    await b.close()
+
+
+def set_cookies(response: httpx.Response) -> list[str]:
+    return response.headers.get_list("set-cookie")
+
+
+def cookie_value(header: str) -> str:
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+# 1. lazy ------------------------------------------------------------------------------------------
+
+
+async def test_requests_that_never_write_cost_no_store_call_and_no_cookie(browser: Browser, spy: SpyStore) -> None:
+    for path in ["/public", "/peek", "/whoami"]:
+        response = await browser.get(path)
+        assert response.status_code == 200
+        assert set_cookies(response) == []
+    assert spy.calls == {}
+    assert len(spy.wrapped) == 0
+
+
+async def test_reading_the_session_adds_vary_cookie_but_public_pages_do_not(browser: Browser) -> None:
+    assert "cookie" in (await browser.get("/peek")).headers.get("vary", "").lower()
+    assert "vary" not in (await browser.get("/public")).headers
+
+
+# 2. usable in the request that creates it ------------------------------------------------------------
+
+
+async def test_session_id_in_the_creating_request_matches_the_cookie(browser: Browser) -> None:
+    response = await browser.get("/id")
+    [header] = set_cookies(response)
+    assert cookie_value(header) == response.text
+    assert (await browser.get("/peek")).json()["data"] == {"visited": True}
+
+
+# 3. strict mode ----------------------------------------------------------------------------------------
+
+
+async def test_unknown_cookie_is_not_adopted(browser: Browser, spy: SpyStore) -> None:
+    forged = "A" * 43
+    browser.client.cookies.set("sessionid", forged)
+    response = await browser.post("/set", params={"k": "a", "v": "1"})
+    issued = cookie_value(set_cookies(response)[0])
+    assert issued != forged
+    assert spy.calls["load"] == 1
+
+
+MALFORMED = ["", "a", "A" * 42, "A" * 44, "A" * 10_000, "../../etc/passwd", "..poc", "a/b", "a\\b", "%2e%2e%2f", "A" * 42 + "."]
+
+
+@pytest.mark.parametrize("value", MALFORMED, ids=range(len(MALFORMED)))
+async def test_malformed_cookie_never_reaches_the_store(
+    browser: Browser, spy: SpyStore, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "coatcheck.security")
+    response = await browser.get("/whoami", headers={"cookie": f"sessionid={value}".encode()})
+    assert (response.status_code, response.text) == (200, "anon")
+    assert spy.calls == {}
+    assert all(value not in record.getMessage() for record in caplog.records if len(value) > 2)
+
+
+async def test_one_bad_cookie_does_not_hide_the_session_cookie(browser: Browser) -> None:
+    await browser.post("/login", params={"user": "alice"})
+    sid = browser.session_id
+    browser.client.cookies.clear()
+    header = f'bad:name=1; =sessionid={"B" * 43}; sessionid={sid}; x="unterminated'
+    assert (await browser.get("/whoami", headers={"cookie": header})).text == "alice"
+
+
+async def test_duplicate_session_cookies_take_the_first_live_one(browser: Browser) -> None:
+    await browser.post("/login", params={"user": "alice"})
+    sid = browser.session_id
+    browser.client.cookies.clear()
+    for header in [f"sessionid={'C' * 43}; sessionid={sid}", f"sessionid={sid}; sessionid={'C' * 43}"]:
+        assert (await browser.get("/whoami", headers={"cookie": header})).text == "alice"
+
+
+# 4. Set-Cookie and cache headers -------------------------------------------------------------------------
+
+
+async def test_set_cookie_attributes(browser: Browser, manager: SessionManager) -> None:
+    response = await browser.post("/set", params={"k": "a", "v": "1"})
+    [header] = set_cookies(response)
+    assert re.fullmatch(r"sessionid=[A-Za-z0-9_-]{43}; Max-Age=(\d+); Path=/; Secure; HttpOnly; SameSite=Lax", header)
+    max_age = int(re.findall(r"Max-Age=(\d+)", header)[0])
+    assert 0 < max_age <= manager.config.idle_seconds
+    assert "domain" not in header.lower()
+    assert response.headers["cache-control"] == "no-store"
+    assert "cookie" in response.headers["vary"].lower()
+
+
+async def test_app_cache_control_is_kept(browser: Browser) -> None:
+    response = await browser.get("/cached")
+    assert response.headers.get_list("cache-control") == ["private, max-age=60"]
+    assert set_cookies(response)
+
+
+@pytest.mark.parametrize(("secure", "base", "expected"), [("auto", "http://testserver", False), ("auto", BASE, True), (False, BASE, False)])
+async def test_secure_flag_follows_the_option(kind: str, clock: FakeClock, secure: Any, base: str, expected: bool) -> None:
+    manager = SessionManager(MemoryStore(clock=clock), config=SessionConfig(cookie=CookieConfig(secure=secure)), clock=clock)
+    browser = Browser(kind, manager, base_url=base)
+    try:
+        [header] = set_cookies(await browser.post("/set", params={"k": "a", "v": "1"}))
+    finally:
+        await browser.close()
+    assert ("; Secure" in header) is expected
+
+
+async def test_max_age_never_outlives_the_absolute_timeout(kind: str, clock: FakeClock) -> None:
+    config = SessionConfig(idle_timeout=3600, absolute_timeout=8 * 3600, touch_interval=0)
+    browser = Browser(kind, SessionManager(MemoryStore(clock=clock), config=config, clock=clock))
+    try:
+        await browser.post("/set", params={"k": "a", "v": "1"})
+        for _ in range(15):  # active every half hour, so the idle timeout never ends it
+            clock.advance(1800)
+            await browser.post("/set", params={"k": "b", "v": str(clock())})
+        clock.advance(1800 - 60)
+        [header] = set_cookies(await browser.post("/set", params={"k": "b", "v": "last"}))
+    finally:
+        await browser.close()
+    assert int(re.findall(r"Max-Age=(\d+)", header)[0]) <= 60
+
+
+# 6. read-only requests and the throttled touch -----------------------------------------------------------
+
+
+async def test_read_only_request_costs_one_read_and_touch_is_throttled(browser: Browser, spy: SpyStore, clock: FakeClock) -> None:
+    await browser.post("/set", params={"k": "a", "v": "1"})
+    spy.reset()
+    response = await browser.get("/peek")
+    assert spy.calls == {"load": 1}
+    assert set_cookies(response) == []
+    clock.advance(61)
+    spy.reset()
+    response = await browser.get("/peek")
+    assert spy.calls == {"load": 1, "touch": 1}
+    [header] = set_cookies(response)
+    assert cookie_value(header) == browser.session_id
+
+
+# 7. rotation, login, logout -------------------------------------------------------------------------------
+
+
+async def test_login_fixation_attacker_id_is_anonymous(browser: Browser, kind: str, manager: SessionManager) -> None:
+    await browser.post("/set", params={"k": "cart", "v": "1"})
+    attacker_id = browser.session_id
+    response = await browser.post("/login", params={"user": "victim"})
+    assert cookie_value(set_cookies(response)[0]) != attacker_id
+    assert (await browser.get("/whoami")).text == "victim"
+    attacker = Browser(kind, manager)
+    attacker.client.cookies.set("sessionid", attacker_id)
+    try:
+        assert (await attacker.get("/whoami")).text == "anon"
+    finally:
+        await attacker.close()
+
+
+async def test_logout_deletes_server_side_and_clears_the_cookie(browser: Browser, spy: SpyStore) -> None:
+    await browser.post("/login", params={"user": "alice"})
+    old = browser.session_id
+    response = await browser.post("/logout")
+    [header] = set_cookies(response)
+    assert header.startswith("sessionid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure; HttpOnly; SameSite=Lax")
+    assert len(spy.wrapped) == 0
+    browser.client.cookies.set("sessionid", old)
+    assert (await browser.get("/whoami")).text == "anon"
+
+
+async def test_logout_uses_the_configured_path_and_domain(kind: str, clock: FakeClock) -> None:
+    cookie = CookieConfig(path="/app", domain="example.com")
+    browser = Browser(kind, SessionManager(MemoryStore(clock=clock), config=SessionConfig(cookie=cookie), clock=clock))
+    try:
+        set_header = set_cookies(await browser.post("/login", params={"user": "alice"}))[0]
+        sid = cookie_value(set_header)
+        clear_header = set_cookies(await browser.post("/logout", headers={"cookie": f"sessionid={sid}"}))[0]
+    finally:
+        await browser.close()
+    for header in (set_header, clear_header):
+        assert "; Path=/app; Domain=example.com;" in header
+
+
+async def test_logout_without_a_session_creates_nothing(browser: Browser, spy: SpyStore) -> None:
+    for _ in range(20):
+        response = await browser.post("/logout")
+        assert set_cookies(response) == []
+    assert spy.writes == 0
+    assert len(spy.wrapped) == 0
+
+
+# 11. store failures --------------------------------------------------------------------------------------------
+
+
+async def test_store_failure_answers_503_without_traceback_and_recovers(browser: Browser, spy: FlakyStore, caplog: pytest.LogCaptureFixture) -> None:
+    await browser.post("/set", params={"k": "a", "v": "1"})
+    sid = browser.session_id
+    spy.down = True
+    for method, path in [("GET", "/peek"), ("POST", "/set?k=b&v=2")]:
+        response = await browser.request(method, path)
+        assert response.status_code == 503
+        assert set_cookies(response) == []
+        assert "Traceback" not in response.text
+        assert sid is not None and sid not in response.text
+    assert any(record.levelno == logging.ERROR for record in caplog.records)
+    spy.down = False
+    assert (await browser.get("/peek")).json()["data"] == {"a": "1"}
+
+
+async def test_store_failure_at_commit_sends_no_cookie(browser: Browser, spy: FlakyStore) -> None:
+    spy.down = True
+    response = await browser.post("/set", params={"k": "a", "v": "1"})  # no cookie: the failure is the create
+    assert response.status_code == 503
+    assert set_cookies(response) == []
+    assert response.text.startswith("503")
+
+
+async def test_error_hook_is_replaceable(kind: str, spy: FlakyStore, manager: SessionManager) -> None:
+    browser = Browser(kind, manager, on_error=lambda exc: (599, [("X-Why", type(exc).__name__)], b"down"))
+    spy.down = True
+    try:
+        response = await browser.post("/set", params={"k": "a", "v": "1"})
+    finally:
+        await browser.close()
+    assert (response.status_code, response.headers["x-why"], response.text) == (599, "StoreUnavailableError", "down")
+
+
+# 12. 5xx ----------------------------------------------------------------------------------------------------
+
+
+async def test_changes_made_while_answering_5xx_are_not_saved(browser: Browser) -> None:
+    await browser.post("/set", params={"k": "a", "v": "1"})
+    response = await browser.get("/fail")
+    assert response.status_code == 500
+    assert set_cookies(response) == []
+    assert (await browser.get("/peek")).json()["data"] == {"a": "1"}
+
+
+async def test_save_on_server_error_is_configurable(kind: str, clock: FakeClock) -> None:
+    manager = SessionManager(MemoryStore(clock=clock), config=SessionConfig(save_on_server_error=True), clock=clock)
+    browser = Browser(kind, manager)
+    try:
+        await browser.get("/fail")
+        assert (await browser.get("/peek")).json()["data"] == {"during_error": True}
+    finally:
+        await browser.close()
+
+
+# 8. concurrency on every store ------------------------------------------------------------------------------
+
+
+async def test_fifty_concurrent_requests_each_keep_their_key(kind: str, store: Any, clock: FakeClock) -> None:
+    manager = SessionManager(store, clock=clock)
+    browser = Browser(kind, manager)
+    try:
+        await browser.post("/set", params={"k": "base", "v": "0"})
+        cookie = {"cookie": f"sessionid={browser.session_id}"}
+        if kind == "asgi":
+            responses = await asyncio.gather(*(browser.post("/set", params={"k": f"k{i}", "v": str(i)}, headers=cookie) for i in range(50)))
+        else:
+            responses = _threaded(browser, cookie, 50)
+        assert [r.status_code for r in responses] == [200] * 50
+        data = (await browser.get("/peek")).json()["data"]
+    finally:
+        await browser.close()
+    assert data == {"base": "0", **{f"k{i}": str(i) for i in range(50)}}
+
+
+def _threaded(browser: Browser, cookie: dict[str, str], count: int) -> list[httpx.Response]:
+    responses: list[httpx.Response] = []
+    barrier = threading.Barrier(count)
+
+    def one(i: int) -> None:
+        with httpx.Client(transport=httpx.WSGITransport(app=browser.app), base_url=BASE) as client:
+            barrier.wait(timeout=30)
+            responses.append(client.post("/set", params={"k": f"k{i}", "v": str(i)}, headers=cookie))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return responses

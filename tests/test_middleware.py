@@ -1,0 +1,130 @@
+"""Middleware life cycle: startup checks, the expirer, websockets, late start_response."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from coatcheck import MiddlewareNotInstalledError, SessionManager, StoreUnavailableError
+from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
+from coatcheck.asgi import get_session as asgi_session
+from coatcheck.stores.memory import MemoryStore
+from coatcheck.testing import FakeClock
+from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
+from coatcheck.wsgi import get_session as wsgi_session
+from tests.apps import asgi_app
+from tests.test_http import FlakyStore
+
+
+def test_asgi_lifespan_fails_startup_when_the_store_is_down() -> None:
+    store = FlakyStore(MemoryStore())
+    store.down = True
+    app = ASGIMiddleware(asgi_app(), SessionManager(store))
+    with pytest.raises(StoreUnavailableError, match="store is down"), TestClient(app):
+        pass
+
+
+def test_asgi_lifespan_runs_the_expirer_and_closes_the_store() -> None:
+    clock = FakeClock()
+    memory = MemoryStore(clock=clock)
+    store = FlakyStore(memory)
+    app = ASGIMiddleware(asgi_app(), SessionManager(store, clock=clock), purge_interval=0.01)
+    assert app.expirer is not None
+    with TestClient(app, base_url="https://testserver") as client:
+        client.post("/set", params={"k": "a", "v": "1"})
+        assert len(memory) == 1
+        clock.advance(3600)
+        deadline = clock.now
+        while len(memory) and store.calls.get("delete_expired", 0) < 1000:
+            client.get("/public")  # yields to the event loop, where the expirer task runs
+        assert len(memory) == 0
+        assert clock.now == deadline
+    assert store.calls.get("close") == 1
+    assert not app.expirer.running
+
+
+def test_websocket_sees_the_session() -> None:
+    manager = SessionManager(MemoryStore())
+    with TestClient(ASGIMiddleware(asgi_app(), manager), base_url="https://testserver") as client:
+        client.post("/set", params={"k": "a", "v": "1"})
+        with client.websocket_connect("/ws", headers={"cookie": f"sessionid={client.cookies['sessionid']}"}) as ws:
+            assert ws.receive_json() == {"data": {"a": "1"}, "user": None}
+
+
+def test_get_session_without_middleware_raises_a_clear_error() -> None:
+    with pytest.raises(MiddlewareNotInstalledError, match="coatcheck.asgi.SessionMiddleware"):
+        asgi_session({"type": "http"})
+    with pytest.raises(MiddlewareNotInstalledError, match="coatcheck.wsgi.SessionMiddleware"):
+        wsgi_session({})
+
+
+def test_wsgi_middleware_checks_the_store_at_construction() -> None:
+    store = FlakyStore(MemoryStore())
+    store.down = True
+    with pytest.raises(StoreUnavailableError):
+        WSGIMiddleware(lambda e, s: [], SessionManager(store))
+
+
+def test_wsgi_expirer_starts_with_the_first_request_and_purges() -> None:
+    clock = FakeClock()
+    memory = MemoryStore(clock=clock)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        wsgi_session(environ)["a"] = 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    middleware = WSGIMiddleware(app, SessionManager(memory, clock=clock), purge_interval=0.01)
+    assert middleware.expirer is not None and not middleware.expirer.running
+    with httpx.Client(transport=httpx.WSGITransport(app=middleware), base_url="https://testserver") as client:
+        client.get("/")
+    assert middleware.expirer.running
+    assert len(memory) == 1
+    clock.advance(3600)
+    thread = middleware.expirer._thread
+    assert thread is not None
+    for _ in range(500):
+        if not len(memory):
+            break
+        thread.join(0.01)
+    middleware.expirer.stop()
+    assert len(memory) == 0
+    assert not middleware.expirer.running
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_wsgi_app_that_starts_its_response_while_iterating(fail: bool) -> None:
+    store = FlakyStore(MemoryStore())
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        wsgi_session(environ)["late"] = True
+        store.down = fail
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"body"
+
+    middleware = WSGIMiddleware(app, SessionManager(store), purge_interval=None)
+    with httpx.Client(transport=httpx.WSGITransport(app=middleware), base_url="https://testserver") as client:
+        response = client.get("/")
+    if fail:
+        assert (response.status_code, response.headers.get("set-cookie")) == (503, None)
+        assert "body" not in response.text
+    else:
+        assert response.status_code == 200
+        assert response.text == "body"
+        assert response.headers["set-cookie"].startswith("sessionid=")
+
+
+def test_non_http_scopes_pass_through() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+
+    import asyncio
+
+    asyncio.run(ASGIMiddleware(app, SessionManager(MemoryStore()))({"type": "custom"}, None, None))  # type: ignore[arg-type]
+    assert seen == ["custom"]
