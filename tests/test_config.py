@@ -87,7 +87,10 @@ def test_unknown_scheme_lists_the_known_ones() -> None:
         SessionManager("sessions.db")
 
 
-@pytest.mark.parametrize(("url", "driver", "extra"), [("redis://127.0.0.1", "redis", "redis"), ("postgresql://x/db", "psycopg", "postgres"), ("mysql://x/db", "pymysql", "mysql")])
+@pytest.mark.parametrize(
+    ("url", "driver", "extra"),
+    [("redis://127.0.0.1", "redis", "redis"), ("postgresql://x/db", "psycopg", "postgres"), ("mysql://x/db", "pymysql", "mysql")],
+)
 def test_missing_driver_names_the_install_line(monkeypatch: pytest.MonkeyPatch, url: str, driver: str, extra: str) -> None:
     for name in list(sys.modules):
         if name == driver or name.startswith(driver + ".") or name == f"coatcheck.stores.{extra}":
@@ -111,11 +114,20 @@ def test_a_store_object_must_implement_a_protocol() -> None:
 
 def test_middlewares_refuse_a_store_without_their_flavour() -> None:
     class SyncOnly:
-        def load(self, key: str) -> None: ...
-        def save(self, key: str, record: object, *, expected_version: int | None) -> bool: ...
-        def delete(self, key: str) -> None: ...
-        def delete_expired(self, now: float) -> int: ...
-        def close(self) -> None: ...
+        def load(self, key: str) -> None:
+            return None
+
+        def save(self, key: str, record: object, *, expected_version: int | None) -> bool:
+            return False
+
+        def delete(self, key: str) -> None:
+            return None
+
+        def delete_expired(self, now: float) -> int:
+            return 0
+
+        def close(self) -> None:
+            return None
 
     manager = SessionManager(SyncOnly())
     with pytest.raises(ConfigurationError, match="no async API"):

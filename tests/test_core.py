@@ -7,6 +7,7 @@ import logging
 import pickle
 import random
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def test_ids_come_from_secrets_not_random(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(random, "random", broken)
     monkeypatch.setattr(random, "getrandbits", broken)
     assert _ids.is_valid_id(_ids.new_session_id())
-    monkeypatch.setattr(_ids.secrets, "token_urlsafe", lambda n: "S" * 43)
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: "S" * 43)
     assert _ids.new_session_id() == "S" * 43
 
 
@@ -62,7 +63,7 @@ def test_cookie_candidates(header: str, expected: list[str]) -> None:
 
 
 def test_cookie_parsing_is_linear_on_pathological_headers() -> None:
-    header = 'x="' + "\\\"" * 32_000 + '"; ' + "; ".join(f"c{i}=v" for i in range(1000)) + "; sessionid=" + "A" * 43
+    header = 'x="' + '\\"' * 32_000 + '"; ' + "; ".join(f"c{i}=v" for i in range(1000)) + "; sessionid=" + "A" * 43
     start = time.perf_counter()
     assert _core.cookie_candidates([header], "sessionid") == ["A" * 43]
     assert time.perf_counter() - start < 0.05
@@ -76,9 +77,15 @@ def test_candidates_are_bounded() -> None:
 def test_set_cookie_header_never_contains_crlf() -> None:
     cookie = CookieConfig(name="__Host-id")
     for secure in (True, False):
-        for header in (_core.set_cookie_header(cookie, "A" * 43, 60, secure=secure), _core.clear_cookie_header(cookie, secure=secure)):
+        for header in (
+            _core.set_cookie_header(cookie, "A" * 43, 60, secure=secure),
+            _core.clear_cookie_header(cookie, secure=secure),
+        ):
             assert "\r" not in header and "\n" not in header
-    assert _core.set_cookie_header(cookie, "A" * 43, 60, secure=True) == "__Host-id=" + "A" * 43 + "; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
+    assert (
+        _core.set_cookie_header(cookie, "A" * 43, 60, secure=True)
+        == "__Host-id=" + "A" * 43 + "; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
+    )
 
 
 def test_browser_session_cookie_has_no_max_age() -> None:
@@ -109,8 +116,9 @@ def test_corrupt_records_are_refused(raw: bytes) -> None:
         _codec.decode(raw)
 
 
-
-def test_corrupt_or_pickled_record_reads_as_fresh_session_with_a_hashed_log(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+def test_corrupt_or_pickled_record_reads_as_fresh_session_with_a_hashed_log(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
     clock = FakeClock()
     store = MemoryStore(clock=clock)
     manager = SessionManager(store, clock=clock)

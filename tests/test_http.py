@@ -198,7 +198,9 @@ async def test_app_cache_control_is_kept(browser: Browser) -> None:
     assert set_cookies(response)
 
 
-@pytest.mark.parametrize(("secure", "base", "expected"), [("auto", "http://testserver", False), ("auto", BASE, True), (False, BASE, False)])
+@pytest.mark.parametrize(
+    ("secure", "base", "expected"), [("auto", "http://testserver", False), ("auto", BASE, True), (False, BASE, False)]
+)
 async def test_secure_flag_follows_the_option(kind: str, clock: FakeClock, secure: Any, base: str, expected: bool) -> None:
     manager = SessionManager(MemoryStore(clock=clock), config=SessionConfig(cookie=CookieConfig(secure=secure)), clock=clock)
     browser = Browser(kind, manager, base_url=base)
@@ -263,7 +265,9 @@ async def test_logout_deletes_server_side_and_clears_the_cookie(browser: Browser
     old = browser.session_id
     response = await browser.post("/logout")
     [header] = set_cookies(response)
-    assert header.startswith("sessionid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure; HttpOnly; SameSite=Lax")
+    assert header.startswith(
+        "sessionid=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/; Secure; HttpOnly; SameSite=Lax"
+    )
     assert len(spy.wrapped) == 0
     browser.client.cookies.set("sessionid", old)
     assert (await browser.get("/whoami")).text == "anon"
@@ -293,7 +297,9 @@ async def test_logout_without_a_session_creates_nothing(browser: Browser, spy: S
 # 11. store failures --------------------------------------------------------------------------------------------
 
 
-async def test_store_failure_answers_503_without_traceback_and_recovers(browser: Browser, spy: FlakyStore, caplog: pytest.LogCaptureFixture) -> None:
+async def test_store_failure_answers_503_without_traceback_and_recovers(
+    browser: Browser, spy: FlakyStore, caplog: pytest.LogCaptureFixture
+) -> None:
     await browser.post("/set", params={"k": "a", "v": "1"})
     sid = browser.session_id
     spy.down = True
@@ -357,7 +363,9 @@ async def test_fifty_concurrent_requests_each_keep_their_key(kind: str, store: A
         await browser.post("/set", params={"k": "base", "v": "0"})
         cookie = {"cookie": f"sessionid={browser.session_id}"}
         if kind == "asgi":
-            responses = await asyncio.gather(*(browser.post("/set", params={"k": f"k{i}", "v": str(i)}, headers=cookie) for i in range(50)))
+            responses = await asyncio.gather(
+                *(browser.post("/set", params={"k": f"k{i}", "v": str(i)}, headers=cookie) for i in range(50))
+            )
         else:
             responses = _threaded(browser, cookie, 50)
         assert [r.status_code for r in responses] == [200] * 50

@@ -56,9 +56,9 @@ def test_websocket_sees_the_session() -> None:
 
 
 def test_get_session_without_middleware_raises_a_clear_error() -> None:
-    with pytest.raises(MiddlewareNotInstalledError, match="coatcheck.asgi.SessionMiddleware"):
+    with pytest.raises(MiddlewareNotInstalledError, match=r"coatcheck\.asgi\.SessionMiddleware"):
         asgi_session({"type": "http"})
-    with pytest.raises(MiddlewareNotInstalledError, match="coatcheck.wsgi.SessionMiddleware"):
+    with pytest.raises(MiddlewareNotInstalledError, match=r"coatcheck\.wsgi\.SessionMiddleware"):
         wsgi_session({})
 
 

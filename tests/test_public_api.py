@@ -18,7 +18,14 @@ def test_errors_form_the_documented_tree() -> None:
     assert issubclass(coatcheck.ConfigurationError, ValueError)
     assert issubclass(coatcheck.MiddlewareNotInstalledError, RuntimeError)
     assert issubclass(coatcheck.StoreUnavailableError, coatcheck.StoreError)
-    for name in ["ConfigurationError", "MiddlewareNotInstalledError", "NotSupportedError", "ConcurrentUpdateError", "SessionTooLargeError", "StoreError"]:
+    for name in [
+        "ConfigurationError",
+        "MiddlewareNotInstalledError",
+        "NotSupportedError",
+        "ConcurrentUpdateError",
+        "SessionTooLargeError",
+        "StoreError",
+    ]:
         assert issubclass(getattr(coatcheck, name), coatcheck.CoatcheckError)
 
 
