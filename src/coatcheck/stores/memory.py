@@ -133,8 +133,14 @@ class MemoryStore:
             return
         budget = max(1, self.max_entries // 100)
         for bucket in sorted(self._buckets):
-            for key in list(self._buckets.get(bucket, ())):
-                self.delete(key)
+            keys = self._buckets.get(bucket, set())
+            for key in list(keys):
+                keys.discard(key)
+                with self._lock(key):
+                    record = self._records.get(key)
+                    if record is None or int(record.expires_at // _BUCKET_SECONDS) != bucket:
+                        continue  # a stale entry: the key was deleted or moved to a later bucket
+                    self._drop(key)
                 budget -= 1
                 if budget <= 0:
                     return
