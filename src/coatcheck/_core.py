@@ -127,7 +127,7 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
 
 
 def load_flow(
-    candidates: list[str], config: SessionConfig, now: float, new_session: Callable[[], Session]
+    candidates: list[str], config: SessionConfig, now: float, make_session: Callable[[str | None], Session]
 ) -> Generator[Call, Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
 
@@ -147,11 +147,10 @@ def load_flow(
         if min(record.expires_at, created_at + config.absolute_seconds) <= now:
             security_log.info("expired session ID (sha256 %s)", log_handle(session_id))
             continue
-        session = new_session()
-        session._id = session_id
+        session = make_session(session_id)
         session._adopt(key, record.data, record.version, created_at, record.expires_at, record.user_id, data)
         return session
-    return new_session()
+    return make_session(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +163,7 @@ class CommitResult:
 
 
 def _result(session: Session, expires_at: float, now: float) -> CommitResult:
-    return CommitResult(session_id=session._id, max_age=max(0, int(expires_at - now)))
+    return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
 
 
 def commit_flow(
@@ -205,8 +204,9 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Ca
     expires_at = deadline(config, now, now)
     record = Record(raw, expires_at, 1, session._user_id)
     for _ in range(config.max_commit_attempts):
-        if (yield Call("save", (store_key(session._id), record), {"expected_version": None})):
-            session._adopt(store_key(session._id), raw, 1, now, expires_at, session._user_id, session._data)
+        key = store_key(session._current_id())
+        if (yield Call("save", (key, record), {"expected_version": None})):
+            session._adopt(key, raw, 1, now, expires_at, session._user_id, session._data)
             return _result(session, expires_at, now)
         session._id = session._id_factory()  # an ID collision: never overwrite, draw again
     raise ConcurrentUpdateError("could not find an unused session ID")
@@ -236,14 +236,14 @@ def _write(
     old_key = session._loaded_key
     assert old_key is not None and session._created_at is not None
     created_at = now if session._reauthenticated else session._created_at
-    new_id = session._id_factory() if session._rotate else session._id
+    new_id = session._id_factory() if session._rotate else session._current_id()
     for attempt in range(config.max_commit_attempts):
         if attempt:
             yield backoff(attempt)
         raw = _encode(session, config, created_at)
         expires_at = deadline(config, created_at, now)
         record = Record(raw, expires_at, session._version + 1, session._user_id)
-        new_key = store_key(new_id)
+        new_key = store_key(new_id) if session._rotate else old_key
         if not session._rotate:
             saved = yield Call("save", (old_key, record), {"expected_version": session._version})
         elif "rotate" in capabilities:
@@ -259,7 +259,9 @@ def _write(
             return _result(session, expires_at, now)
         fresh: Record | None = yield Call("load", (old_key,))
         if fresh is None:
-            security_log.info("session ended by a concurrent request; changes dropped (sha256 %s)", log_handle(session._id))
+            security_log.info(
+                "session ended by a concurrent request; changes dropped (sha256 %s)", log_handle(session._current_id())
+            )
             return CommitResult()
         if session._rotate and fresh.version == session._version:
             new_id = session._id_factory()  # the new ID collided; the old record is unchanged

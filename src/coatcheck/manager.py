@@ -101,12 +101,15 @@ class SessionManager:
 
     def new_session(self) -> Session:
         """A new, empty session that costs nothing until something is written to it."""
-        return Session(self._id_factory(), id_factory=self._id_factory, max_size=self.config.max_size)
+        return Session(id_factory=self._id_factory, max_size=self.config.max_size)
+
+    def _session(self, session_id: str | None) -> Session:
+        return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size)
 
     def _load_flow(self, cookie_headers: str | Iterable[str] | None) -> Generator[_core.Call, Any, Session]:
         headers = [cookie_headers] if isinstance(cookie_headers, str) else (cookie_headers or [])
         candidates = _core.cookie_candidates(headers, self.config.cookie.name)
-        return _core.load_flow(candidates, self.config, self.clock(), self.new_session)
+        return _core.load_flow(candidates, self.config, self.clock(), self._session)
 
     def load(self, cookie_headers: str | Iterable[str] | None) -> Session:
         """The session named by the request's ``Cookie`` header(s), or a fresh one.
@@ -188,7 +191,7 @@ class SessionManager:
     @staticmethod
     def handle(session: Session) -> str:
         """The :attr:`SessionInfo.handle` of ``session``, to mark "this device" in a listing."""
-        return log_handle(session._id)
+        return log_handle(session._current_id())
 
     # -- upkeep ---------------------------------------------------------------------------------
 

@@ -45,15 +45,16 @@ class Session(MutableMapping[str, Any]):
         "_version",
     )
 
-    def __init__(self, session_id: str, *, id_factory: Callable[[], str], max_size: int) -> None:
-        """Build a new, empty session; the manager builds loaded ones with :meth:`_adopt`."""
+    def __init__(self, session_id: str | None = None, *, id_factory: Callable[[], str], max_size: int) -> None:
+        """Build an empty session (its ID is drawn when first needed); the manager fills
+        loaded ones with :meth:`_adopt`."""
         self._id_factory = id_factory
         self._max_size = max_size
         self._destroy_key: str | None = None
         self._accessed = False
         self._reset(session_id)
 
-    def _reset(self, session_id: str) -> None:
+    def _reset(self, session_id: str | None) -> None:
         self._id = session_id
         self._loaded_key: str | None = None
         self._raw: bytes | None = None
@@ -84,6 +85,11 @@ class Session(MutableMapping[str, Any]):
     def id(self) -> str:
         """The session ID: the value of the cookie this session is (or will be) sent under."""
         self._accessed = True
+        return self._current_id()
+
+    def _current_id(self) -> str:
+        if self._id is None:
+            self._id = self._id_factory()
         return self._id
 
     @property
@@ -142,7 +148,7 @@ class Session(MutableMapping[str, Any]):
         self._accessed = True
         if self._loaded_key is not None:
             self._destroy_key = self._loaded_key
-        self._reset(self._id_factory())
+        self._reset(None)
 
     # -- the mapping --------------------------------------------------------------------------
 
