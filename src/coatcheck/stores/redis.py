@@ -1,0 +1,788 @@
+"""RedisStore and RedisClusterStore: sessions in Redis (redis-py), sync and async in one class.
+
+Key layout (``key_prefix`` defaults to ``"coatcheck:"``; ``<key>`` is the sha256-hex store key,
+never a session ID)::
+
+    <prefix>s:<key>          hash: d (data), e (expires_at), v (version), c (created), u (user)
+    <prefix>u:<user>         sorted set of the user's store keys, scored by their expiry (ms)
+    <prefix>revoked:<user>   cluster only: the time of the user's last "log out everywhere"
+
+The cluster store wraps the variable part in a hash tag (``s:{<key>}``, ``u:{<user>}``,
+``revoked:{<user>}``), so every multi-key script stays in one slot.
+
+Guarantees:
+
+* Each record is self-describing and carries a native TTL (``PEXPIREAT``, never later than its
+  ``expires_at``): Redis removes expired sessions, so ``delete_expired`` returns 0. A record whose
+  ``expires_at`` is not after ``clock()`` reads as missing even before Redis drops it.
+* Compare-and-set ``save``, ``touch`` (forward only, never creates) and, on one server,
+  ``rotate`` are each one Lua script call (EVALSHA), atomic on the server. On one server a save
+  or rotate writes the user index in the same script; a touch that extends an owned record
+  extends its index entry with a second script call.
+* The user index never grows without bound: entries of expired sessions are pruned whenever the
+  index is written, listed or revoked, and the index key expires with its longest session.
+* Cluster: a user's sessions live in many slots, so the index is written by a second call and
+  ``rotate`` is create-new, then delete-old-at-version (the new record is unreachable until
+  both succeed). "Log out everywhere" first records a revocation epoch; a record whose ``c`` is
+  not after its user's epoch reads as missing, even if its index entry was lost. Each record's
+  TTL is capped at ``c + max_lifetime`` and the epoch lives ``max_lifetime``, so the epoch
+  always outlives the sessions it revokes.
+* Failures: connection errors and timeouts raise :class:`StoreUnavailableError`, other Redis
+  errors :class:`StoreError`, both ``from`` the driver's exception. Timeouts are bounded (1 s
+  by default) and the pool is bounded; clients reconnect by themselves when Redis returns.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.cluster
+import redis.exceptions
+import redis.retry
+from redis.backoff import NoBackoff
+
+from ..errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
+from ._protocol import Record
+
+__all__ = ["RedisClusterStore", "RedisStore"]
+
+T = TypeVar("T")
+RetryT = TypeVar("RetryT", redis.retry.Retry, redis.asyncio.retry.Retry)
+
+DEFAULT_TIMEOUT = 1.0
+DEFAULT_MAX_CONNECTIONS = 50
+CLUSTER_MAX_LIFETIME = 30 * 24 * 3600.0
+
+_FIELDS = ("d", "e", "v", "u", "c")
+
+# -- Lua: one prelude, one script per atomic operation ------------------------------------------
+# Times travel as decimal strings of unix seconds (the store's clock), expiries of keys and index
+# scores as integer milliseconds. ``max`` is the lifetime cap in seconds (0: no cap).
+
+_PRELUDE = """
+local function deadline_ms(e, c, max)
+  local at = tonumber(e)
+  if max > 0 and tonumber(c) + max < at then at = tonumber(c) + max end
+  return math.floor(at * 1000)
+end
+local function live(e, c, now, max)
+  if not e or not c then return false end
+  local at = tonumber(e)
+  if max > 0 and tonumber(c) + max < at then at = tonumber(c) + max end
+  return at > now
+end
+local function index_add(idx, member, at, now)
+  redis.call('ZADD', idx, at, member)
+  redis.call('ZREMRANGEBYSCORE', idx, '-inf', math.floor(now * 1000))
+  local top = redis.call('ZRANGE', idx, -1, -1, 'WITHSCORES')
+  if top[2] then redis.call('PEXPIREAT', idx, top[2]) end
+end
+-- ARGV: now, expected version, max, member, created, data, expires_at, version[, user]
+local function write(key, idx, created, now, max)
+  redis.call('DEL', key)
+  if ARGV[9] then
+    redis.call('HSET', key, 'd', ARGV[6], 'e', ARGV[7], 'v', ARGV[8], 'c', created, 'u', ARGV[9])
+  else
+    redis.call('HSET', key, 'd', ARGV[6], 'e', ARGV[7], 'v', ARGV[8], 'c', created)
+  end
+  local at = deadline_ms(ARGV[7], created, max)
+  redis.call('PEXPIREAT', key, at)
+  if idx then index_add(idx, ARGV[4], at, now) end
+  return at
+end
+"""
+
+# KEYS: session[, user index]. Create when ARGV[2] is '', else compare-and-set. ``c`` is the time
+# the record was bound to its current owner: kept by a write for the same owner, reset otherwise
+# (a revocation epoch then judges the binding, not the record). Returns the key's expiry in ms, or
+# 0 when the condition fails.
+_SAVE = (
+    _PRELUDE
+    + """
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'c', 'u')
+local created
+if ARGV[2] == '' then
+  if live(cur[2], cur[3], now, max) then return 0 end
+  created = ARGV[5] ~= '' and ARGV[5] or ARGV[1]
+else
+  if not live(cur[2], cur[3], now, max) or cur[1] ~= ARGV[2] then return 0 end
+  created = cur[4] == (ARGV[9] or false) and cur[3] or ARGV[1]
+end
+return write(KEYS[1], KEYS[2], created, now, max)
+"""
+)
+
+# KEYS: old, new[, user index]. Delete old at version ARGV[2] and create new only if absent. The
+# new record keeps the old creation time when its owner is unchanged (a revocation still holds).
+_ROTATE = (
+    _PRELUDE
+    + """
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
+local old = redis.call('HMGET', KEYS[1], 'v', 'e', 'c', 'u')
+if not live(old[2], old[3], now, max) or old[1] ~= ARGV[2] then return 0 end
+local new = redis.call('HMGET', KEYS[2], 'e', 'c')
+if live(new[1], new[2], now, max) then return 0 end
+local created = ARGV[1]
+if old[4] == (ARGV[9] or false) then created = old[3] end
+redis.call('DEL', KEYS[1])
+return write(KEYS[2], KEYS[3], created, now, max)
+"""
+)
+
+# KEYS: session. ARGV: now, expires_at, max. Forward only, never creates. Returns {owner, expiry
+# ms} when it moved the expiry of an owned record, so the caller can extend the user index.
+_TOUCH = (
+    _PRELUDE
+    + """
+local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
+local cur = redis.call('HMGET', KEYS[1], 'e', 'c', 'u')
+if not live(cur[1], cur[2], now, max) or tonumber(ARGV[2]) <= tonumber(cur[1]) then return false end
+redis.call('HSET', KEYS[1], 'e', ARGV[2])
+local at = deadline_ms(ARGV[2], cur[2], max)
+redis.call('PEXPIREAT', KEYS[1], at)
+if cur[3] then return {cur[3], at} end
+return false
+"""
+)
+
+# KEYS: user index. ARGV: member, expiry ms, now.
+_INDEX = (
+    _PRELUDE
+    + """
+index_add(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return 1
+"""
+)
+
+# KEYS: session. ARGV: now, max, version, created. Delete only that exact live record.
+_DELETE_IF = (
+    _PRELUDE
+    + """
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'c')
+if not live(cur[2], cur[3], tonumber(ARGV[1]), tonumber(ARGV[2])) or cur[1] ~= ARGV[3]
+   or tonumber(cur[3]) ~= tonumber(ARGV[4]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
+
+# KEYS: sessions. ARGV: user, now, max. Delete those the user owns; count the live ones.
+_DELETE_OWNED = (
+    _PRELUDE
+    + """
+local now, max, n = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
+for _, key in ipairs(KEYS) do
+  local cur = redis.call('HMGET', key, 'u', 'e', 'c')
+  if cur[1] == ARGV[1] then
+    if live(cur[2], cur[3], now, max) then n = n + 1 end
+    redis.call('DEL', key)
+  end
+end
+return n
+"""
+)
+
+# KEYS: user index, revocation epoch. ARGV: now, epoch expiry ms ('' = no epoch). Raise the
+# epoch to now (never lower it) and return the indexed store keys.
+_REVOKE = """
+if ARGV[2] ~= '' and tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[2]) or '-1') then
+  redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[2])
+end
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+_SCRIPTS = {
+    "save": _SAVE,
+    "rotate": _ROTATE,
+    "touch": _TOUCH,
+    "index": _INDEX,
+    "delete_if": _DELETE_IF,
+    "delete_owned": _DELETE_OWNED,
+    "revoke": _REVOKE,
+}
+
+# -- operations: one description, run by a sync or an async driver -----------------------------
+
+Op = Callable[[Any, Mapping[str, Any]], Any]
+"""``op(client, scripts)`` runs one round trip; on the async side it returns an awaitable."""
+Flow = Generator[Op, Any, T]
+
+
+def _call(method: str, *args: Any) -> Op:
+    return lambda client, scripts: getattr(client, method)(*args)
+
+
+def _eval(script: str, keys: Sequence[str], args: Sequence[Any]) -> Op:
+    return lambda client, scripts: scripts[script](keys=list(keys), args=list(args))
+
+
+def _single(op: Op) -> Flow[Any]:
+    """A flow of one round trip that returns its result."""
+    return (yield op)
+
+
+def _batch(*calls: tuple[str, tuple[Any, ...]]) -> Op:
+    """Several commands in one pipeline (not a transaction; it may span cluster nodes)."""
+
+    def run(client: Any, scripts: Mapping[str, Any]) -> Any:
+        pipe = client.pipeline(transaction=False)
+        for method, args in calls:
+            getattr(pipe, method)(*args)
+        return pipe.execute()
+
+    return run
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _record_args(record: Record) -> list[Any]:
+    user = [] if record.user_id is None else [record.user_id]
+    return [record.data, _num(record.expires_at), str(record.version), *user]
+
+
+def _deadline(expires_at: float, created: float, max_lifetime: float) -> float:
+    return min(expires_at, created + max_lifetime) if max_lifetime > 0 else expires_at
+
+
+def _decode(values: Sequence[bytes | None], now: float, max_lifetime: float) -> tuple[Record, float] | None:
+    """``(record, created)`` from an HMGET of ``_FIELDS``; None when missing, expired or malformed."""
+    data, expires, version, user, created = values
+    if data is None or expires is None or version is None or created is None:
+        return None
+    try:
+        record = Record(bytes(data), float(expires), int(version), None if user is None else user.decode())
+        created_at = float(created)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if _deadline(record.expires_at, created_at, max_lifetime) <= now:
+        return None
+    return record, created_at
+
+
+def _revoked(created: float, epoch: bytes | None) -> bool:
+    try:
+        return epoch is not None and created <= float(epoch)
+    except ValueError:
+        return False
+
+
+_UNAVAILABLE = (
+    redis.exceptions.ConnectionError,  # also BusyLoading, MaxConnections, pool exhausted
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,  # also MasterDown
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ReadOnlyError,  # a failover in progress
+    redis.exceptions.SlotNotCoveredError,
+)
+
+
+def _translate(exc: Exception, where: str) -> StoreError:
+    if isinstance(exc, _UNAVAILABLE) or type(exc) is redis.exceptions.RedisClusterException:
+        return StoreUnavailableError(f"Redis store {where} unavailable: {type(exc).__name__}: {exc}")
+    return StoreError(f"Redis store {where} failed: {type(exc).__name__}: {exc}")
+
+
+_DRIVER_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
+
+class _Side:
+    """One flavour's client and the scripts registered on it (registering does no I/O)."""
+
+    __slots__ = ("client", "scripts")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+
+
+class RedisStore:
+    """Sessions on one Redis server (or a proxy that speaks to one), sync and async.
+
+    ``client`` is a ``redis.Redis`` and ``async_client`` a ``redis.asyncio.Redis``; a flavour
+    whose client is None raises :class:`NotSupportedError`. ``client_factory`` builds the sync
+    client on first use instead. :meth:`from_url` builds both with bounded timeouts and pools.
+    ``max_lifetime`` (seconds, None: no cap) caps every record's TTL at its creation time plus
+    that much. ``where`` names the server in error messages (never include a password).
+    """
+
+    expires_natively: ClassVar[bool] = True
+    _inline_index: ClassVar[bool] = True  # the user index is written by the record's own script
+    _revocation_epochs: ClassVar[bool] = False
+    _delete_batch: ClassVar[int] = 256  # session keys per delete_owned call
+
+    def __init__(
+        self,
+        client: Any = None,
+        async_client: Any = None,
+        *,
+        key_prefix: str = "coatcheck:",
+        max_lifetime: float | None = None,
+        clock: Callable[[], float] = time.time,
+        client_factory: Callable[[], Any] | None = None,
+        where: str | None = None,
+    ) -> None:
+        if not isinstance(key_prefix, str):
+            raise ConfigurationError("key_prefix must be a str")
+        if max_lifetime is not None and not max_lifetime > 0:
+            raise ConfigurationError("max_lifetime must be a positive number of seconds (or None)")
+        self.key_prefix = key_prefix
+        self.max_lifetime = max_lifetime
+        self._max = float(max_lifetime or 0)
+        self._clock = clock
+        self._where = where or type(self).__name__
+        self._client_factory = client_factory
+        self._factory_lock = threading.Lock()
+        self._sync = None if client is None else _Side(client)
+        self._async = None if async_client is None else _Side(async_client)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> RedisStore:
+        """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+        ``unix:///path/to/redis.sock``; options as query parameters (see docs/stores/redis.md)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"RedisStore needs a redis://, rediss:// or unix:// URL, not {parts.scheme!r}")
+        options = _query(parts.query, cluster=False, tls=parts.scheme == "rediss")
+        db = _db(parts, options.pop("db", None))
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad port in Redis URL: {exc}") from exc
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ConfigurationError("unix:// Redis URL needs a socket path, e.g. unix:///run/redis.sock")
+            where = f"unix://{parts.path}?db={db}"
+            server = f"unix://{parts.netloc}{parts.path}"
+        else:
+            if not parts.hostname:
+                raise ConfigurationError(f"{parts.scheme}:// Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
+            where = f"{parts.scheme}://{parts.hostname}:{port or 6379}/{db}"
+            server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        store_options, pool_options = _store_options(options), _pool_options(options)
+        pool_options["db"] = db
+        try:
+            sync_pool = redis.BlockingConnectionPool.from_url(server, retry=_retry_once(redis.retry.Retry), **pool_options)
+            async_pool = redis.asyncio.BlockingConnectionPool.from_url(
+                server, retry=_retry_once(redis.asyncio.retry.Retry), **pool_options
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"bad Redis URL: {exc}") from exc
+        return cls(
+            redis.Redis.from_pool(sync_pool), redis.asyncio.Redis.from_pool(async_pool), clock=clock, where=where, **store_options
+        )
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    def _tag(self, part: str) -> str:
+        return part
+
+    def _session_key(self, key: str) -> str:
+        return f"{self.key_prefix}s:{self._tag(key)}"
+
+    def _index_key(self, user_id: str) -> str:
+        return f"{self.key_prefix}u:{self._tag(user_id)}"
+
+    def _epoch_key(self, user_id: str) -> str:
+        return f"{self.key_prefix}revoked:{self._tag(user_id)}"
+
+    # -- drivers: the only code that differs between sync and async ----------------------------------
+
+    def _sync_side(self) -> _Side:
+        if self._sync is None and self._client_factory is not None:
+            with self._factory_lock:
+                if self._sync is None:
+                    self._sync = _Side(self._client_factory())
+        if self._sync is None:
+            raise NotSupportedError(f"{self!r} has no synchronous client")
+        return self._sync
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            side = self._sync_side()
+            op = next(flow)
+            while True:
+                op = flow.send(op(side.client, side.scripts))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc, self._where) from exc
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        if self._async is None:
+            raise NotSupportedError(f"{self!r} has no asynchronous client")
+        side = self._async
+        try:
+            op = next(flow)
+            while True:
+                op = flow.send(await op(side.client, side.scripts))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc, self._where) from exc
+
+    # -- flows: every decision, shared by both flavours ------------------------------------------
+
+    def _index_op(self, user_id: str, key: str, at: int, now: float) -> Op:
+        return _eval("index", [self._index_key(user_id)], [key, at, _num(now)])
+
+    def _inline(self, record: Record) -> list[str]:
+        return [self._index_key(record.user_id)] if self._inline_index and record.user_id else []
+
+    def _load_flow(self, key: str) -> Flow[Record | None]:
+        now = self._clock()
+        found = _decode((yield _call("hmget", self._session_key(key), _FIELDS)), now, self._max)
+        if found is None:
+            return None
+        record, created = found
+        if self._revocation_epochs and record.user_id:
+            epoch = yield _call("get", self._epoch_key(record.user_id))  # the one extra round trip
+            if _revoked(created, epoch):
+                return None
+        return record
+
+    def _save_flow(self, key: str, record: Record, expected_version: int | None, created: str = "") -> Flow[int]:
+        now = self._clock()
+        expected = "" if expected_version is None else str(expected_version)
+        args = [_num(now), expected, _num(self._max), key, created, *_record_args(record)]
+        at: int = yield _eval("save", [self._session_key(key), *self._inline(record)], args)
+        if at and record.user_id and not self._inline_index:
+            yield self._index_op(record.user_id, key, at, now)
+        return at
+
+    def _touch_flow(self, key: str, expires_at: float) -> Flow[None]:
+        now = self._clock()
+        moved = yield _eval("touch", [self._session_key(key)], [_num(now), _num(expires_at), _num(self._max)])
+        if moved and moved[0]:
+            yield self._index_op(moved[0].decode(), key, moved[1], now)
+
+    def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
+        now = self._clock()
+        keys = [self._session_key(old_key), self._session_key(new_key), *self._inline(record)]
+        args = [_num(now), str(expected_version), _num(self._max), new_key, "", *_record_args(record)]
+        return bool((yield _eval("rotate", keys, args)))
+
+    def _epoch_until(self, now: float) -> str:
+        return str(math.floor((now + self._max) * 1000)) if self._revocation_epochs else ""
+
+    def _delete_user_flow(self, user_id: str) -> Flow[int]:
+        if not user_id:
+            return 0
+        now = self._clock()
+        index = self._index_key(user_id)
+        revoke = _eval("revoke", [index, self._epoch_key(user_id)], [_num(now), self._epoch_until(now)])
+        members = [m.decode() for m in (yield revoke)]
+        deleted = 0
+        for start in range(0, len(members), self._delete_batch):
+            keys = [self._session_key(m) for m in members[start : start + self._delete_batch]]
+            deleted += yield _eval("delete_owned", keys, [user_id, _num(now), _num(self._max)])
+        if members:
+            yield _call("zrem", index, *members)
+        return deleted
+
+    def _list_user_flow(self, user_id: str) -> Flow[list[tuple[str, Record]]]:
+        if not user_id:
+            return []
+        now = self._clock()
+        index = self._index_key(user_id)
+        raw_members, epoch = yield _batch(("zrange", (index, 0, -1)), ("get", (self._epoch_key(user_id),)))
+        members = [m.decode() for m in raw_members]
+        if not members:
+            return []
+        rows = yield _batch(*(("hmget", (self._session_key(m), _FIELDS)) for m in members))
+        live: list[tuple[str, Record]] = []
+        dead: list[str] = []
+        for member, values in zip(members, rows, strict=True):
+            found = _decode(values, now, self._max)
+            if found is None or found[0].user_id != user_id or (self._revocation_epochs and _revoked(found[1], epoch)):
+                dead.append(member)
+            else:
+                live.append((member, found[0]))
+        if dead:
+            yield _call("zrem", index, *dead)
+        return live
+
+    # -- Store ---------------------------------------------------------------------------------------
+
+    def load(self, key: str) -> Record | None:
+        """The live record under ``key``, or None (one HMGET)."""
+        return self._run(self._load_flow(key))
+
+    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Create (``expected_version=None``) or compare-and-set, in one script call."""
+        return bool(self._run(self._save_flow(key, record, expected_version)))
+
+    def touch(self, key: str, expires_at: float) -> None:
+        """Move a live record's expiry (and TTL) forward, never backward."""
+        self._run(self._touch_flow(key, expires_at))
+
+    def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """Delete ``old_key`` at ``expected_version`` and create ``new_key``, all or nothing."""
+        return self._run(self._rotate_flow(old_key, new_key, record, expected_version))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        self._run(_single(_call("delete", self._session_key(key))))
+
+    def delete_expired(self, now: float) -> int:
+        """Nothing to do: Redis expires records by their TTL. Always 0."""
+        return 0
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id``; return how many were live."""
+        return self._run(self._delete_user_flow(user_id))
+
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """The live ``(key, record)`` pairs of ``user_id``; prunes dead index entries."""
+        return self._run(self._list_user_flow(user_id))
+
+    def close(self) -> None:
+        """Close the sync client and its connections."""
+        if self._sync is not None:
+            self._sync.client.close()
+
+    # -- AsyncStore ----------------------------------------------------------------------------------
+
+    async def aload(self, key: str) -> Record | None:
+        """Async :meth:`load`."""
+        return await self._arun(self._load_flow(key))
+
+    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Async :meth:`save`."""
+        return bool(await self._arun(self._save_flow(key, record, expected_version)))
+
+    async def atouch(self, key: str, expires_at: float) -> None:
+        """Async :meth:`touch`."""
+        await self._arun(self._touch_flow(key, expires_at))
+
+    async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """Async :meth:`rotate`."""
+        return await self._arun(self._rotate_flow(old_key, new_key, record, expected_version))
+
+    async def adelete(self, key: str) -> None:
+        """Async :meth:`delete`."""
+        await self._arun(_single(_call("delete", self._session_key(key))))
+
+    async def adelete_expired(self, now: float) -> int:
+        """Async :meth:`delete_expired`: always 0."""
+        return 0
+
+    async def adelete_user(self, user_id: str) -> int:
+        """Async :meth:`delete_user`."""
+        return await self._arun(self._delete_user_flow(user_id))
+
+    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """Async :meth:`list_user`."""
+        return await self._arun(self._list_user_flow(user_id))
+
+    async def aclose(self) -> None:
+        """Close the async client and its connections."""
+        if self._async is not None:
+            await self._async.client.aclose()
+
+
+class RedisClusterStore(RedisStore):
+    """Sessions on a Redis Cluster (``redis+cluster://host:port,host:port,...``), sync and async.
+
+    Keys carry hash tags so each script touches one slot. "Log out everywhere" records a
+    per-user revocation epoch that revokes every older session of the user on every node, even
+    one whose index entry was lost; loading an owned record costs one more GET for it. Records
+    live at most ``max_lifetime`` seconds (default 30 days) from creation.
+    """
+
+    _inline_index = False
+    _revocation_epochs = True
+    _delete_batch = 1  # one slot per call
+
+    def __init__(
+        self,
+        client: Any = None,
+        async_client: Any = None,
+        *,
+        key_prefix: str = "coatcheck:",
+        max_lifetime: float = CLUSTER_MAX_LIFETIME,
+        clock: Callable[[], float] = time.time,
+        client_factory: Callable[[], Any] | None = None,
+        where: str | None = None,
+    ) -> None:
+        if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
+            raise ConfigurationError("a Redis Cluster key_prefix must be a str without '{' or '}' (hash tags)")
+        if max_lifetime is None:
+            raise ConfigurationError("RedisClusterStore needs a max_lifetime: the revocation epoch lives that long")
+        super().__init__(
+            client,
+            async_client,
+            key_prefix=key_prefix,
+            max_lifetime=max_lifetime,
+            clock=clock,
+            client_factory=client_factory,
+            where=where,
+        )
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> RedisClusterStore:
+        """``redis+cluster://[[user]:password@]host:port,host:port,...[?key_prefix=...]``.
+
+        The sync client is built on first use (redis-py's ``RedisCluster`` connects in its
+        constructor); the async one connects on its first command.
+        """
+        parts = urlsplit(url)
+        if parts.scheme != "redis+cluster":
+            raise ConfigurationError(f"RedisClusterStore needs a redis+cluster:// URL, not {parts.scheme!r}")
+        if parts.path not in ("", "/", "/0"):
+            raise ConfigurationError("a Redis Cluster has only database 0; drop the path from the URL")
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        nodes = [_host_port(item) for item in hosts.split(",") if item.strip()]
+        if not nodes:
+            raise ConfigurationError("redis+cluster:// URL needs at least one host:port")
+        options = _query(parts.query, cluster=True, tls=False)
+        username, _, password = userinfo.partition(":")
+        auth = {"username": unquote(username) or None, "password": unquote(password) or None} if userinfo else {}
+        pool_options = _pool_options(options)
+        pool_options.pop("timeout", None)  # cluster node pools fail fast when full instead of waiting
+        common = {**auth, **pool_options}
+        where = "redis+cluster://" + ",".join(f"{host}:{port}" for host, port in nodes)
+
+        def connect() -> redis.cluster.RedisCluster:
+            return redis.cluster.RedisCluster(
+                startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
+                retry=_retry_once(redis.retry.Retry),
+                **common,
+            )
+
+        async_client = redis.asyncio.cluster.RedisCluster(
+            startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes],
+            retry=_retry_once(redis.asyncio.retry.Retry),
+            **common,
+        )
+        return cls(None, async_client, client_factory=connect, clock=clock, where=where, **_store_options(options))
+
+    def _tag(self, part: str) -> str:
+        return "{" + part + "}"
+
+    def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
+        # Two slots, so no single script: create the new record first (unreachable: its ID has
+        # not left the server), then delete the old one at its version; undo the first on failure.
+        now = self._clock()
+        found = _decode((yield _call("hmget", self._session_key(old_key), _FIELDS)), now, self._max)
+        if found is None or found[0].version != expected_version:
+            return False
+        old, created = found
+        keep_created = _num(created) if old.user_id == record.user_id else ""
+        if not (yield from self._save_flow(new_key, record, None, keep_created)):
+            return False
+        args = [_num(now), _num(self._max), str(expected_version), _num(created)]
+        if (yield _eval("delete_if", [self._session_key(old_key)], args)):
+            return True
+        yield _call("delete", self._session_key(new_key))
+        return False
+
+
+# -- URL options ---------------------------------------------------------------------------------
+
+
+def _positive(kind: type[float] | type[int]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not value > 0 or not math.isfinite(value):
+            raise ValueError(f"{text!r} is not positive")
+        return value
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean")
+
+
+_STORE_OPTIONS: dict[str, Callable[[str], Any]] = {"key_prefix": str, "max_lifetime": _positive(float)}
+_POOL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "socket_timeout": _positive(float),
+    "socket_connect_timeout": _positive(float),
+    "max_connections": _positive(int),
+    "pool_timeout": _positive(float),
+    "client_name": str,
+}
+_TLS_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "ssl_ca_certs": str,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "ssl_cert_reqs": str,
+    "ssl_check_hostname": _bool,
+}
+
+
+def _query(query: str, *, cluster: bool, tls: bool) -> dict[str, Any]:
+    known: dict[str, Callable[[str], Any]] = {**_STORE_OPTIONS, **_POOL_OPTIONS}
+    if tls:
+        known.update(_TLS_OPTIONS)
+    if not cluster:
+        known["db"] = str
+    options: dict[str, Any] = {}
+    for name, text in parse_qsl(query, keep_blank_values=True):
+        if name not in known:
+            raise ConfigurationError(f"unknown Redis URL option {name!r}; known: {', '.join(sorted(known))}")
+        try:
+            options[name] = known[name](text)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad value for Redis URL option {name!r}: {exc}") from exc
+    return options
+
+
+def _store_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {name: options[name] for name in _STORE_OPTIONS if name in options}
+
+
+def _pool_options(options: dict[str, Any]) -> dict[str, Any]:
+    pool: dict[str, Any] = {
+        "socket_timeout": DEFAULT_TIMEOUT,
+        "socket_connect_timeout": DEFAULT_TIMEOUT,
+        "max_connections": DEFAULT_MAX_CONNECTIONS,
+        "timeout": DEFAULT_TIMEOUT,
+    }
+    for name, value in options.items():
+        if name in _POOL_OPTIONS or name in _TLS_OPTIONS:
+            pool["timeout" if name == "pool_timeout" else name] = value
+    return pool
+
+
+def _retry_once(kind: type[RetryT]) -> RetryT:
+    """Retry a command once, at once, after a dropped connection (a stale pooled socket after a
+    server restart); never after a timeout, so a hung server costs one timeout, not several."""
+    return kind(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+
+
+def _db(parts: Any, query_db: str | None) -> int:
+    path_db = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if path_db and query_db is not None:
+        raise ConfigurationError("give the Redis database either in the path or as ?db=, not both")
+    text = query_db if query_db is not None else (path_db or "0")
+    if not text.isdigit():
+        raise ConfigurationError(f"Redis database must be a number, not {text!r}")
+    return int(text)
+
+
+def _host_port(item: str) -> tuple[str, int]:
+    host, sep, port = item.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"redis+cluster:// node {item!r} must be host:port")
+    return host, int(port)

@@ -1,0 +1,499 @@
+"""Redis-specific tests: URLs, key layout, TTLs, the cluster's revocation epoch, and faults.
+
+The conformance suite (tests/test_conformance.py) covers the store contract; these tests check
+what only Redis has, against the real servers (scripts/services.sh) and, for faults, a private
+``redis-server`` this module starts and kills.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+import pytest
+import redis
+import redis.asyncio
+import redis.cluster
+
+import coatcheck.stores
+from coatcheck._ids import store_key
+from coatcheck.asgi import SessionMiddleware, get_session
+from coatcheck.config import CookieConfig, SessionConfig
+from coatcheck.errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
+from coatcheck.manager import SessionManager
+from coatcheck.stores import Record
+from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
+from coatcheck.testing import FakeClock, Ops, cookie_id
+from tests.backends import ServerMissing, backend, require_servers
+
+pytestmark = pytest.mark.anyio
+T = TypeVar("T")
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+async def _open(name: str, clock: FakeClock, tmp_path: Path) -> Any:
+    try:
+        return await backend(name).open_store(clock, tmp_path)
+    except ServerMissing as exc:
+        if require_servers():
+            pytest.fail(f"{name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"{name} server unreachable: {exc}")
+
+
+@pytest.fixture(params=[pytest.param(name, id=name, marks=pytest.mark.server) for name in ("redis", "redis-cluster")])
+async def rstore(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[RedisStore]:
+    store = await _open(request.param, clock, tmp_path)
+    yield store
+    await backend(request.param).close_store(store)
+
+
+@pytest.fixture(params=[pytest.param("redis-cluster", id="redis-cluster", marks=pytest.mark.server)])
+async def cluster_store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[RedisClusterStore]:
+    store = await _open(request.param, clock, tmp_path)
+    yield store
+    await backend(request.param).close_store(store)
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def raw(store: RedisStore) -> Any:
+    """The store's own sync client, for looking behind its back."""
+    return store._sync_side().client
+
+
+def redis_keys(store: RedisStore) -> list[str]:
+    """KEYS <prefix>* on every primary."""
+    client = raw(store)
+    options = {"target_nodes": redis.cluster.RedisCluster.PRIMARIES} if isinstance(client, redis.cluster.RedisCluster) else {}
+    return sorted(key.decode() for key in client.keys(f"{store.key_prefix}*", **options))
+
+
+async def login(ops: Ops, user: str) -> str:
+    session = await ops.session()
+    session.login(user)
+    return cookie_id(await ops.commit(session))
+
+
+# -- URLs ----------------------------------------------------------------------------------------
+
+
+def test_url_builds_bounded_pools_without_io() -> None:
+    store = coatcheck.stores.from_url(
+        "redis://127.0.0.1:1/2?key_prefix=app:&socket_timeout=0.5&max_connections=7&pool_timeout=0.25"
+    )
+    try:
+        assert isinstance(store, RedisStore) and not isinstance(store, RedisClusterStore)
+        assert store.key_prefix == "app:" and store.expires_natively
+        for pool in (store._sync_side().client.connection_pool, store._async.client.connection_pool):  # type: ignore[union-attr]
+            assert isinstance(pool, (redis.BlockingConnectionPool, redis.asyncio.BlockingConnectionPool))
+            assert (pool.max_connections, pool.timeout) == (7, 0.25)
+            kwargs = pool.connection_kwargs
+            assert (kwargs["db"], kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2, 0.5, 1.0)
+    finally:
+        store.close()
+
+
+def test_url_defaults_and_forms() -> None:
+    plain = RedisStore.from_url("redis://h")
+    tls = RedisStore.from_url("rediss://user:pw@h:6380/0?ssl_cert_reqs=none")
+    unix = RedisStore.from_url("unix:///run/redis.sock?db=3")
+    cluster = coatcheck.stores.from_url("redis+cluster://a:7001,b:7002?key_prefix=c:&max_lifetime=3600")
+    try:
+        pool = plain._sync_side().client.connection_pool
+        assert (pool.max_connections, pool.timeout) == (50, 1.0)
+        assert (pool.connection_kwargs["socket_timeout"], pool.connection_kwargs["socket_connect_timeout"]) == (1.0, 1.0)
+        assert (plain.key_prefix, plain.max_lifetime) == ("coatcheck:", None)
+        assert tls._sync_side().client.connection_pool.connection_class is redis.SSLConnection
+        unix_pool = unix._sync_side().client.connection_pool
+        assert unix_pool.connection_class is redis.UnixDomainSocketConnection
+        assert (unix_pool.connection_kwargs["path"], unix_pool.connection_kwargs["db"]) == ("/run/redis.sock", 3)
+        assert isinstance(cluster, RedisClusterStore)
+        assert (cluster.key_prefix, cluster.max_lifetime, cluster._sync) == ("c:", 3600.0, None)  # sync client: on first use
+        assert RedisClusterStore.from_url("redis+cluster://a:1").max_lifetime == CLUSTER_MAX_LIFETIME
+    finally:
+        for store in (plain, tls, unix, cluster):
+            store.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h:notaport",
+        "redis://h/abc",
+        "redis://h/1?db=2",
+        "redis://h?bogus=1",
+        "redis://h?socket_timeout=-1",
+        "redis://h?socket_timeout=abc",
+        "redis://h?max_connections=0",
+        "redis://h?max_lifetime=0",
+        "redis://",
+        "redis://h?ssl_cert_reqs=none",
+        "unix://",
+        "redis+cluster://",
+        "redis+cluster://h",
+        "redis+cluster://h:99999",
+        "redis+cluster://h:1/2",
+        "redis+cluster://h:1?db=0",
+        "redis+cluster://h:1?key_prefix=a{b}",
+        "memcached://h",
+    ],
+)
+def test_bad_urls_raise_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        coatcheck.stores.from_url(url)
+
+
+async def test_unreachable_server_fails_fast_and_hides_the_password() -> None:
+    store = RedisStore.from_url("redis://user:s3cret@127.0.0.1:1/0")  # building it does no I/O
+    try:
+        elapsed, error = timed(lambda: store.load("k"))
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError) as info:
+            await store.aload("k")
+        for exc, seconds in ((error, elapsed), (info.value, time.monotonic() - started)):
+            assert isinstance(exc, StoreUnavailableError) and seconds < 1.0
+            assert isinstance(exc.__cause__, redis.exceptions.ConnectionError)
+            assert "s3cret" not in str(exc) and "s3cret" not in repr(store)
+    finally:
+        store.close()
+        await store.aclose()
+
+
+async def test_a_missing_client_flavour_is_not_supported() -> None:
+    store = RedisStore(client=None, async_client=None)
+    with pytest.raises(NotSupportedError):
+        store.load("k")
+    with pytest.raises(NotSupportedError):
+        await store.aload("k")
+
+
+# -- the real servers ----------------------------------------------------------------------------
+
+
+async def test_every_key_has_a_ttl_never_past_its_record(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, rstore, clock)
+    await ops.new_saved(a=1)
+    alice = await login(ops, "alice")
+    session = await ops.session(alice)
+    session["cart"] = [1]
+    await ops.commit(session)  # compare-and-set
+    before = float(raw(rstore).hget(rstore._session_key(store_key(alice)), "e"))
+    clock.advance(120)
+    await ops.commit(await ops.session(alice))  # a read past touch_interval: touch
+    assert float(raw(rstore).hget(rstore._session_key(store_key(alice)), "e")) == before + 120
+    await login(ops, "bob")
+    await ops.revoke_user("bob")
+
+    client = raw(rstore)
+    keys = redis_keys(rstore)
+    assert keys and any(":s:" in key for key in keys) and any(":u:" in key for key in keys)
+    for key in keys:
+        at = client.pexpiretime(key)
+        assert at > 0, key
+        if key.startswith(f"{rstore.key_prefix}s:"):
+            assert at == int(float(client.hget(key, "e")) * 1000)
+        elif key.startswith(f"{rstore.key_prefix}u:"):
+            members = client.zrange(key, 0, -1, withscores=True)
+            assert at == max(score for _, score in members)
+            assert all(client.pexpiretime(rstore._session_key(m.decode())) <= at for m, _ in members)
+        else:
+            assert isinstance(rstore, RedisClusterStore) and ":revoked:" in key
+            assert at == int((float(client.get(key)) + CLUSTER_MAX_LIFETIME) * 1000)
+
+
+async def test_keys_hold_only_hashed_ids(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, rstore, clock)
+    ids = [await ops.new_saved(a=1), await login(ops, "alice"), await login(ops, "alice")]
+    keys = redis_keys(rstore)
+    shape = re.compile(re.escape(rstore.key_prefix) + r"(s:\{?[0-9a-f]{64}\}?|u:\{?alice\}?)")
+    assert all(shape.fullmatch(key) for key in keys), keys
+    assert {store_key(sid) for sid in ids} <= {key[-64:] if key[-1] != "}" else key[-65:-1] for key in keys}
+    client = raw(rstore)
+    stored = b"".join(b"".join(client.hgetall(key).values()) for key in keys if ":s:" in key)
+    stored += b"".join(b"".join(client.zrange(key, 0, -1)) for key in keys if ":u:" in key)
+    for sid in ids:
+        assert sid not in "".join(keys) and sid.encode() not in stored
+
+
+async def test_user_index_is_pruned_and_expires_with_its_longest_session(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, rstore, clock)
+    index = rstore._index_key("u")
+    for n in range(3):
+        await ops.save(store_key(f"short{n}"), Record(b"x", clock() + 10, 1, "u"), None)
+    await ops.save(store_key("long"), Record(b"x", clock() + 1000, 1, "u"), None)
+    client = raw(rstore)
+    assert client.zcard(index) == 4
+    assert client.pexpiretime(index) == int((clock() + 1000) * 1000)
+    clock.advance(20)
+    await ops.save(store_key("new"), Record(b"x", clock() + 30, 1, "u"), None)
+    assert client.zcard(index) == 2  # the expired entries went with the write
+    await ops.call("delete", store_key("new"))
+    assert [key for key, _ in await ops.call("list_user", "u")] == [store_key("long")]
+    assert client.zcard(index) == 1  # list_user dropped the deleted one
+
+
+async def test_other_driver_errors_are_store_errors(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, rstore, clock)
+    raw(rstore).set(rstore._session_key(store_key("wrong")), "not a hash")
+    with pytest.raises(StoreError) as info:
+        await ops.load(store_key("wrong"))
+    assert not isinstance(info.value, StoreUnavailableError)
+    assert isinstance(info.value.__cause__, redis.exceptions.ResponseError)
+
+
+# -- the cluster ---------------------------------------------------------------------------------
+
+
+async def test_revoke_reaches_every_slot_and_node(cluster_store: RedisClusterStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, cluster_store, clock)
+    client = raw(cluster_store)
+    ids: list[str] = []
+    nodes: set[str] = set()
+    while len(ids) < 4 or len(nodes) < 2:
+        assert len(ids) < 64, "sessions never spread over two nodes"
+        ids.append(await login(ops, "alice"))
+        nodes.add(client.get_node_from_key(cluster_store._session_key(store_key(ids[-1]))).name)
+    keys = [cluster_store._session_key(store_key(sid)) for sid in ids]
+    assert len({client.keyslot(key) for key in keys}) > 1
+    bob = await login(ops, "bob")
+    assert await ops.revoke_user("alice") == len(ids)
+    for sid, key in zip(ids, keys, strict=True):
+        assert (await ops.session(sid)).is_new
+        assert client.exists(key) == 0
+    assert client.exists(cluster_store._index_key("alice")) == 0
+    assert (await ops.session(bob)).user_id == "bob"
+    clock.advance(1)
+    again = await login(ops, "alice")  # a login after the revoke is not revoked
+    assert (await ops.session(again)).user_id == "alice"
+
+
+async def test_epoch_revokes_a_session_whose_index_write_was_lost(
+    cluster_store: RedisClusterStore, mode: str, clock: FakeClock
+) -> None:
+    ops = Ops(mode, cluster_store, clock)
+    client = raw(cluster_store)
+    ids = [await login(ops, "bob") for _ in range(3)]
+    lost = ids[0]
+    client.zrem(cluster_store._index_key("bob"), store_key(lost))  # as if that index write never happened
+    in_flight = await ops.session(lost)  # a request that loaded the session before the revoke
+
+    assert await ops.revoke_user("bob") == 2
+    assert client.exists(cluster_store._session_key(store_key(lost))) == 1  # nobody knew it...
+    assert await ops.load(store_key(lost)) is None  # ...and yet it is dead
+    assert (await ops.session(lost)).is_new
+    assert await ops.call("list_user", "bob") == []
+
+    in_flight.rotate()
+    in_flight["late"] = 1
+    rotated = await ops.commit(in_flight)
+    assert rotated is not None and cookie_id(rotated) != lost
+    assert (await ops.session(cookie_id(rotated))).is_new  # a rotation keeps the revoked creation time
+
+    epoch_at = client.pexpiretime(cluster_store._epoch_key("bob"))
+    assert epoch_at == int((clock() + CLUSTER_MAX_LIFETIME) * 1000)
+    clock.advance(1)
+    fresh = await login(ops, "bob")
+    assert (await ops.session(fresh)).user_id == "bob"
+    assert [key for key, _ in await ops.call("list_user", "bob")] == [store_key(fresh)]
+
+
+async def test_cluster_rotate_undoes_its_first_step(cluster_store: RedisClusterStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, cluster_store, clock)
+    await ops.save(store_key("old"), Record(b"o", clock() + 60, 2, "u"), None)
+    moved = Record(b"n", clock() + 60, 3, "u")
+    assert await ops.call("rotate", store_key("old"), store_key("new"), moved, expected_version=1) is False
+    # The old record changes between the rotation's read and its delete: the new record goes.
+    flow = cluster_store._rotate_flow(store_key("old"), store_key("new"), moved, 2)
+    side = cluster_store._sync_side()
+    op = next(flow)
+    op = flow.send(op(side.client, side.scripts))  # read old; next op creates the new record
+    op = flow.send(op(side.client, side.scripts))  # created; next op deletes the old one at version 2
+    await ops.save(store_key("old"), Record(b"o2", clock() + 60, 3, "u"), 2)
+    assert finish(flow, op, side) is False
+    assert await ops.load(store_key("new")) is None
+    assert (await ops.load(store_key("old"))) == Record(b"o2", clock() + 60, 3, "u")
+
+
+def finish(flow: Generator[Any, Any, T], op: Any, side: Any) -> T:
+    """Run a store flow from its pending ``op`` to the end, on the sync client."""
+    try:
+        while True:
+            op = flow.send(op(side.client, side.scripts))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+# -- faults: a private redis-server, killed, frozen and restarted ---------------------------------
+
+TIMEOUT = 0.5
+
+
+class PrivateRedis:
+    """A throwaway ``redis-server`` on a free port, never the shared 6379."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.2)
+        try:
+            poll(lambda: client.ping(), deadline=10.0, failing=(redis.exceptions.ConnectionError,))
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def freeze(self, frozen: bool) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
+
+def poll(attempt: Callable[[], T], *, deadline: float, failing: tuple[type[Exception], ...]) -> T:
+    """``attempt()`` until it stops raising ``failing``, for at most ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            return attempt()
+        except failing:
+            if time.monotonic() > end:
+                raise
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        if require_servers():
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+async def counter_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    session = get_session(scope)
+    session["n"] = session.get("n", 0) + 1
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": str(session["n"]).encode()})
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, Exception | None]:
+    started = time.monotonic()
+    try:
+        call()
+    except Exception as exc:
+        return time.monotonic() - started, exc
+    return time.monotonic() - started, None
+
+
+@pytest.mark.server
+async def test_outage_answers_503_quickly_and_recovers_without_restart(private_redis: PrivateRedis) -> None:
+    url = f"redis://127.0.0.1:{private_redis.port}/0?socket_timeout={TIMEOUT}&socket_connect_timeout={TIMEOUT}"
+    manager = SessionManager(url, config=SessionConfig(cookie=CookieConfig(secure=False)))
+    middleware = SessionMiddleware(counter_app, manager)
+    bound = 2 * TIMEOUT + 0.25
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url="https://app") as http:
+            assert (await http.get("/")).text == "1"
+            assert (await http.get("/")).text == "2"
+            sync_session = manager.new_session()
+            sync_session["k"] = "v"
+            sync_cookie = f"sessionid={cookie_id(manager.commit(sync_session))}"
+            assert manager.load(sync_cookie)["k"] == "v"
+
+            for outage in ("killed", "frozen"):
+                if outage == "killed":
+                    private_redis.kill()
+                else:
+                    private_redis.start()
+                    private_redis.freeze(True)
+                elapsed, error = timed(lambda: manager.load(sync_cookie))
+                assert isinstance(error, StoreUnavailableError) and elapsed < bound, (outage, elapsed, error)
+                elapsed, error = timed(lambda: manager.commit(_dirty(manager)))
+                assert isinstance(error, StoreUnavailableError) and elapsed < bound, (outage, elapsed, error)
+                started = time.monotonic()
+                response = await http.get("/")
+                assert response.status_code == 503 and "set-cookie" not in response.headers, outage
+                assert time.monotonic() - started < bound, outage
+                if outage == "frozen":
+                    private_redis.freeze(False)
+                    private_redis.kill()
+
+            private_redis.start()  # same port, same manager, same store, same clients
+
+            async def served() -> httpx.Response:
+                with anyio.fail_after(10):
+                    while True:
+                        response = await http.get("/")
+                        if response.status_code == 200:
+                            return response
+                        await anyio.sleep(0.02)
+
+            assert (await served()).text == "1"  # the old session died with the server; a new one works
+            assert (await http.get("/")).text == "2"
+            fresh = manager.new_session()
+            fresh["k"] = "again"
+            cookie = f"sessionid={cookie_id(manager.commit(fresh))}"
+            assert manager.load(cookie)["k"] == "again"
+    finally:
+        manager.close()
+        await manager.aclose()
+
+
+def _dirty(manager: SessionManager) -> Any:
+    session = manager.new_session()
+    session["x"] = 1
+    return session
+
+
+async def test_created_time_follows_the_owner(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, rstore, clock)
+    key = rstore._session_key(store_key("k"))
+    start = clock()
+    await ops.save(store_key("k"), Record(b"x", clock() + 60, 1, "a"), None)
+    clock.advance(5)
+    await ops.save(store_key("k"), Record(b"y", clock() + 60, 2, "a"), 1)
+    assert float(raw(rstore).hget(key, "c")) == start  # same owner: the binding is as old as before
+    clock.advance(5)
+    await ops.save(store_key("k"), Record(b"z", clock() + 60, 3, "b"), 2)
+    assert float(raw(rstore).hget(key, "c")) == clock()  # a new owner: a new binding
