@@ -93,6 +93,40 @@ def test_browser_session_cookie_has_no_max_age() -> None:
     assert "Max-Age" not in header
 
 
+@pytest.fixture(params=["orjson", "stdlib"], autouse=True)
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the fast codec and with the standard-library fallback."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(_codec, "fast_json", None)
+    else:
+        assert _codec.fast_json is not None, "the test environment installs the fast extra"
+    return str(request.param)
+
+
+@pytest.mark.parametrize("value", [{"a": [1, 2.5, None, True, "é"]}, 2**70, -(2**70), [], {}, "", (1, 2)])
+def test_codecs_accept_the_same_values(value: object) -> None:
+    _, data = _codec.decode(_codec.encode(1.0, {"k": value}))
+    assert data == {"k": list(value) if isinstance(value, tuple) else value}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        float("inf"),
+        {1: "int key"},
+        object(),
+        b"bytes",
+        {"a": {"b": [set()]}},
+        __import__("uuid").uuid4(),
+        __import__("datetime").date.today(),
+    ],
+)
+def test_codecs_refuse_the_same_values(value: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        _codec.encode_value(value)
+
+
 def test_codec_round_trip_and_envelope() -> None:
     raw = _codec.encode(12.5, {"a": [1, "é"], "__meta__": {"v": 99}})
     assert _codec.decode(raw) == (12.5, {"a": [1, "é"], "__meta__": {"v": 99}})

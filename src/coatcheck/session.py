@@ -65,7 +65,7 @@ class Session(MutableMapping[str, Any]):
         self._data: dict[str, Any] = {}
         self._base_size = 0
         self._dirty: set[str] = set()
-        self._snapshots: dict[str, str] = {}
+        self._snapshots: dict[str, bytes] = {}
         self._set_sizes: dict[str, int] = {}
         self._rotate = False
         self._reauthenticated = False
@@ -163,10 +163,7 @@ class Session(MutableMapping[str, Any]):
         self._accessed = True
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        try:
-            encoded = _codec.encode_value(value)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"session[{key!r}]: {type(value).__name__} value is not JSON-serialisable ({exc})") from None
+        encoded = self._check(key, value)
         size = len(key) + len(encoded) + 4
         estimate = self._base_size + sum(self._set_sizes.values()) - self._set_sizes.get(key, 0) + size
         if estimate > self._max_size:
@@ -212,9 +209,23 @@ class Session(MutableMapping[str, Any]):
         return f"<Session {state} user_id={self._user_id!r} keys={sorted(self._data)!r}>"
 
     def _changed_keys(self) -> set[str]:
-        """Keys set or deleted in this request, plus lists/dicts read and then mutated in place."""
+        """Keys set or deleted in this request, plus lists/dicts read and then mutated in place.
+
+        Raises ``TypeError`` naming the key if a changed value is no longer plain JSON (a list
+        or dict that was given a non-JSON item after it was set).
+        """
         changed = set(self._dirty)
         for key, snapshot in self._snapshots.items():
             if key in self._data and _codec.encode_value(self._data[key]) != snapshot:
                 changed.add(key)
+        for key in changed:
+            if key in self._data and type(self._data[key]) in _MUTABLE:
+                self._check(key, self._data[key])
         return changed
+
+    @staticmethod
+    def _check(key: str, value: Any) -> bytes:
+        try:
+            return _codec.encode_value(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"session[{key!r}]: {type(value).__name__} value is not JSON-serialisable ({exc})") from None
