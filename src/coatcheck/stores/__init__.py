@@ -21,6 +21,14 @@ __all__ = ["SCHEMES", "AsyncStore", "Record", "Store", "from_url"]
 SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "memory": ("coatcheck.stores.memory", "MemoryStore", None),
     "sqlite": ("coatcheck.stores.sqlite", "SQLiteStore", None),
+    "postgresql": ("coatcheck.stores.postgres", "PostgresStore", "postgres"),
+    "postgres": ("coatcheck.stores.postgres", "PostgresStore", "postgres"),
+    "mysql": ("coatcheck.stores.mysql", "MySQLStore", "mysql"),
+    "mariadb": ("coatcheck.stores.mysql", "MySQLStore", "mysql"),
+    "redis": ("coatcheck.stores.redis", "RedisStore", "redis"),
+    "rediss": ("coatcheck.stores.redis", "RedisStore", "redis"),
+    "unix": ("coatcheck.stores.redis", "RedisStore", "redis"),
+    "redis+cluster": ("coatcheck.stores.redis", "RedisClusterStore", "redis"),
 }
 
 

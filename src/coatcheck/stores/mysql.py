@@ -1,0 +1,553 @@
+"""MySQLStore: sessions in one MySQL or MariaDB table, over PyMySQL (sync) and aiomysql (async).
+
+Schema (created by :meth:`MySQLStore.migrate`, or on first use with ``create_schema=True``)::
+
+    CREATE TABLE coatcheck_sessions (
+        `key`      CHAR(64) CHARACTER SET ascii COLLATE ascii_bin PRIMARY KEY,  -- sha256(session id), hex
+        data       LONGBLOB NOT NULL,
+        expires_at DOUBLE NOT NULL,                                          -- unix seconds
+        version    BIGINT NOT NULL,
+        user_id    VARBINARY(1020) NULL,      -- UTF-8; binary, so 'alice' never matches 'Alice' or 'alice '
+        INDEX coatcheck_sessions_expires_at (expires_at),
+        INDEX coatcheck_sessions_user_id (user_id)) ENGINE=InnoDB
+
+Guarantees: create-only is one ``INSERT ... ON DUPLICATE KEY UPDATE`` whose every assignment is
+``IF(expires_at <= now, new, old)`` (``expires_at`` assigned last, since MySQL applies them left
+to right), read through affected rows: 1 inserted, 2 replaced an expired row, 0 a live row was
+there. Connections never set ``CLIENT.FOUND_ROWS``, so affected rows mean *changed* rows; every
+successful save bumps ``version``, so a compare-and-set that matched always changes its row.
+``rotate`` is one transaction. "Now" is always the store's clock, sent as a parameter. Purges
+delete at most ``purge_batch`` rows per statement.
+
+Connect, statement (client read/write timeout, server lock-wait timeouts) and pool-acquire times
+are bounded; running out of any of them, or losing the server, raises
+:class:`~coatcheck.errors.StoreUnavailableError`. A connection that raised is closed, never
+reused, and the idle ones are dropped when the server was lost, so the same store works again
+once the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import re
+import ssl
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import aiomysql
+import pymysql
+
+from ..errors import ConfigurationError, StoreError, StoreUnavailableError
+from ._protocol import Record
+
+__all__ = ["MySQLStore"]
+
+T = TypeVar("T")
+Statement = tuple[str, tuple[Any, ...]]
+Result = tuple[int, list[tuple[Any, ...]]]
+Flow = Generator[Statement, Result, T]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+_MIGRATE_LOCK = "SELECT GET_LOCK(%s, 10)"  # concurrent migrations wait instead of racing
+_MIGRATE_UNLOCK = "SELECT RELEASE_LOCK(%s)"
+_TABLE_EXISTS = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND LOWER(table_name) = LOWER(%s)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS `{t}` (`key` CHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,"
+    " data LONGBLOB NOT NULL, expires_at DOUBLE NOT NULL, version BIGINT NOT NULL,"
+    " user_id VARBINARY(1020) NULL,"
+    " INDEX `{t}_expires_at` (expires_at), INDEX `{t}_user_id` (user_id)) ENGINE=InnoDB"
+)
+_SQL = {
+    "load": "SELECT data, expires_at, version, user_id FROM `{t}` WHERE `key` = %s AND expires_at > %s",
+    # No VALUES(): deprecated in MySQL 8 (a warning, which aiomysql turns into a Python warning).
+    "create": (
+        "INSERT INTO `{t}` (`key`, data, expires_at, version, user_id) VALUES (%s, %s, %s, %s, %s)"
+        " ON DUPLICATE KEY UPDATE data = IF(expires_at <= %s, %s, data), version = IF(expires_at <= %s, %s, version),"
+        " user_id = IF(expires_at <= %s, %s, user_id), expires_at = IF(expires_at <= %s, %s, expires_at)"
+    ),
+    "update": (
+        "UPDATE `{t}` SET data = %s, expires_at = %s, version = %s, user_id = %s"
+        " WHERE `key` = %s AND version = %s AND expires_at > %s"
+    ),
+    "touch": "UPDATE `{t}` SET expires_at = %s WHERE `key` = %s AND expires_at > %s AND expires_at < %s",
+    "delete": "DELETE FROM `{t}` WHERE `key` = %s",
+    "delete_version": "DELETE FROM `{t}` WHERE `key` = %s AND version = %s AND expires_at > %s",
+    "purge": "DELETE FROM `{t}` WHERE expires_at <= %s LIMIT %s",
+    "delete_user_live": "DELETE FROM `{t}` WHERE user_id = %s AND expires_at > %s",
+    "delete_user_all": "DELETE FROM `{t}` WHERE user_id = %s",
+    "list_user": "SELECT `key`, data, expires_at, version, user_id FROM `{t}` WHERE user_id = %s AND expires_at > %s",
+}
+# Refused, lost, gone, too many connections, server shutdown, lock wait / statement time exceeded.
+_UNAVAILABLE = frozenset({1040, 1053, 1205, 1927, 1969, 2002, 2003, 2005, 2006, 2013, 2055, 3024, 4031})
+_NO_SUCH_TABLE = 1146
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "table": str,
+    "create_schema": _flag,
+    "connect_timeout": float,
+    "statement_timeout": float,
+    "pool_timeout": float,
+    "pool_size": int,
+    "purge_batch": int,
+}
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(bytes(row[0]), float(row[1]), int(row[2]), None if row[3] is None else bytes(row[3]).decode())
+
+
+class _Flows:
+    """The statement sequences of every operation on one table, shared by both flavours."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.sql = {name: text.format(t=table) for name, text in _SQL.items()}
+
+    def rowcount(self, name: str, *params: Any) -> Flow[int]:
+        count, _ = yield self.sql[name], params
+        return count
+
+    def rows(self, name: str, *params: Any) -> Flow[list[tuple[Any, ...]]]:
+        _, rows = yield self.sql[name], params
+        return rows
+
+    def load(self, key: str, now: float) -> Flow[Record | None]:
+        rows = yield from self.rows("load", key, now)
+        return _record(rows[0]) if rows else None
+
+    def save(self, key: str, r: Record, expected_version: int | None, now: float) -> Flow[bool]:
+        if expected_version is None:
+            replace = (now, r.data, now, r.version, now, r.user_id, now, r.expires_at)  # the IF()s, in order
+            return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, *replace)) in (1, 2)
+        return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
+
+    def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
+        yield "BEGIN", ()
+        ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
+            yield from self.save(new_key, r, None, now)
+        )
+        yield ("COMMIT" if ok else "ROLLBACK"), ()
+        return ok
+
+    def purge(self, now: float, batch: int) -> Flow[int]:
+        total = 0
+        while True:
+            deleted = yield from self.rowcount("purge", now, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+    def delete_user(self, user_id: str, now: float) -> Flow[int]:
+        live = yield from self.rowcount("delete_user_live", user_id, now)
+        yield from self.rowcount("delete_user_all", user_id)
+        return live
+
+    def list_user(self, user_id: str, now: float) -> Flow[list[tuple[str, Record]]]:
+        rows = yield from self.rows("list_user", user_id, now)
+        return [(row[0], _record(row[1:])) for row in rows]
+
+    def migrate(self) -> Flow[None]:
+        lock = f"coatcheck:{self.table}"
+        yield _MIGRATE_LOCK, (lock,)
+        _, rows = yield _TABLE_EXISTS, (self.table,)
+        if not rows[0][0]:  # checked first: IF NOT EXISTS on an existing table raises a note (a warning)
+            yield _SCHEMA.format(t=self.table), ()
+        yield _MIGRATE_UNLOCK, (lock,)
+
+
+class _PoolTimeout(TimeoutError):
+    """No connection became free within the pool timeout."""
+
+
+class _Pool:
+    """A small thread-safe pool of PyMySQL connections: at most ``size`` open, ``timeout``
+    seconds to get one. A connection that raised is closed, never put back."""
+
+    def __init__(self, connect: Callable[[], pymysql.connections.Connection[Any]], size: int, timeout: float) -> None:
+        self._connect = connect
+        self._timeout = timeout
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[pymysql.connections.Connection[Any]] = []
+        self._lock = threading.Lock()
+        self.closed = False
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[pymysql.connections.Connection[Any]]:
+        if not self._slots.acquire(timeout=self._timeout):
+            raise _PoolTimeout(f"no free MySQL connection within {self._timeout} s")
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            conn = conn or self._connect()
+            try:
+                yield conn
+            except BaseException:
+                _close(conn)
+                raise
+            with self._lock:
+                if not self.closed:
+                    self._idle.append(conn)
+                    return
+            _close(conn)
+        finally:
+            self._slots.release()
+
+    def clear(self, *, close: bool = False) -> None:
+        """Close the idle connections; with ``close=True`` also those handed back later."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self.closed = self.closed or close
+        for conn in idle:
+            _close(conn)
+
+
+class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
+    """aiomysql's connection, escaping bytes itself: aiomysql 0.3 imports an escaper that recent
+    PyMySQL releases replaced with a placeholder string (PyMySQL issue 1274): bytes would break."""
+
+    def escape(self, obj: Any) -> str:
+        if isinstance(obj, bytes):
+            return pymysql.converters.escape_bytes(obj)
+        return super().escape(obj)  # type: ignore[no-any-return]
+
+
+class _AsyncPool:
+    """The asyncio twin of :class:`_Pool` over aiomysql connections, for one event loop."""
+
+    def __init__(self, connect_args: dict[str, Any], size: int, timeout: float, connect_timeout: float) -> None:
+        self._args = connect_args
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
+        self.closed = False
+
+    async def _connect(self) -> Any:
+        # Not aiomysql.connect(): cancelled mid-handshake it leaks the open socket (it cleans up on
+        # Exception only), and the handshake has no timeout of its own. Here any failure closes it.
+        conn = _AioConnection(**self._args)
+        try:
+            await asyncio.wait_for(conn._connect(), self._connect_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._timeout)
+        except asyncio.TimeoutError:
+            raise _PoolTimeout(f"no free MySQL connection within {self._timeout} s") from None
+        try:
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield conn
+            except BaseException:
+                conn.close()
+                raise
+            if self.closed:
+                conn.close()
+            else:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    async def clear(self, *, close: bool = False) -> None:
+        """Close the idle connections; ``close=True`` as in :class:`_Pool`, saying goodbye to the
+        server first (within a second each) instead of just dropping the sockets."""
+        idle, self._idle = self._idle, []
+        self.closed = self.closed or close
+        for conn in idle:
+            if close:
+                with contextlib.suppress(Exception, asyncio.TimeoutError):
+                    await asyncio.wait_for(conn.ensure_closed(), 1.0)
+            conn.close()
+
+
+def _close(conn: pymysql.connections.Connection[Any]) -> None:
+    if conn.open:
+        conn.close()
+
+
+def _drive(cur: pymysql.cursors.Cursor, flow: Flow[T]) -> T:
+    try:
+        sql, params = next(flow)
+        while True:
+            cur.execute(sql, params or None)
+            sql, params = flow.send((cur.rowcount, list(cur.fetchall())))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+async def _adrive(cur: Any, flow: Flow[T], timeout: float) -> T:
+    try:
+        sql, params = next(flow)
+        while True:
+            await asyncio.wait_for(cur.execute(sql, params or None), timeout)  # aiomysql has no read timeout
+            sql, params = flow.send((cur.rowcount, list(await cur.fetchall())))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class MySQLStore:
+    """Sessions in a MySQL or MariaDB table; one object serves sync and async code.
+
+    Nothing connects until first use; the async pool belongs to the event loop that first used
+    it. ``close()`` releases the sync connections, ``aclose()`` the async ones.
+
+    Timeouts (seconds): ``connect_timeout``, ``statement_timeout`` (client read/write timeout and
+    the server's lock-wait timeouts), ``pool_timeout`` (waiting for a free connection).
+    """
+
+    expires_natively = False
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 3306,
+        user: str = "root",
+        password: str = "",
+        database: str,
+        table: str = "coatcheck_sessions",
+        create_schema: bool = False,
+        connect_timeout: float = 2.0,
+        statement_timeout: float = 5.0,
+        pool_timeout: float = 2.0,
+        pool_size: int = 10,
+        purge_batch: int = 1000,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
+            raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
+        if not database:
+            raise ConfigurationError("the MySQL store needs a database name")
+        if min(connect_timeout, statement_timeout, pool_timeout) <= 0:
+            raise ConfigurationError("connect_timeout, statement_timeout and pool_timeout must be positive")
+        if pool_size < 1 or purge_batch < 1:
+            raise ConfigurationError("pool_size and purge_batch must be at least 1")
+        lock_wait = max(1, math.ceil(statement_timeout))
+        self._args: dict[str, Any] = {
+            "host": host,
+            "port": port,
+            "user": user,
+            "password": password,
+            "charset": "utf8mb4",
+            "autocommit": True,
+            "connect_timeout": connect_timeout,
+            "ssl": ssl_context,
+            "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}",
+        }
+        self.database = database
+        self._where = f"{host}:{port}/{database}"
+        self.table = table
+        self.create_schema = create_schema
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self.pool_timeout = pool_timeout
+        self.pool_size = pool_size
+        self.purge_batch = purge_batch
+        self._clock = clock
+        self._flows = _Flows(table)
+        self._schema_pending = create_schema
+        self._lock = threading.Lock()
+        self._pool: _Pool | None = None
+        self._apool: _AsyncPool | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> MySQLStore:
+        """``mysql://user:password@host:3306/database?table=sessions&create_schema=1`` (or ``mariadb://``).
+
+        Query parameters: ``table``, ``create_schema``, ``connect_timeout``, ``statement_timeout``,
+        ``pool_timeout``, ``pool_size``, ``purge_batch``. For TLS pass ``ssl_context`` to the constructor.
+        """
+        parts = urlsplit(url)
+        options: dict[str, Any] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name not in _URL_OPTIONS:
+                raise ConfigurationError(f"unknown MySQL store URL parameter {name!r}; known: {', '.join(_URL_OPTIONS)}")
+            try:
+                options[name] = _URL_OPTIONS[name](value)
+            except ValueError as exc:
+                raise ConfigurationError(f"bad value for {name!r} in the MySQL store URL: {value!r}") from exc
+        try:
+            port = parts.port or 3306
+        except ValueError as exc:
+            raise ConfigurationError(f"bad port in the MySQL store URL: {exc}") from exc
+        database = unquote(parts.path.lstrip("/"))
+        if not database or "/" in database:
+            raise ConfigurationError("a MySQL store URL names one database: mysql://user:password@host:3306/database")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=port,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=database,
+            clock=clock,
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        return f"<MySQLStore {self._where} table={self.table}>"
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _connect(self) -> pymysql.connections.Connection[Any]:
+        timeout = self.statement_timeout
+        return pymysql.connect(**self._args, database=self.database, read_timeout=timeout, write_timeout=timeout)
+
+    def _error(self, exc: BaseException) -> StoreError:
+        code = exc.args[0] if isinstance(exc, pymysql.err.Error) and exc.args else None
+        if code == _NO_SUCH_TABLE:
+            return StoreError(
+                f"the session table {self.table!r} does not exist in MySQL {self._where}: run"
+                " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
+            )
+        if code in _UNAVAILABLE or isinstance(exc, (OSError, asyncio.TimeoutError)):
+            return StoreUnavailableError(f"MySQL store {self._where} unavailable: {exc or type(exc).__name__}")
+        return StoreError(f"MySQL store {self._where} failed: {exc}")
+
+    def _schema_first(self, flow: Flow[T]) -> Flow[T]:
+        if self._schema_pending:
+            yield from self._flows.migrate()
+            self._schema_pending = False
+        return (yield from flow)
+
+    def _sync_pool(self) -> _Pool:
+        with self._lock:
+            if self._pool is None:
+                self._pool = _Pool(self._connect, self.pool_size, self.pool_timeout)
+            return self._pool
+
+    def _async_pool(self) -> _AsyncPool:
+        if self._apool is None:  # no await in between: two first uses still build one pool
+            args = {**self._args, "db": self.database}
+            self._apool = _AsyncPool(args, self.pool_size, self.pool_timeout, self.connect_timeout)
+        return self._apool
+
+    def _run(self, flow: Flow[T]) -> T:
+        pool = self._sync_pool()
+        try:
+            with pool.connection() as conn, conn.cursor() as cur:
+                return _drive(cur, self._schema_first(flow))
+        except (pymysql.err.Error, OSError) as exc:
+            error = self._error(exc)
+            if isinstance(error, StoreUnavailableError):
+                pool.clear()
+            raise error from exc
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        pool = self._async_pool()
+        try:
+            async with pool.connection() as conn:
+                return await _adrive(await conn.cursor(), self._schema_first(flow), self.statement_timeout)
+        except (pymysql.err.Error, OSError, asyncio.TimeoutError) as exc:
+            error = self._error(exc)
+            if isinstance(error, StoreUnavailableError):
+                await pool.clear()
+            raise error from exc
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the table and its indexes if missing (idempotent)."""
+        self._run(self._flows.migrate())
+
+    async def amigrate(self) -> None:
+        """Async :meth:`migrate`."""
+        await self._arun(self._flows.migrate())
+
+    # -- Store and AsyncStore --------------------------------------------------------------------
+
+    def load(self, key: str) -> Record | None:
+        """The live record under ``key``, or None."""
+        return self._run(self._flows.load(key, self._clock()))
+
+    async def aload(self, key: str) -> Record | None:
+        """Async :meth:`load`."""
+        return await self._arun(self._flows.load(key, self._clock()))
+
+    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Create (``expected_version=None``, replacing only an expired row) or compare-and-set."""
+        return self._run(self._flows.save(key, record, expected_version, self._clock()))
+
+    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Async :meth:`save`."""
+        return await self._arun(self._flows.save(key, record, expected_version, self._clock()))
+
+    def touch(self, key: str, expires_at: float) -> None:
+        """Move a live record's expiry forward (never backward)."""
+        self._run(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
+
+    async def atouch(self, key: str, expires_at: float) -> None:
+        """Async :meth:`touch`."""
+        await self._arun(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
+
+    def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """In one transaction: delete ``old_key`` at ``expected_version`` and create ``new_key``."""
+        return self._run(self._flows.rotate(old_key, new_key, record, expected_version, self._clock()))
+
+    async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """Async :meth:`rotate`."""
+        return await self._arun(self._flows.rotate(old_key, new_key, record, expected_version, self._clock()))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        self._run(self._flows.rowcount("delete", key))
+
+    async def adelete(self, key: str) -> None:
+        """Async :meth:`delete`."""
+        await self._arun(self._flows.rowcount("delete", key))
+
+    def delete_expired(self, now: float) -> int:
+        """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many."""
+        return self._run(self._flows.purge(now, self.purge_batch))
+
+    async def adelete_expired(self, now: float) -> int:
+        """Async :meth:`delete_expired`."""
+        return await self._arun(self._flows.purge(now, self.purge_batch))
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id``; return how many were live."""
+        return self._run(self._flows.delete_user(user_id, self._clock()))
+
+    async def adelete_user(self, user_id: str) -> int:
+        """Async :meth:`delete_user`."""
+        return await self._arun(self._flows.delete_user(user_id, self._clock()))
+
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """The live ``(key, record)`` pairs of ``user_id``."""
+        return self._run(self._flows.list_user(user_id, self._clock()))
+
+    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """Async :meth:`list_user`."""
+        return await self._arun(self._flows.list_user(user_id, self._clock()))
+
+    def close(self) -> None:
+        """Close the sync connections (a later call opens new ones)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.clear(close=True)
+
+    async def aclose(self) -> None:
+        """Close the async connections (a later call opens new ones)."""
+        pool, self._apool = self._apool, None
+        if pool is not None:
+            await pool.clear(close=True)

@@ -1,0 +1,426 @@
+"""PostgresStore: sessions in one PostgreSQL table, over psycopg 3 (sync and async pools).
+
+Schema (created by :meth:`PostgresStore.migrate`, or on first use with ``create_schema=True``)::
+
+    CREATE TABLE coatcheck_sessions (
+        key        varchar(64) PRIMARY KEY,      -- sha256(session id), hex; never the raw ID
+        data       bytea NOT NULL,
+        expires_at double precision NOT NULL,    -- unix seconds
+        version    bigint NOT NULL,
+        user_id    varchar(255));
+    CREATE INDEX coatcheck_sessions_expires_at ON coatcheck_sessions (expires_at);
+    CREATE INDEX coatcheck_sessions_user_id ON coatcheck_sessions (user_id) WHERE user_id IS NOT NULL;
+
+Guarantees: every write is one statement (``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired``
+for create-only, ``UPDATE ... WHERE version = N AND live`` for compare-and-set) except
+``rotate``, which is one transaction. "Now" is always the store's clock, sent as a parameter.
+Purges delete at most ``purge_batch`` rows per statement. Connect, statement and pool-acquire
+times are bounded; running out of any of them, or losing the server, raises
+:class:`~coatcheck.errors.StoreUnavailableError`, and the pools reconnect by themselves.
+
+SQL text and the statement sequences ("flows") are shared by the sync and async sides; each
+public method is a one-line driver call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ..errors import ConfigurationError, StoreError, StoreUnavailableError
+from ._protocol import Record
+
+__all__ = ["PostgresStore"]
+
+T = TypeVar("T")
+Statement = tuple[str, tuple[Any, ...]]
+Result = tuple[int, list[tuple[Any, ...]]]
+Flow = Generator[Statement, Result, T]
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+_SCHEMA = (
+    'CREATE TABLE IF NOT EXISTS "{t}" (key varchar(64) PRIMARY KEY, data bytea NOT NULL,'
+    " expires_at double precision NOT NULL, version bigint NOT NULL, user_id varchar(255))",
+    'CREATE INDEX IF NOT EXISTS "{t}_expires_at" ON "{t}" (expires_at)',
+    'CREATE INDEX IF NOT EXISTS "{t}_user_id" ON "{t}" (user_id) WHERE user_id IS NOT NULL',
+)
+_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+_SQL = {
+    "load": 'SELECT data, expires_at, version, user_id FROM "{t}" WHERE key = %s AND expires_at > %s',
+    "create": (
+        'INSERT INTO "{t}" AS t (key, data, expires_at, version, user_id) VALUES (%s, %s, %s, %s, %s)'
+        " ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at,"
+        " version = EXCLUDED.version, user_id = EXCLUDED.user_id WHERE t.expires_at <= %s"
+    ),
+    "update": (
+        'UPDATE "{t}" SET data = %s, expires_at = %s, version = %s, user_id = %s'
+        " WHERE key = %s AND version = %s AND expires_at > %s"
+    ),
+    "touch": 'UPDATE "{t}" SET expires_at = %s WHERE key = %s AND expires_at > %s AND expires_at < %s',
+    "delete": 'DELETE FROM "{t}" WHERE key = %s',
+    "delete_version": 'DELETE FROM "{t}" WHERE key = %s AND version = %s AND expires_at > %s',
+    "purge": 'DELETE FROM "{t}" WHERE ctid = ANY(ARRAY(SELECT ctid FROM "{t}" WHERE expires_at <= %s LIMIT %s))',
+    "delete_user": (
+        'WITH gone AS (DELETE FROM "{t}" WHERE user_id = %s RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > %s'
+    ),
+    "list_user": 'SELECT key, data, expires_at, version, user_id FROM "{t}" WHERE user_id = %s AND expires_at > %s',
+}
+# A dead peer is noticed by TCP keepalive within about a minute (libpq defaults: hours).
+_KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+# coatcheck's own URL query parameters; the others go to libpq (sslmode, application_name, ...).
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "table": str,
+    "create_schema": _flag,
+    "connect_timeout": float,
+    "statement_timeout": float,
+    "pool_timeout": float,
+    "pool_size": int,
+    "purge_batch": int,
+}
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(bytes(row[0]), float(row[1]), int(row[2]), row[3])
+
+
+class _Flows:
+    """The statement sequences of every operation on one table, shared by both flavours."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.sql = {name: text.format(t=table) for name, text in _SQL.items()}
+
+    def rowcount(self, name: str, *params: Any) -> Flow[int]:
+        count, _ = yield self.sql[name], params
+        return count
+
+    def rows(self, name: str, *params: Any) -> Flow[list[tuple[Any, ...]]]:
+        _, rows = yield self.sql[name], params
+        return rows
+
+    def load(self, key: str, now: float) -> Flow[Record | None]:
+        rows = yield from self.rows("load", key, now)
+        return _record(rows[0]) if rows else None
+
+    def save(self, key: str, r: Record, expected_version: int | None, now: float) -> Flow[bool]:
+        if expected_version is None:
+            return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, now)) == 1
+        return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
+
+    def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
+        yield "BEGIN", ()
+        ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
+            yield from self.save(new_key, r, None, now)
+        )
+        yield ("COMMIT" if ok else "ROLLBACK"), ()
+        return ok
+
+    def purge(self, now: float, batch: int) -> Flow[int]:
+        total = 0
+        while True:
+            deleted = yield from self.rowcount("purge", now, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+    def delete_user(self, user_id: str, now: float) -> Flow[int]:
+        rows = yield from self.rows("delete_user", user_id, now)
+        return int(rows[0][0])
+
+    def list_user(self, user_id: str, now: float) -> Flow[list[tuple[str, Record]]]:
+        rows = yield from self.rows("list_user", user_id, now)
+        return [(row[0], _record(row[1:])) for row in rows]
+
+    def migrate(self) -> Flow[None]:
+        yield "BEGIN", ()
+        yield _MIGRATE_LOCK, (f"coatcheck:{self.table}",)  # concurrent migrations wait, not fail
+        for statement in _SCHEMA:
+            yield statement.format(t=self.table), ()
+        yield "COMMIT", ()
+
+
+def _drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
+    with conn.cursor() as cur:
+        try:
+            sql, params = next(flow)
+            while True:
+                cur.execute(sql, params or None)
+                sql, params = flow.send((cur.rowcount, cur.fetchall() if cur.description else []))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+async def _adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
+    async with conn.cursor() as cur:
+        try:
+            sql, params = next(flow)
+            while True:
+                await cur.execute(sql, params or None)
+                sql, params = flow.send((cur.rowcount, await cur.fetchall() if cur.description else []))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+class PostgresStore:
+    """Sessions in a PostgreSQL table; one object serves sync and async code.
+
+    ``conninfo`` is a libpq URL or ``key=value`` string. Nothing connects until first use: the
+    sync pool opens on the first sync call, the async pool inside the running loop on the first
+    async call. ``close()`` releases the sync pool, ``aclose()`` the async one.
+
+    Timeouts (seconds): ``connect_timeout`` (libpq; at least 2), ``statement_timeout`` (set on
+    every connection), ``pool_timeout`` (waiting for a free connection).
+    """
+
+    expires_natively = False
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        table: str = "coatcheck_sessions",
+        create_schema: bool = False,
+        connect_timeout: float = 2.0,
+        statement_timeout: float = 5.0,
+        pool_timeout: float = 2.0,
+        pool_size: int = 10,
+        purge_batch: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
+            raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
+        if min(connect_timeout, statement_timeout, pool_timeout) <= 0:
+            raise ConfigurationError("connect_timeout, statement_timeout and pool_timeout must be positive")
+        if pool_size < 1 or purge_batch < 1:
+            raise ConfigurationError("pool_size and purge_batch must be at least 1")
+        try:
+            params = conninfo_to_dict(conninfo)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"bad PostgreSQL connection string: {exc}") from exc
+        if not all(port.isdigit() and 0 < int(port) < 65536 for port in str(params.get("port") or "5432").split(",")):
+            raise ConfigurationError(f"bad port in the PostgreSQL connection string: {params.get('port')!r}")
+        options = f"{params.get('options') or ''} -c statement_timeout={round(statement_timeout * 1000)}".strip()
+        keepalives = {name: params.get(name) or default for name, default in _KEEPALIVES.items()}
+        self._conninfo = make_conninfo(
+            conninfo,
+            connect_timeout=max(2, math.ceil(connect_timeout)),
+            options=options,
+            application_name=params.get("application_name") or "coatcheck",
+            **keepalives,
+        )
+        self._where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
+        self.table = table
+        self.create_schema = create_schema
+        self.pool_timeout = pool_timeout
+        self.pool_size = pool_size
+        self.purge_batch = purge_batch
+        self._clock = clock
+        self._flows = _Flows(table)
+        self._schema_pending = create_schema
+        self._lock = threading.Lock()
+        self._alock = asyncio.Lock()
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresStore:
+        """``postgresql://user:password@host:5432/dbname?table=sessions&create_schema=1``.
+
+        coatcheck takes ``table``, ``create_schema``, ``connect_timeout``, ``statement_timeout``,
+        ``pool_timeout``, ``pool_size`` and ``purge_batch`` from the query; the rest go to libpq.
+        """
+        parts = urlsplit(url)
+        ours: dict[str, Any] = {}
+        theirs = []
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            if name not in _URL_OPTIONS:
+                theirs.append((name, value))
+                continue
+            try:
+                ours[name] = _URL_OPTIONS[name](value)
+            except ValueError as exc:
+                raise ConfigurationError(f"bad value for {name!r} in the PostgreSQL store URL: {value!r}") from exc
+        conninfo = parts._replace(query=urlencode(theirs, quote_via=quote)).geturl()
+        return cls(conninfo, clock=clock, **ours)
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self._where} table={self.table}>"
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _pool_args(self) -> dict[str, Any]:
+        return {
+            "min_size": 0,
+            "max_size": self.pool_size,
+            "timeout": self.pool_timeout,
+            "open": False,
+            "kwargs": {"autocommit": True},
+            "reconnect_timeout": 2 * self.pool_timeout,
+            "name": f"coatcheck-{self.table}",
+        }
+
+    def _error(self, exc: psycopg.Error) -> StoreError:
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            return StoreError(
+                f"the session table {self.table!r} does not exist in PostgreSQL {self._where}: run"
+                " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
+            )
+        if isinstance(exc, psycopg.OperationalError):  # refused, lost, statement or pool timeout
+            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {exc}")
+        return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
+
+    def _schema_first(self, flow: Flow[T]) -> Flow[T]:
+        if self._schema_pending:
+            yield from self._flows.migrate()
+            self._schema_pending = False
+        return (yield from flow)
+
+    def _sync_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(self._conninfo, **self._pool_args())
+                self._pool.open()
+            return self._pool
+
+    async def _async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+        async with self._alock:  # two first uses at once open one pool
+            if self._apool is None:
+                pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(self._conninfo, **self._pool_args())
+                await pool.open()
+                self._apool = pool
+            return self._apool
+
+    def _run(self, flow: Flow[T]) -> T:
+        pool = self._sync_pool()
+        try:
+            with pool.connection() as conn:
+                try:
+                    return _drive(conn, self._schema_first(flow))
+                finally:
+                    if conn.broken:  # the server went away: the idle connections are dead too
+                        getattr(pool, "drain", pool.check)()  # psycopg_pool < 3.3 has no drain()
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        pool = await self._async_pool()
+        try:
+            async with pool.connection() as conn:
+                try:
+                    return await _adrive(conn, self._schema_first(flow))
+                finally:
+                    if conn.broken:
+                        await getattr(pool, "drain", pool.check)()
+        except psycopg.Error as exc:
+            raise self._error(exc) from exc
+
+    # -- schema ------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create the table and its indexes if missing (idempotent, safe to run concurrently)."""
+        self._run(self._flows.migrate())
+
+    async def amigrate(self) -> None:
+        """Async :meth:`migrate`."""
+        await self._arun(self._flows.migrate())
+
+    # -- Store and AsyncStore --------------------------------------------------------------------
+
+    def load(self, key: str) -> Record | None:
+        """The live record under ``key``, or None."""
+        return self._run(self._flows.load(key, self._clock()))
+
+    async def aload(self, key: str) -> Record | None:
+        """Async :meth:`load`."""
+        return await self._arun(self._flows.load(key, self._clock()))
+
+    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Create (``expected_version=None``, replacing only an expired row) or compare-and-set."""
+        return self._run(self._flows.save(key, record, expected_version, self._clock()))
+
+    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Async :meth:`save`."""
+        return await self._arun(self._flows.save(key, record, expected_version, self._clock()))
+
+    def touch(self, key: str, expires_at: float) -> None:
+        """Move a live record's expiry forward (never backward)."""
+        self._run(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
+
+    async def atouch(self, key: str, expires_at: float) -> None:
+        """Async :meth:`touch`."""
+        await self._arun(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
+
+    def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """In one transaction: delete ``old_key`` at ``expected_version`` and create ``new_key``."""
+        return self._run(self._flows.rotate(old_key, new_key, record, expected_version, self._clock()))
+
+    async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """Async :meth:`rotate`."""
+        return await self._arun(self._flows.rotate(old_key, new_key, record, expected_version, self._clock()))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        self._run(self._flows.rowcount("delete", key))
+
+    async def adelete(self, key: str) -> None:
+        """Async :meth:`delete`."""
+        await self._arun(self._flows.rowcount("delete", key))
+
+    def delete_expired(self, now: float) -> int:
+        """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many."""
+        return self._run(self._flows.purge(now, self.purge_batch))
+
+    async def adelete_expired(self, now: float) -> int:
+        """Async :meth:`delete_expired`."""
+        return await self._arun(self._flows.purge(now, self.purge_batch))
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id``; return how many were live."""
+        return self._run(self._flows.delete_user(user_id, self._clock()))
+
+    async def adelete_user(self, user_id: str) -> int:
+        """Async :meth:`delete_user`."""
+        return await self._arun(self._flows.delete_user(user_id, self._clock()))
+
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """The live ``(key, record)`` pairs of ``user_id``."""
+        return self._run(self._flows.list_user(user_id, self._clock()))
+
+    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """Async :meth:`list_user`."""
+        return await self._arun(self._flows.list_user(user_id, self._clock()))
+
+    def close(self) -> None:
+        """Close the sync pool (a later call opens a new one)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    async def aclose(self) -> None:
+        """Close the async pool (a later call opens a new one)."""
+        async with self._alock:
+            pool, self._apool = self._apool, None
+        self._alock = asyncio.Lock()  # the next use may come from another event loop
+        if pool is not None:
+            await pool.close()
