@@ -111,7 +111,7 @@ def test_login_needs_a_sensible_user_id(user_id: object) -> None:
 def test_repr_shows_no_session_id() -> None:
     session = new()
     session["a"] = 1
-    assert session._id not in repr(session)
+    assert session.id not in repr(session)
     assert repr(session) == "<Session new user_id=None keys=['a']>"
 
 
