@@ -46,39 +46,45 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    SessionManager(args.store).check()
-    print(f"ok: {args.store} is reachable")
-    return 0
+def _check(manager: SessionManager, args: argparse.Namespace) -> str:
+    manager.check()
+    return f"ok: {args.store} is reachable"
 
 
-def _migrate(args: argparse.Namespace) -> int:
-    manager = SessionManager(args.store)
+def _migrate(manager: SessionManager, args: argparse.Namespace) -> str:
     migrate: Callable[[], object] | None = getattr(manager.store, "migrate", None)
     if migrate is None:
-        print(f"{type(manager.store).__name__} needs no migration")
-    else:
-        migrate()
-        print(f"ok: schema ready in {args.store}")
-    return 0
+        return f"{type(manager.store).__name__} needs no migration"
+    migrate()
+    return f"ok: schema ready in {args.store}"
 
 
-def _purge(args: argparse.Namespace) -> int:
-    print(f"deleted {SessionManager(args.store).purge_expired()} expired sessions")
-    return 0
+def _purge(manager: SessionManager, args: argparse.Namespace) -> str:
+    return f"deleted {manager.purge_expired()} expired sessions"
 
 
-def _sessions(args: argparse.Namespace) -> int:
-    infos = SessionManager(args.store).list_sessions(args.user)
-    for info in infos:
-        print(f"{info.handle}  started {_when(info.created_at)}  expires {_when(info.expires_at)}")
-    print(f"{len(infos)} live sessions for {args.user!r}")
-    return 0
+def _sessions(manager: SessionManager, args: argparse.Namespace) -> str:
+    infos = manager.list_sessions(args.user)
+    lines = [f"{info.handle}  started {_when(info.created_at)}  expires {_when(info.expires_at)}" for info in infos]
+    return "\n".join([*lines, f"{len(infos)} live sessions for {args.user!r}"])
 
 
-def _revoke(args: argparse.Namespace) -> int:
-    print(f"revoked {SessionManager(args.store).revoke_user(args.user)} sessions of {args.user!r}")
-    return 0
+def _revoke(manager: SessionManager, args: argparse.Namespace) -> str:
+    return f"revoked {manager.revoke_user(args.user)} sessions of {args.user!r}"
+
+
+def _with_manager(operation: Callable[[SessionManager, argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
+    """Run ``operation`` on a manager for ``--store``, print its report, close the store."""
+
+    def handler(args: argparse.Namespace) -> int:
+        manager = SessionManager(args.store)
+        try:
+            print(operation(manager, args))
+        finally:
+            manager.close()
+        return 0
+
+    return handler
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,11 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(store=os.environ.get("COATCHECK_STORE", "sqlite:///coatcheck-demo.db"))
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
-    command("check", _check, "check that the store is reachable")
-    command("migrate", _migrate, "create the store's schema (SQL stores)")
-    command("purge", _purge, "delete expired sessions now")
-    command("sessions", _sessions, "list a user's live sessions", user=True)
-    command("revoke-user", _revoke, "delete every session of a user (log out everywhere)", user=True)
+    command("check", _with_manager(_check), "check that the store is reachable")
+    command("migrate", _with_manager(_migrate), "create the store's schema (SQL stores)")
+    command("purge", _with_manager(_purge), "delete expired sessions now")
+    command("sessions", _with_manager(_sessions), "list a user's live sessions", user=True)
+    command("revoke-user", _with_manager(_revoke), "delete every session of a user (log out everywhere)", user=True)
     return parser
 
 

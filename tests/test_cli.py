@@ -1,0 +1,87 @@
+"""The coatcheck command: every subcommand against a real store, and one-line errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from coatcheck import SessionManager
+from coatcheck.cli import main
+from tests.backends import require_servers
+from tests.backends.postgres import URL as POSTGRES_URL
+from tests.backends.postgres import with_query
+
+
+def _login(url: str, user: str) -> str:
+    manager = SessionManager(url)
+    session = manager.new_session()
+    session.login(user)
+    manager.commit(session)
+    manager.close()
+    return session.id
+
+
+def test_operator_commands_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/ops.db"
+    for user in ["alice", "alice", "bob"]:
+        _login(url, user)
+    assert main(["check", "--store", url]) == 0
+    assert main(["migrate", "--store", url]) == 0
+    assert "needs no migration" in capsys.readouterr().out
+    assert main(["sessions", "alice", "--store", url]) == 0
+    listing = capsys.readouterr().out
+    assert "2 live sessions for 'alice'" in listing
+    assert main(["revoke-user", "alice", "--store", url]) == 0
+    assert "revoked 2 sessions of 'alice'" in capsys.readouterr().out
+    assert main(["sessions", "bob", "--store", url]) == 0
+    assert "1 live sessions for 'bob'" in capsys.readouterr().out
+    assert main(["purge", "--store", url]) == 0
+    assert "deleted 0 expired sessions" in capsys.readouterr().out
+
+
+def test_store_defaults_to_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COATCHECK_STORE", f"sqlite:///{tmp_path}/env.db")
+    assert main(["check"]) == 0
+    assert f"sqlite:///{tmp_path}/env.db is reachable" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--store", "redis://127.0.0.1:1/0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("coatcheck: error: ")
+    assert err.count("\n") == 1
+    assert main(["purge", "--store", "ftp://x"]) == 1
+    assert "known schemes" in capsys.readouterr().err
+
+
+@pytest.fixture
+def postgres_table() -> Iterator[str]:
+    table = f"cli_{uuid.uuid4().hex[:12]}"
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
+    except psycopg.OperationalError as exc:
+        if require_servers():
+            pytest.fail(f"postgres unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"postgres unreachable: {exc}")
+    yield table
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{table}"')
+
+
+@pytest.mark.server
+def test_migrate_creates_the_postgres_schema(postgres_table: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = with_query(POSTGRES_URL, f"table={postgres_table}")
+    assert main(["check", "--store", url]) == 1
+    assert "coatcheck migrate" in capsys.readouterr().err
+    assert main(["migrate", "--store", url]) == 0
+    assert main(["migrate", "--store", url]) == 0
+    assert "schema ready" in capsys.readouterr().out
+    _login(url, "carol")
+    assert main(["revoke-user", "carol", "--store", url]) == 0
+    assert "revoked 1 sessions of 'carol'" in capsys.readouterr().out
