@@ -77,19 +77,18 @@ def test_candidates_are_bounded() -> None:
 def test_set_cookie_header_never_contains_crlf() -> None:
     cookie = CookieConfig(name="__Host-id")
     for secure in (True, False):
-        for header in (
-            _core.set_cookie_header(cookie, "A" * 43, 60, secure=secure),
-            _core.clear_cookie_header(cookie, secure=secure),
-        ):
+        attributes = _core.cookie_attributes(cookie, secure=secure)
+        for header in (_core.set_cookie_header(cookie, "A" * 43, 60, attributes), _core.clear_cookie_header(cookie, attributes)):
             assert "\r" not in header and "\n" not in header
     assert (
-        _core.set_cookie_header(cookie, "A" * 43, 60, secure=True)
+        _core.set_cookie_header(cookie, "A" * 43, 60, _core.cookie_attributes(cookie, secure=True))
         == "__Host-id=" + "A" * 43 + "; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
     )
 
 
 def test_browser_session_cookie_has_no_max_age() -> None:
-    header = _core.set_cookie_header(CookieConfig(persistent=False), "A" * 43, 60, secure=True)
+    cookie = CookieConfig(persistent=False)
+    header = _core.set_cookie_header(cookie, "A" * 43, 60, _core.cookie_attributes(cookie, secure=True))
     assert "Max-Age" not in header
 
 

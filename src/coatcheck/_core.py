@@ -53,22 +53,9 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
     return found
 
 
-def set_cookie_header(cookie: CookieConfig, session_id: str, max_age: int, *, secure: bool) -> str:
-    """The ``Set-Cookie`` value that hands the browser ``session_id`` for ``max_age`` seconds."""
-    parts = [f"{cookie.name}={session_id}"]
-    if cookie.persistent:
-        parts.append(f"Max-Age={max_age}")
-    return _with_attributes(parts, cookie, secure)
-
-
-def clear_cookie_header(cookie: CookieConfig, *, secure: bool) -> str:
-    """The ``Set-Cookie`` value that deletes the session cookie (same Path and Domain)."""
-    parts = [f"{cookie.name}=", "Max-Age=0", f"Expires={formatdate(0, usegmt=True)}"]
-    return _with_attributes(parts, cookie, secure)
-
-
-def _with_attributes(parts: list[str], cookie: CookieConfig, secure: bool) -> str:
-    parts.append(f"Path={cookie.path}")
+def cookie_attributes(cookie: CookieConfig, *, secure: bool) -> str:
+    """The attributes after the value: ``"; Path=/; Secure; HttpOnly; SameSite=Lax"``."""
+    parts = [f"Path={cookie.path}"]
     if cookie.domain:
         parts.append(f"Domain={cookie.domain}")
     if secure:
@@ -76,7 +63,19 @@ def _with_attributes(parts: list[str], cookie: CookieConfig, secure: bool) -> st
     if cookie.http_only:
         parts.append("HttpOnly")
     parts.append(f"SameSite={cookie.same_site.capitalize()}")
-    return "; ".join(parts)
+    return "; " + "; ".join(parts)
+
+
+def set_cookie_header(cookie: CookieConfig, session_id: str, max_age: int, attributes: str) -> str:
+    """The ``Set-Cookie`` value that hands the browser ``session_id`` for ``max_age`` seconds."""
+    if cookie.persistent:
+        return f"{cookie.name}={session_id}; Max-Age={max_age}{attributes}"
+    return f"{cookie.name}={session_id}{attributes}"
+
+
+def clear_cookie_header(cookie: CookieConfig, attributes: str) -> str:
+    """The ``Set-Cookie`` value that deletes the session cookie (same Path and Domain)."""
+    return f"{cookie.name}=; Max-Age=0; Expires={formatdate(0, usegmt=True)}{attributes}"
 
 
 def wants_secure(cookie: CookieConfig, scheme: str) -> bool:
@@ -166,6 +165,25 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
 
 
+def nothing_to_commit(session: Session, config: SessionConfig, now: float, *, keep_changes: bool) -> bool:
+    """True when committing would touch neither the store nor the cookie (cheap checks only:
+    a session that may have changed goes through :func:`commit_flow`, which decides)."""
+    if session._destroy_key is not None:
+        return False
+    if not keep_changes:
+        return True
+    if session._loaded_key is None:
+        return not session._data and session._user_id is None
+    if session._dirty or session._snapshots or session._rotate or session._user_changed:
+        return False
+    return not _touch_due(session, config, now)
+
+
+def _touch_due(session: Session, config: SessionConfig, now: float) -> bool:
+    assert session._created_at is not None and session._expires_at is not None
+    return deadline(config, session._created_at, now) - session._expires_at >= max(config.touch_seconds, 1.0)
+
+
 def commit_flow(
     session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult]:
@@ -216,9 +234,9 @@ def _touch(
     session: Session, config: SessionConfig, now: float, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult]:
     assert session._created_at is not None and session._expires_at is not None and session._loaded_key is not None
-    expires_at = deadline(config, session._created_at, now)
-    if expires_at - session._expires_at < max(config.touch_seconds, 1.0):
+    if not _touch_due(session, config, now):
         return CommitResult()
+    expires_at = deadline(config, session._created_at, now)
     if "touch" in capabilities:
         yield Call("touch", (session._loaded_key, expires_at))
     else:

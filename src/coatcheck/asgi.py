@@ -87,11 +87,8 @@ class SessionMiddleware:
                     failed = True
                     await self._refuse(kind, exc, send)
                     return
-                headers = list(message.get("headers", ()))
-                extra = session_headers(session, set_cookie, ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers))
-                if extra:
-                    headers.extend((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in extra)
-                    message = {**message, "headers": headers}
+                if set_cookie is not None or session.accessed:
+                    message = _with_session_headers(message, session, set_cookie)
             elif failed:
                 return  # the app's body belongs to the response we replaced
             await send(message)
@@ -130,3 +127,13 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, replay_receive, lifespan_send)
+
+
+def _with_session_headers(message: Message, session: Session, set_cookie: str | None) -> Message:
+    """``http.response.start`` plus Set-Cookie / Vary / Cache-Control as the session needs."""
+    headers = list(message.get("headers", ()))
+    extra = session_headers(session, set_cookie, ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers))
+    if not extra:
+        return message
+    headers.extend((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in extra)
+    return {**message, "headers": headers}

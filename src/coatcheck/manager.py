@@ -54,6 +54,7 @@ class SessionManager:
         if not isinstance(config, SessionConfig):
             raise ConfigurationError(f"config must be a SessionConfig, not {type(config).__name__}")
         self.config = config
+        self._cookie_attributes = {secure: _core.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
         self.clock = clock
         self._id_factory = id_factory
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
@@ -61,6 +62,7 @@ class SessionManager:
         self.supports_async = all(callable(getattr(self.store, "a" + name, None)) for name in _CORE)
         if not (self.supports_sync or self.supports_async):
             raise ConfigurationError(f"{type(self.store).__name__} implements neither the Store nor the AsyncStore protocol")
+        self._nonblocking = self.supports_sync and getattr(self.store, "nonblocking", False) is True
         self._sync_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, n, None)))
         self._async_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, "a" + n, None)))
 
@@ -92,6 +94,8 @@ class SessionManager:
                 if call.method == _core.PAUSE:
                     await asyncio.sleep(*call.args)
                     call = flow.send(None)
+                elif self._nonblocking:  # its sync methods never block: skip the coroutine
+                    call = flow.send(getattr(self.store, call.method)(*call.args, **call.kwargs))
                 else:
                     call = flow.send(await getattr(self.store, "a" + call.method)(*call.args, **call.kwargs))
         except StopIteration as stop:
@@ -124,16 +128,20 @@ class SessionManager:
 
     def _commit_flow(
         self, session: Session, status_code: int, caps: frozenset[str]
-    ) -> Generator[_core.Call, Any, _core.CommitResult]:
+    ) -> Generator[_core.Call, Any, _core.CommitResult] | None:
+        """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
-        return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
+        now = self.clock()
+        if _core.nothing_to_commit(session, self.config, now, keep_changes=keep):
+            return None
+        return _core.commit_flow(session, self.config, now, keep_changes=keep, capabilities=caps)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str) -> str | None:
-        secure = _core.wants_secure(self.config.cookie, scheme)
+        attributes = self._cookie_attributes[_core.wants_secure(self.config.cookie, scheme)]
         if result.session_id is not None:
-            return _core.set_cookie_header(self.config.cookie, result.session_id, result.max_age, secure=secure)
+            return _core.set_cookie_header(self.config.cookie, result.session_id, result.max_age, attributes)
         if result.clear:
-            return _core.clear_cookie_header(self.config.cookie, secure=secure)
+            return _core.clear_cookie_header(self.config.cookie, attributes)
         return None
 
     def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
@@ -142,12 +150,13 @@ class SessionManager:
         Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
         requested logout is applied whatever the status.
         """
-        return self._set_cookie(self._run(self._commit_flow(session, status_code, self._sync_caps)), scheme)
+        flow = self._commit_flow(session, status_code, self._sync_caps)
+        return None if flow is None else self._set_cookie(self._run(flow), scheme)
 
     async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
         """Async :meth:`commit`."""
-        result = await self._arun(self._commit_flow(session, status_code, self._async_caps))
-        return self._set_cookie(result, scheme)
+        flow = self._commit_flow(session, status_code, self._async_caps)
+        return None if flow is None else self._set_cookie(await self._arun(flow), scheme)
 
     # -- per-user operations -------------------------------------------------------------------
 

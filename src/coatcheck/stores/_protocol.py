@@ -17,7 +17,8 @@ Optional capabilities (the manager detects them when it is built):
   ``revoke_user`` and "your devices" pages.
 
 Async stores implement the same methods with an ``a`` prefix (``aload``, ``asave``, ...). One
-class may implement both flavours.
+class may implement both flavours; one whose sync methods never block (no I/O, no waiting lock)
+may set ``nonblocking = True`` so the manager's async side calls them without a coroutine.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from ..errors import ConfigurationError
 from ._protocol import Record
@@ -24,7 +25,13 @@ _BUCKET_SECONDS = 10.0
 
 
 class MemoryStore:
-    """An in-process store with per-key CAS, a user index and bounded size (``max_entries``)."""
+    """An in-process store with per-key CAS, a user index and bounded size (``max_entries``).
+
+    ``nonblocking`` tells the manager that the sync methods never block, so async code may
+    call them directly instead of awaiting the (equivalent) async twins.
+    """
+
+    nonblocking: ClassVar[bool] = True
 
     def __init__(self, *, max_entries: int = 1_000_000, clock: Callable[[], float] = time.time) -> None:
         if max_entries < 1:
