@@ -259,7 +259,11 @@ def _write(
         if attempt:
             yield backoff(attempt)
         raw = _encode(session, config, created_at)
-        expires_at = deadline(config, created_at, now)
+        # The expiry, and with it the cookie, moves at most once per touch_interval: a write
+        # between two refreshes keeps it and sends no Set-Cookie (a new ID always does).
+        renew = session._rotate or session._reauthenticated or _touch_due(session, config, now)
+        assert session._expires_at is not None
+        expires_at = deadline(config, created_at, now) if renew else session._expires_at
         record = Record(raw, expires_at, session._version + 1, session._user_id)
         new_key = store_key(new_id) if session._rotate else old_key
         if not session._rotate:
@@ -274,7 +278,7 @@ def _write(
             session._id = new_id
             session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session._data)
             session._rotate = session._user_changed = session._reauthenticated = False
-            return _result(session, expires_at, now)
+            return _result(session, expires_at, now) if renew else CommitResult()
         fresh: Record | None = yield Call("load", (old_key,))
         if fresh is None:
             security_log.info(
@@ -301,5 +305,6 @@ def _merge(session: Session, changed: set[str], fresh: Record, created_at: float
         else:
             data.pop(key, None)
     session._data, session._version, session._created_at = data, fresh.version, created_at
+    session._expires_at = fresh.expires_at
     if not session._user_changed:
         session._user_id = fresh.user_id
