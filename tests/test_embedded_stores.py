@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import sqlite3
 import threading
@@ -159,3 +160,27 @@ def test_sqlite_store_key_column_holds_only_hashes(tmp_path: Path) -> None:
         conn.close()
         manager.close()
     assert key == store_key(session.id)
+
+
+@pytest.mark.anyio
+async def test_memory_async_purge_lets_the_event_loop_run() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    for i in range(5000):
+        store.save(f"k{i}", Record(b"x", clock() + 5, 1), expected_version=None)
+    clock.advance(10)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.get_running_loop().create_task(ticker())
+    await asyncio.sleep(0)
+    deleted = await SessionManager(store, clock=clock).apurge_expired()
+    task.cancel()
+    assert deleted == 5000
+    assert len(store) == 0
+    assert ticks >= 5  # the loop ran between purge steps of 1000 keys

@@ -209,8 +209,11 @@ class SessionManager:
         return int(self._run(iter_call(_core.Call("delete_expired", (self.clock(),)))))
 
     async def apurge_expired(self) -> int:
-        """Async :meth:`purge_expired`."""
-        return int(await self._arun(iter_call(_core.Call("delete_expired", (self.clock(),)))))
+        """Async :meth:`purge_expired` (always through the store's async method, which may
+        yield to the event loop between batches)."""
+        if not self.supports_async:
+            raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
+        return int(await self.store.adelete_expired(self.clock()))
 
     def check(self) -> None:
         """Raise :class:`StoreUnavailableError` (or another StoreError) if the store cannot be used."""

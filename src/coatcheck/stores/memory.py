@@ -9,10 +9,11 @@ purge visits only expired sessions and a write never scans.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from ..errors import ConfigurationError
@@ -22,6 +23,7 @@ __all__ = ["MemoryStore"]
 
 _STRIPES = 64
 _BUCKET_SECONDS = 10.0
+_PURGE_STEP = 1000
 
 
 class MemoryStore:
@@ -122,17 +124,23 @@ class MemoryStore:
 
     def delete_expired(self, now: float) -> int:
         """Remove every record expired at ``now``, visiting only the buckets that are due."""
-        deleted = 0
+        return sum(self._purge(now))
+
+    def _purge(self, now: float) -> Iterator[int]:
+        """Purge in steps of at most ``_PURGE_STEP`` keys, yielding how many each step deleted."""
         due = int(now // _BUCKET_SECONDS)
         for bucket in [b for b in list(self._buckets) if b <= due]:
-            for key in self._buckets.pop(bucket, ()):
-                with self._lock(key):
-                    record = self._records.get(key)
-                    if record is not None and record.expires_at <= now and self._drop(key):
-                        deleted += 1
-                    elif record is not None and int(record.expires_at // _BUCKET_SECONDS) == bucket:
-                        self._buckets.setdefault(bucket, set()).add(key)  # not yet due within its bucket
-        return deleted
+            keys = list(self._buckets.pop(bucket, ()))
+            for start in range(0, len(keys), _PURGE_STEP):
+                deleted = 0
+                for key in keys[start : start + _PURGE_STEP]:
+                    with self._lock(key):
+                        record = self._records.get(key)
+                        if record is not None and record.expires_at <= now and self._drop(key):
+                            deleted += 1
+                        elif record is not None and int(record.expires_at // _BUCKET_SECONDS) == bucket:
+                            self._buckets.setdefault(bucket, set()).add(key)  # not yet due within its bucket
+                yield deleted
 
     def _make_room(self) -> None:
         """At capacity: purge expired records, then evict the soonest-expiring 1%."""
@@ -188,7 +196,12 @@ class MemoryStore:
         self.delete(key)
 
     async def adelete_expired(self, now: float) -> int:
-        return self.delete_expired(now)
+        """Purge step by step, letting the event loop serve requests between steps."""
+        total = 0
+        for deleted in self._purge(now):
+            total += deleted
+            await asyncio.sleep(0)
+        return total
 
     async def adelete_user(self, user_id: str) -> int:
         return self.delete_user(user_id)
