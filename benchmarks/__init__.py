@@ -1,0 +1,1 @@
+"""coatcheck's benchmarks: HTTP load against real servers, store micro-benchmarks, scale checks."""

@@ -1,0 +1,1 @@
+"""One small app per framework and session library, configured from the environment."""

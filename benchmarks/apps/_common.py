@@ -1,0 +1,162 @@
+"""What the benchmark apps share: settings from the environment, a store-call counter, prefill.
+
+Every app serves the same three routes: ``/rmw`` (read a counter, increment it, save),
+``/read`` (read the counter only) and ``/__bench/stats`` (JSON counters for the harness).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from coatcheck import SessionConfig, SessionManager
+from coatcheck._codec import encode
+from coatcheck._ids import new_session_id, store_key
+from coatcheck.stores import Record, from_url
+
+SIGNING_KEY = "coatcheck-benchmark-signing-key-not-for-production"
+LIFETIME = 1800  # seconds: every library gets coatcheck's default idle timeout
+_METHODS = ("load", "save", "touch", "rotate", "delete", "delete_expired", "delete_user", "list_user", "close")
+
+
+def env(name: str, default: str = "") -> str:
+    """A ``BENCH_*`` setting."""
+    return os.environ.get(name, default)
+
+
+def store_kind() -> str:
+    """Which store the app uses: memory, sqlite, redis, postgres or mysql."""
+    return env("BENCH_STORE", "memory")
+
+
+def redis_url() -> str:
+    """The benchmark's own Redis server."""
+    return env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+class CountingStore:
+    """Forwards to a coatcheck store and counts each call (the client-side round trips).
+
+    Only the methods the wrapped store has are exposed, so the manager sees the same
+    capabilities; other attributes (``expires_natively``) are forwarded.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.counts: collections.Counter[str] = collections.Counter()
+        for name in _METHODS:
+            for method in (name, "a" + name):
+                target = getattr(store, method, None)
+                if callable(target):
+                    wrapper = self._async_wrapper(method, target) if method == "a" + name else self._wrapper(method, target)
+                    setattr(self, method, wrapper)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _wrapper(self, method: str, target: Callable[..., Any]) -> Callable[..., Any]:
+        counts = self.counts
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            counts[method] += 1
+            return target(*args, **kwargs)
+
+        return call
+
+    def _async_wrapper(self, method: str, target: Callable[..., Any]) -> Callable[..., Any]:
+        counts = self.counts
+        name = method[1:]
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return await target(*args, **kwargs)
+
+        return call
+
+
+def prefill(store: Any, live: int, expired: int) -> None:
+    """Put ``live`` sessions and ``expired`` already-expired sessions straight into ``store``."""
+    now = time.time()
+    raw = encode(now - 60, {"n": 0})
+    for count, expires_at in ((live, now + LIFETIME), (expired, now - 60)):
+        for _ in range(count):
+            store.save(store_key(new_session_id()), Record(raw, expires_at, 1, None), expected_version=None)
+
+
+def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
+    """The manager for ``BENCH_STORE_URL``; SQL stores are wrapped in a :class:`CountingStore`.
+
+    Redis round trips are counted on the server (``INFO commandstats``) and the memory store
+    makes none, so only SQLite, PostgreSQL and MySQL pay for the (sub-microsecond) counter.
+    """
+    store = from_url(env("BENCH_STORE_URL", "memory://?max_entries=3000000"))
+    if store_kind() == "memory":
+        prefill(store, int(env("BENCH_PREFILL_LIVE", "0")), int(env("BENCH_PREFILL_EXPIRED", "0")))
+    counter = CountingStore(store) if store_kind() in ("sqlite", "postgres", "mysql") else None
+    return SessionManager(counter if counter is not None else store, config=SessionConfig()), counter
+
+
+def purge_interval() -> float | None:
+    """The middleware's purge interval: ``BENCH_PURGE_INTERVAL`` seconds, 0 for never."""
+    seconds = float(env("BENCH_PURGE_INTERVAL", "60"))
+    return seconds or None
+
+
+_redis_round_trips = [0, 0]  # all, and those carrying a command that may write
+_COMMAND = re.compile(rb"\*\d+\r\n\$\d+\r\n([A-Za-z_]+)")
+_READS = frozenset(
+    b"GET MGET HGET HMGET HGETALL HEXISTS EXISTS TTL PTTL TYPE ZRANGE ZRANGEBYSCORE ZSCORE ZCARD SMEMBERS SCARD SCAN "
+    b"HELLO PING CLIENT INFO SELECT AUTH ECHO COMMAND SCRIPT MULTI EXEC WATCH UNWATCH EVALSHA_RO EVAL_RO".split()
+)
+
+
+def _count(command: Any) -> None:
+    _redis_round_trips[0] += 1
+    for chunk in (command,) if isinstance(command, (bytes, str)) else command:
+        for name in _COMMAND.findall(chunk.encode() if isinstance(chunk, str) else chunk):
+            if name.upper() not in _READS:
+                _redis_round_trips[1] += 1
+                return
+
+
+def count_redis_round_trips() -> None:
+    """Count every request redis-py writes to a socket (a pipeline is one), sync and async,
+    and those that carry a command that may write (anything but a known read; scripts count).
+
+    Redis's own ``INFO commandstats`` also counts the commands a Lua script runs, so round
+    trips are counted here, in the client, the same way for every library.
+    """
+    import redis.asyncio.connection
+    import redis.connection
+
+    sync_send: Callable[..., Any] = redis.connection.AbstractConnection.send_packed_command
+    async_send: Callable[..., Any] = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    def send(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        _count(command)
+        return sync_send(self, command, *args, **kwargs)
+
+    async def asend(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        _count(command)
+        return await async_send(self, command, *args, **kwargs)
+
+    redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
+    redis.asyncio.connection.AbstractConnection.send_packed_command = asend  # type: ignore[method-assign]
+
+
+if store_kind() == "redis":
+    count_redis_round_trips()
+
+
+def stats(counter: CountingStore | None) -> dict[str, Any]:
+    """The JSON body of ``/__bench/stats``."""
+    return {
+        "store_calls": dict(counter.counts) if counter is not None else {},
+        "redis_round_trips": _redis_round_trips[0],
+        "redis_write_round_trips": _redis_round_trips[1],
+        "pid": os.getpid(),
+    }
