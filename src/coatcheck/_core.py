@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable, Mapping
 from email.utils import formatdate
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from . import _codec
 from ._ids import is_valid_id, log_handle, store_key
@@ -100,8 +100,10 @@ def extra_response_headers(
 # -- the flows --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class Call(NamedTuple):
     """One store operation: ``store.<method>(*args, **kwargs)`` (``a<method>`` when async).
 
     The method ``PAUSE`` is not a store call: the driver sleeps ``args[0]`` seconds.
@@ -109,7 +111,7 @@ class Call:
 
     method: str
     args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] = _NO_KWARGS
 
 
 PAUSE = "pause"
@@ -152,8 +154,7 @@ def load_flow(
     return make_session(None)
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
+class CommitResult(NamedTuple):
     """What a commit means for the response: a cookie to set (ID, max-age) or to clear."""
 
     session_id: str | None = None
