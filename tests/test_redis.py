@@ -11,6 +11,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, MutableMapping
@@ -31,9 +32,11 @@ from coatcheck.config import CookieConfig, SessionConfig
 from coatcheck.errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from coatcheck.manager import SessionManager
 from coatcheck.stores import Record
+from coatcheck.stores._resp import AsyncRespClient, RespClient
 from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
 from coatcheck.testing import FakeClock, Ops, cookie_id
 from tests.backends import ServerMissing, backend, require_servers
+from tests.backends.redis import admin
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -71,8 +74,8 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 
 def raw(store: RedisStore) -> Any:
-    """The store's own sync client, for looking behind its back."""
-    return store._sync_side().client
+    """A redis-py client on the store's server, for looking behind its back."""
+    return admin(store)
 
 
 def redis_keys(store: RedisStore) -> list[str]:
@@ -91,18 +94,18 @@ async def login(ops: Ops, user: str) -> str:
 # -- URLs ----------------------------------------------------------------------------------------
 
 
-def test_url_builds_bounded_pools_without_io() -> None:
+def test_url_builds_lean_clients_without_io() -> None:
     store = coatcheck.stores.from_url(
         "redis://127.0.0.1:1/2?key_prefix=app:&socket_timeout=0.5&max_connections=7&pool_timeout=0.25"
     )
     try:
         assert isinstance(store, RedisStore) and not isinstance(store, RedisClusterStore)
         assert store.key_prefix == "app:" and store.expires_natively
-        for pool in (store._sync_side().client.connection_pool, store._async.client.connection_pool):  # type: ignore[union-attr]
-            assert isinstance(pool, (redis.BlockingConnectionPool, redis.asyncio.BlockingConnectionPool))
-            assert (pool.max_connections, pool.timeout) == (7, 0.25)
-            kwargs = pool.connection_kwargs
-            assert (kwargs["db"], kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2, 0.5, 1.0)
+        sync_client, async_client = store._sync_side().client, store._async.client  # type: ignore[union-attr]
+        assert isinstance(sync_client, RespClient) and isinstance(async_client, AsyncRespClient)
+        for client in (sync_client, async_client):
+            assert (client.host, client.port, client.path, client.db) == ("127.0.0.1", 1, None, 2)
+            assert (client.socket_timeout, client.socket_connect_timeout, client.ssl_context) == (0.5, 1.0, None)
     finally:
         store.close()
 
@@ -113,14 +116,14 @@ def test_url_defaults_and_forms() -> None:
     unix = RedisStore.from_url("unix:///run/redis.sock?db=3")
     cluster = coatcheck.stores.from_url("redis+cluster://a:7001,b:7002?key_prefix=c:&max_lifetime=3600")
     try:
-        pool = plain._sync_side().client.connection_pool
-        assert (pool.max_connections, pool.timeout) == (50, 1.0)
-        assert (pool.connection_kwargs["socket_timeout"], pool.connection_kwargs["socket_connect_timeout"]) == (1.0, 1.0)
+        client = plain._sync_side().client
+        assert (client.host, client.port, client.db) == ("h", 6379, 0)
+        assert (client.socket_timeout, client.socket_connect_timeout) == (1.0, 1.0)
         assert (plain.key_prefix, plain.max_lifetime) == ("coatcheck:", None)
-        assert tls._sync_side().client.connection_pool.connection_class is redis.SSLConnection
-        unix_pool = unix._sync_side().client.connection_pool
-        assert unix_pool.connection_class is redis.UnixDomainSocketConnection
-        assert (unix_pool.connection_kwargs["path"], unix_pool.connection_kwargs["db"]) == ("/run/redis.sock", 3)
+        context = tls._sync_side().client.ssl_context
+        assert (context.verify_mode, context.check_hostname) == (ssl.CERT_NONE, False)
+        assert RedisStore.from_url("rediss://h")._sync_side().client.ssl_context.verify_mode == ssl.CERT_REQUIRED
+        assert (unix._sync_side().client.path, unix._sync_side().client.db) == ("/run/redis.sock", 3)
         assert isinstance(cluster, RedisClusterStore)
         assert (cluster.key_prefix, cluster.max_lifetime, cluster._sync) == ("c:", 3600.0, None)  # sync client: on first use
         assert RedisClusterStore.from_url("redis+cluster://a:1").max_lifetime == CLUSTER_MAX_LIFETIME
@@ -142,6 +145,7 @@ def test_url_defaults_and_forms() -> None:
         "redis://h?max_lifetime=0",
         "redis://",
         "redis://h?ssl_cert_reqs=none",
+        "rediss://h?ssl_cert_reqs=maybe",
         "unix://",
         "redis+cluster://",
         "redis+cluster://h",

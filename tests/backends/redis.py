@@ -2,10 +2,13 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
 
 import redis
 
+from coatcheck.stores._resp import RespClient
 from coatcheck.stores.redis import RedisStore
 from coatcheck.testing import FakeClock
 from tests.backends import ServerMissing, server_url
@@ -30,9 +33,23 @@ def ping(url: str) -> None:
         client.close()
 
 
+_ADMINS: WeakKeyDictionary[RedisStore, redis.Redis] = WeakKeyDictionary()
+
+
+def admin(store: RedisStore) -> Any:
+    """A redis-py client on the store's server, for looking behind its back: the store's own
+    when it runs on redis-py (the cluster), else one on the lean client's server and database."""
+    client = store._sync_side().client
+    if not isinstance(client, RespClient):
+        return client
+    if store not in _ADMINS:
+        _ADMINS[store] = redis.Redis(host=client.host, port=client.port, unix_socket_path=client.path, db=client.db)
+    return _ADMINS[store]
+
+
 def purge(store: RedisStore) -> None:
     """Delete every key under the store's prefix (SCAN covers every cluster primary)."""
-    client = store._sync_side().client
+    client = admin(store)
     keys = list(client.scan_iter(match=f"{store.key_prefix}*", count=500))
     for key in keys:
         client.delete(key)
@@ -47,5 +64,8 @@ async def close_store(store: RedisStore) -> None:
     try:
         purge(store)
     finally:
+        own = _ADMINS.pop(store, None)
+        if own is not None:
+            own.close()
         store.close()
         await store.aclose()

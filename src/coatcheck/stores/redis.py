@@ -1,4 +1,7 @@
-"""RedisStore and RedisClusterStore: sessions in Redis (redis-py), sync and async in one class.
+"""RedisStore and RedisClusterStore: sessions in Redis, sync and async in one class.
+
+``RedisStore.from_url`` runs on the lean RESP client of :mod:`._resp`; the cluster store and
+injected clients run on redis-py.
 
 Key layout (``key_prefix`` defaults to ``"coatcheck:"``; ``<key>`` is the sha256-hex store key,
 never a session ID)::
@@ -29,17 +32,19 @@ Guarantees:
   always outlives the sessions it revokes.
 * Failures: connection errors and timeouts raise :class:`StoreUnavailableError`, other Redis
   errors :class:`StoreError`, both ``from`` the driver's exception. Timeouts are bounded (1 s
-  by default) and the pool is bounded; clients reconnect by themselves when Redis returns.
+  by default) and connections are bounded (redis://: one per thread and one per event loop;
+  cluster: a pool per node); clients reconnect by themselves when Redis returns.
 """
 
 from __future__ import annotations
 
 import math
+import ssl
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -52,6 +57,7 @@ from redis.backoff import NoBackoff
 
 from ..errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from ._protocol import Record
+from ._resp import AsyncRespClient, RespClient
 
 __all__ = ["RedisClusterStore", "RedisStore"]
 
@@ -310,9 +316,10 @@ class _Side:
 class RedisStore:
     """Sessions on one Redis server (or a proxy that speaks to one), sync and async.
 
-    ``client`` is a ``redis.Redis`` and ``async_client`` a ``redis.asyncio.Redis``; a flavour
-    whose client is None raises :class:`NotSupportedError`. ``client_factory`` builds the sync
-    client on first use instead. :meth:`from_url` builds both with bounded timeouts and pools.
+    ``client`` is a ``redis.Redis`` and ``async_client`` a ``redis.asyncio.Redis`` (or the lean
+    :class:`~._resp.RespClient` and :class:`~._resp.AsyncRespClient`, which :meth:`from_url`
+    builds with bounded timeouts); a flavour whose client is None raises
+    :class:`NotSupportedError`. ``client_factory`` builds the sync client on first use instead.
     ``max_lifetime`` (seconds, None: no cap) caps every record's TTL at its creation time plus
     that much. ``where`` names the server in error messages (never include a password).
     """
@@ -363,28 +370,28 @@ class RedisStore:
             port = parts.port
         except ValueError as exc:
             raise ConfigurationError(f"bad port in Redis URL: {exc}") from exc
+        lean: dict[str, Any] = {
+            "db": db,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "socket_timeout": options.get("socket_timeout", DEFAULT_TIMEOUT),
+            "socket_connect_timeout": options.get("socket_connect_timeout", DEFAULT_TIMEOUT),
+            "client_name": options.get("client_name"),
+        }
         if parts.scheme == "unix":
             if not parts.path:
                 raise ConfigurationError("unix:// Redis URL needs a socket path, e.g. unix:///run/redis.sock")
             where = f"unix://{parts.path}?db={db}"
-            server = f"unix://{parts.netloc}{parts.path}"
+            lean["path"] = parts.path
         else:
             if not parts.hostname:
                 raise ConfigurationError(f"{parts.scheme}:// Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
             where = f"{parts.scheme}://{parts.hostname}:{port or 6379}/{db}"
-            server = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
-        store_options, pool_options = _store_options(options), _pool_options(options)
-        pool_options["db"] = db
-        try:
-            sync_pool = redis.BlockingConnectionPool.from_url(server, retry=_retry_once(redis.retry.Retry), **pool_options)
-            async_pool = redis.asyncio.BlockingConnectionPool.from_url(
-                server, retry=_retry_once(redis.asyncio.retry.Retry), **pool_options
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"bad Redis URL: {exc}") from exc
-        return cls(
-            redis.Redis.from_pool(sync_pool), redis.asyncio.Redis.from_pool(async_pool), clock=clock, where=where, **store_options
-        )
+            lean.update(host=parts.hostname, port=port or 6379)
+            if parts.scheme == "rediss":
+                lean["ssl_context"] = _ssl_context(options)
+        # max_connections and pool_timeout are accepted but unused: one connection per thread or loop
+        return cls(RespClient(**lean), AsyncRespClient(**lean), clock=clock, where=where, **_store_options(options))
 
     # -- keys --------------------------------------------------------------------------------------
 
@@ -762,6 +769,23 @@ def _pool_options(options: dict[str, Any]) -> dict[str, Any]:
         if name in _POOL_OPTIONS or name in _TLS_OPTIONS:
             pool["timeout" if name == "pool_timeout" else name] = value
     return pool
+
+
+def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """A client TLS context from the ``ssl_*`` URL options (verifying the server by default)."""
+    modes = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+    mode = modes.get(options.get("ssl_cert_reqs", "required").lower())
+    if mode is None:
+        raise ConfigurationError(f"ssl_cert_reqs must be one of {', '.join(modes)}")
+    try:
+        context = ssl.create_default_context(cafile=options.get("ssl_ca_certs"))
+        context.check_hostname = mode != ssl.CERT_NONE and options.get("ssl_check_hostname", True)
+        context.verify_mode = mode
+        if "ssl_certfile" in options:
+            context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(f"bad Redis TLS options: {exc}") from exc
+    return context
 
 
 def _retry_once(kind: type[RetryT]) -> RetryT:
