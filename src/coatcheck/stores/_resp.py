@@ -294,6 +294,7 @@ class _Protocol(asyncio.Protocol):
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()  # (reply, deadline), in order
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._outgoing: list[bytes] = []  # commands written together at the end of this loop pass
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -302,17 +303,28 @@ class _Protocol(asyncio.Protocol):
         self.fail(rex.ConnectionError, "Connection to Redis lost.")
 
     def send(self, payload: bytes, count: int) -> list[asyncio.Future[Any]]:
-        """Write ``payload`` now; one future per reply, each failing ``timeout`` from now."""
+        """Queue ``payload``; one future per reply, each failing ``timeout`` from now.
+
+        Commands queued in one pass of the event loop leave in one write (one system call for
+        many concurrent requests).
+        """
         if self.broken or self.transport is None or self.transport.is_closing():
             raise rex.ConnectionError("Connection to Redis lost.")
         if len(self._pending) + count > MAX_PENDING:
             raise rex.ConnectionError(f"more than {MAX_PENDING} Redis commands pending")
-        self.transport.write(payload)
+        if not self._outgoing:
+            self.loop.call_soon(self._flush)
+        self._outgoing.append(payload)
         deadline, futures = self.loop.time() + self.timeout, [self.loop.create_future() for _ in range(count)]
         self._pending.extend((future, deadline) for future in futures)
         if self._timer is None:
             self._arm()
         return futures
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and not self.broken and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(outgoing))
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -343,6 +355,7 @@ class _Protocol(asyncio.Protocol):
     def fail(self, kind: type[Exception], message: str) -> None:
         """Fail every pending command with ``kind`` and close the connection."""
         self.broken = True
+        self._outgoing = []
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
