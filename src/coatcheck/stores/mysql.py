@@ -44,6 +44,7 @@ import pymysql
 
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
+from ._sql import SQLStoreMethods
 
 __all__ = ["MySQLStore"]
 
@@ -304,7 +305,7 @@ async def _adrive(cur: Any, flow: Flow[T], timeout: float) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-class MySQLStore:
+class MySQLStore(SQLStoreMethods):
     """Sessions in a MySQL or MariaDB table; one object serves sync and async code.
 
     Nothing connects until first use; the async pool belongs to the event loop that first used
@@ -462,82 +463,6 @@ class MySQLStore:
             if isinstance(error, StoreUnavailableError):
                 await pool.clear()
             raise error from exc
-
-    # -- schema ------------------------------------------------------------------------------------
-
-    def migrate(self) -> None:
-        """Create the table and its indexes if missing (idempotent)."""
-        self._run(self._flows.migrate())
-
-    async def amigrate(self) -> None:
-        """Async :meth:`migrate`."""
-        await self._arun(self._flows.migrate())
-
-    # -- Store and AsyncStore --------------------------------------------------------------------
-
-    def load(self, key: str) -> Record | None:
-        """The live record under ``key``, or None."""
-        return self._run(self._flows.load(key, self._clock()))
-
-    async def aload(self, key: str) -> Record | None:
-        """Async :meth:`load`."""
-        return await self._arun(self._flows.load(key, self._clock()))
-
-    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
-        """Create (``expected_version=None``, replacing only an expired row) or compare-and-set."""
-        return self._run(self._flows.save(key, record, expected_version, self._clock()))
-
-    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
-        """Async :meth:`save`."""
-        return await self._arun(self._flows.save(key, record, expected_version, self._clock()))
-
-    def touch(self, key: str, expires_at: float) -> None:
-        """Move a live record's expiry forward (never backward)."""
-        self._run(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
-
-    async def atouch(self, key: str, expires_at: float) -> None:
-        """Async :meth:`touch`."""
-        await self._arun(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
-
-    def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
-        """In one transaction: delete ``old_key`` at ``expected_version`` and create ``new_key``."""
-        return self._run(self._flows.rotate(old_key, new_key, record, expected_version, self._clock()))
-
-    async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
-        """Async :meth:`rotate`."""
-        return await self._arun(self._flows.rotate(old_key, new_key, record, expected_version, self._clock()))
-
-    def delete(self, key: str) -> None:
-        """Remove ``key`` if present."""
-        self._run(self._flows.rowcount("delete", key))
-
-    async def adelete(self, key: str) -> None:
-        """Async :meth:`delete`."""
-        await self._arun(self._flows.rowcount("delete", key))
-
-    def delete_expired(self, now: float) -> int:
-        """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many."""
-        return self._run(self._flows.purge(now, self.purge_batch))
-
-    async def adelete_expired(self, now: float) -> int:
-        """Async :meth:`delete_expired`."""
-        return await self._arun(self._flows.purge(now, self.purge_batch))
-
-    def delete_user(self, user_id: str) -> int:
-        """Remove every session of ``user_id``; return how many were live."""
-        return self._run(self._flows.delete_user(user_id, self._clock()))
-
-    async def adelete_user(self, user_id: str) -> int:
-        """Async :meth:`delete_user`."""
-        return await self._arun(self._flows.delete_user(user_id, self._clock()))
-
-    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
-        """The live ``(key, record)`` pairs of ``user_id``."""
-        return self._run(self._flows.list_user(user_id, self._clock()))
-
-    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
-        """Async :meth:`list_user`."""
-        return await self._arun(self._flows.list_user(user_id, self._clock()))
 
     def close(self) -> None:
         """Close the sync connections (a later call opens new ones)."""
