@@ -16,6 +16,74 @@ from ._protocol import Record
 T = TypeVar("T")
 
 
+Statement = tuple[str, tuple[Any, ...]]
+Result = tuple[int, list[tuple[Any, ...]]]
+Flow = Generator[Statement, Result, T]
+
+
+class SQLFlows(ABC):
+    """The statement sequences of every operation on one table, shared by both flavours and
+    both databases; a database supplies its SQL texts, its row mapping and what differs."""
+
+    def __init__(self, table: str, sql: dict[str, str]) -> None:
+        self.table = table
+        self.sql = {name: text.format(t=table) for name, text in sql.items()}
+
+    @staticmethod
+    @abstractmethod
+    def record(row: tuple[Any, ...]) -> Record:
+        """A Record from ``(data, expires_at, version, user_id)``."""
+
+    @abstractmethod
+    def create(self, key: str, r: Record, now: float) -> Flow[bool]:
+        """Insert ``r``, or replace an expired row; False if a live row holds ``key``."""
+
+    @abstractmethod
+    def delete_user(self, user_id: str, now: float) -> Flow[int]:
+        """Delete the user's rows; return how many were live."""
+
+    @abstractmethod
+    def migrate(self) -> Flow[None]:
+        """Create the table and its indexes if missing."""
+
+    def rowcount(self, name: str, *params: Any) -> Flow[int]:
+        count, _ = yield self.sql[name], params
+        return count
+
+    def rows(self, name: str, *params: Any) -> Flow[list[tuple[Any, ...]]]:
+        _, rows = yield self.sql[name], params
+        return rows
+
+    def load(self, key: str, now: float) -> Flow[Record | None]:
+        rows = yield from self.rows("load", key, now)
+        return self.record(rows[0]) if rows else None
+
+    def save(self, key: str, r: Record, expected_version: int | None, now: float) -> Flow[bool]:
+        if expected_version is None:
+            return (yield from self.create(key, r, now))
+        return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
+
+    def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
+        yield "BEGIN", ()
+        ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
+            yield from self.create(new_key, r, now)
+        )
+        yield ("COMMIT" if ok else "ROLLBACK"), ()
+        return ok
+
+    def purge(self, now: float, batch: int) -> Flow[int]:
+        total = 0
+        while True:
+            deleted = yield from self.rowcount("purge", now, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+    def list_user(self, user_id: str, now: float) -> Flow[list[tuple[str, Record]]]:
+        rows = yield from self.rows("list_user", user_id, now)
+        return [(row[0], self.record(row[1:])) for row in rows]
+
+
 class SQLStoreMethods(ABC):
     """The public methods of a SQL store, written once over its flows and drivers."""
 

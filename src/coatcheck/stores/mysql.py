@@ -35,7 +35,7 @@ import re
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -44,14 +44,11 @@ import pymysql
 
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._sql import SQLStoreMethods
+from ._sql import Flow, SQLFlows, SQLStoreMethods
 
 __all__ = ["MySQLStore"]
 
 T = TypeVar("T")
-Statement = tuple[str, tuple[Any, ...]]
-Result = tuple[int, list[tuple[Any, ...]]]
-Flow = Generator[Statement, Result, T]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _MIGRATE_LOCK = "SELECT GET_LOCK(%s, 10)"  # concurrent migrations wait instead of racing
@@ -107,59 +104,24 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _record(row: tuple[Any, ...]) -> Record:
-    return Record(bytes(row[0]), float(row[1]), int(row[2]), None if row[3] is None else bytes(row[3]).decode())
-
-
-class _Flows:
-    """The statement sequences of every operation on one table, shared by both flavours."""
+class _Flows(SQLFlows):
+    """This database's statements and the operations whose SQL differs."""
 
     def __init__(self, table: str) -> None:
-        self.table = table
-        self.sql = {name: text.format(t=table) for name, text in _SQL.items()}
+        super().__init__(table, _SQL)
 
-    def rowcount(self, name: str, *params: Any) -> Flow[int]:
-        count, _ = yield self.sql[name], params
-        return count
+    @staticmethod
+    def record(row: tuple[Any, ...]) -> Record:
+        return Record(bytes(row[0]), float(row[1]), int(row[2]), None if row[3] is None else bytes(row[3]).decode())
 
-    def rows(self, name: str, *params: Any) -> Flow[list[tuple[Any, ...]]]:
-        _, rows = yield self.sql[name], params
-        return rows
-
-    def load(self, key: str, now: float) -> Flow[Record | None]:
-        rows = yield from self.rows("load", key, now)
-        return _record(rows[0]) if rows else None
-
-    def save(self, key: str, r: Record, expected_version: int | None, now: float) -> Flow[bool]:
-        if expected_version is None:
-            replace = (now, r.data, now, r.version, now, r.user_id, now, r.expires_at)  # the IF()s, in order
-            return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, *replace)) in (1, 2)
-        return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
-
-    def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
-        yield "BEGIN", ()
-        ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
-            yield from self.save(new_key, r, None, now)
-        )
-        yield ("COMMIT" if ok else "ROLLBACK"), ()
-        return ok
-
-    def purge(self, now: float, batch: int) -> Flow[int]:
-        total = 0
-        while True:
-            deleted = yield from self.rowcount("purge", now, batch)
-            total += deleted
-            if deleted < batch:
-                return total
+    def create(self, key: str, r: Record, now: float) -> Flow[bool]:
+        replace = (now, r.data, now, r.version, now, r.user_id, now, r.expires_at)  # the IF()s, in order
+        return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, *replace)) in (1, 2)
 
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
         live = yield from self.rowcount("delete_user_live", user_id, now)
         yield from self.rowcount("delete_user_all", user_id)
         return live
-
-    def list_user(self, user_id: str, now: float) -> Flow[list[tuple[str, Record]]]:
-        rows = yield from self.rows("list_user", user_id, now)
-        return [(row[0], _record(row[1:])) for row in rows]
 
     def migrate(self) -> Flow[None]:
         lock = f"coatcheck:{self.table}"
