@@ -12,8 +12,20 @@ from collections.abc import Callable, Generator
 from typing import Any, TypeVar, cast
 
 from ._protocol import Record
+from ._urls import flag
 
 T = TypeVar("T")
+
+# coatcheck's own URL query parameters for SQL stores (PostgreSQL passes the others to libpq).
+SQL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "table": str,
+    "create_schema": flag,
+    "connect_timeout": float,
+    "statement_timeout": float,
+    "pool_timeout": float,
+    "pool_size": int,
+    "purge_batch": int,
+}
 
 
 Statement = tuple[str, tuple[Any, ...]]

@@ -44,7 +44,7 @@ import pymysql
 
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._sql import Flow, SQLFlows, SQLStoreMethods
+from ._sql import SQL_URL_OPTIONS, Flow, SQLFlows, SQLStoreMethods
 
 __all__ = ["MySQLStore"]
 
@@ -83,25 +83,6 @@ _SQL = {
 # Refused, lost, gone, too many connections, server shutdown, lock wait / statement time exceeded.
 _UNAVAILABLE = frozenset({1040, 1053, 1205, 1927, 1969, 2002, 2003, 2005, 2006, 2013, 2055, 3024, 4031})
 _NO_SUCH_TABLE = 1146
-
-
-def _flag(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "table": str,
-    "create_schema": _flag,
-    "connect_timeout": float,
-    "statement_timeout": float,
-    "pool_timeout": float,
-    "pool_size": int,
-    "purge_batch": int,
-}
 
 
 class _Flows(SQLFlows):
@@ -343,10 +324,10 @@ class MySQLStore(SQLStoreMethods):
         parts = urlsplit(url)
         options: dict[str, Any] = {}
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name not in _URL_OPTIONS:
-                raise ConfigurationError(f"unknown MySQL store URL parameter {name!r}; known: {', '.join(_URL_OPTIONS)}")
+            if name not in SQL_URL_OPTIONS:
+                raise ConfigurationError(f"unknown MySQL store URL parameter {name!r}; known: {', '.join(SQL_URL_OPTIONS)}")
             try:
-                options[name] = _URL_OPTIONS[name](value)
+                options[name] = SQL_URL_OPTIONS[name](value)
             except ValueError as exc:
                 raise ConfigurationError(f"bad value for {name!r} in the MySQL store URL: {value!r}") from exc
         try:

@@ -39,7 +39,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._sql import Flow, SQLFlows, SQLStoreMethods
+from ._sql import SQL_URL_OPTIONS, Flow, SQLFlows, SQLStoreMethods
 
 __all__ = ["PostgresStore"]
 
@@ -75,26 +75,6 @@ _SQL = {
 }
 # A dead peer is noticed by TCP keepalive within about a minute (libpq defaults: hours).
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
-
-
-def _flag(value: str) -> bool:
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-# coatcheck's own URL query parameters; the others go to libpq (sslmode, application_name, ...).
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "table": str,
-    "create_schema": _flag,
-    "connect_timeout": float,
-    "statement_timeout": float,
-    "pool_timeout": float,
-    "pool_size": int,
-    "purge_batch": int,
-}
 
 
 class _Flows(SQLFlows):
@@ -216,11 +196,11 @@ class PostgresStore(SQLStoreMethods):
         ours: dict[str, Any] = {}
         theirs = []
         for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name not in _URL_OPTIONS:
+            if name not in SQL_URL_OPTIONS:
                 theirs.append((name, value))
                 continue
             try:
-                ours[name] = _URL_OPTIONS[name](value)
+                ours[name] = SQL_URL_OPTIONS[name](value)
             except ValueError as exc:
                 raise ConfigurationError(f"bad value for {name!r} in the PostgreSQL store URL: {value!r}") from exc
         conninfo = parts._replace(query=urlencode(theirs, quote_via=quote)).geturl()

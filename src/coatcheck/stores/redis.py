@@ -58,6 +58,7 @@ from redis.backoff import NoBackoff
 from ..errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from ._protocol import Record
 from ._resp import AsyncRespClient, RespClient
+from ._urls import flag
 
 __all__ = ["RedisClusterStore", "RedisStore"]
 
@@ -712,14 +713,6 @@ def _positive(kind: type[float] | type[int]) -> Callable[[str], Any]:
     return parse
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean")
-
-
 _STORE_OPTIONS: dict[str, Callable[[str], Any]] = {"key_prefix": str, "max_lifetime": _positive(float)}
 _POOL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "socket_timeout": _positive(float),
@@ -733,7 +726,7 @@ _TLS_OPTIONS: dict[str, Callable[[str], Any]] = {
     "ssl_certfile": str,
     "ssl_keyfile": str,
     "ssl_cert_reqs": str,
-    "ssl_check_hostname": _bool,
+    "ssl_check_hostname": flag,
 }
 
 
