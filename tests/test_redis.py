@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, MutableMapping
 from pathlib import Path
@@ -37,6 +34,7 @@ from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, Redi
 from coatcheck.testing import FakeClock, Ops, cookie_id
 from tests.backends import ServerMissing, backend, require_servers
 from tests.backends.redis import admin
+from tests.redis_server import Server
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
@@ -346,68 +344,13 @@ def finish(flow: Generator[Any, Any, T], op: Any, side: Any) -> T:
 TIMEOUT = 0.5
 
 
-class PrivateRedis:
-    """A throwaway ``redis-server`` on a free port, never the shared 6379."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2, socket_timeout=0.2)
-        try:
-            poll(lambda: client.ping(), deadline=10.0, failing=(redis.exceptions.ConnectionError,))
-        finally:
-            client.close()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.kill()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def freeze(self, frozen: bool) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
-
-
-def poll(attempt: Callable[[], T], *, deadline: float, failing: tuple[type[Exception], ...]) -> T:
-    """``attempt()`` until it stops raising ``failing``, for at most ``deadline`` seconds."""
-    end = time.monotonic() + deadline
-    while True:
-        try:
-            return attempt()
-        except failing:
-            if time.monotonic() > end:
-                raise
-        time.sleep(0.02)
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
+def private_redis() -> Iterator[Server]:
     if shutil.which("redis-server") is None:
         if require_servers():
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed")
-    server = PrivateRedis()
-    server.start()
+    server = Server().start()
     try:
         yield server
     finally:
@@ -431,7 +374,7 @@ def timed(call: Callable[[], Any]) -> tuple[float, Exception | None]:
 
 
 @pytest.mark.server
-async def test_outage_answers_503_quickly_and_recovers_without_restart(private_redis: PrivateRedis) -> None:
+async def test_outage_answers_503_quickly_and_recovers_without_restart(private_redis: Server) -> None:
     url = f"redis://127.0.0.1:{private_redis.port}/0?socket_timeout={TIMEOUT}&socket_connect_timeout={TIMEOUT}"
     manager = SessionManager(url, config=SessionConfig(cookie=CookieConfig(secure=False)))
     middleware = SessionMiddleware(counter_app, manager)
