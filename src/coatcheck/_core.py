@@ -7,8 +7,10 @@ once; only the two tiny drivers in ``manager.py`` differ.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from email.utils import formatdate
 from types import MappingProxyType
@@ -35,22 +37,23 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
     bad cookie never hides the session cookie. Malformed session values are logged (hashed).
     """
     found: list[str] = []
+    pattern = _cookie_pattern(name)
     for header in cookie_headers:
-        if name not in header:
-            continue
-        for pair in header.split(";"):
-            key, sep, value = pair.partition("=")
-            if not sep or key.strip() != name:
-                continue
+        for value in pattern.findall(header):
             value = value.strip()
-            if is_valid_id(value):
-                if value not in found:
-                    found.append(value)
-            else:
+            if not is_valid_id(value):
                 security_log.warning("malformed session cookie ignored (sha256 %s)", log_handle(value))
-            if len(found) >= MAX_COOKIE_CANDIDATES:
-                return found
+            elif value not in found:
+                found.append(value)
+                if len(found) >= MAX_COOKIE_CANDIDATES:
+                    return found
     return found
+
+
+@functools.lru_cache(maxsize=16)
+def _cookie_pattern(name: str) -> re.Pattern[str]:
+    """Matches each ``name=value`` pair of a Cookie header and captures the value."""
+    return re.compile(r"(?:^|;)\s*" + re.escape(name) + r"\s*=([^;]*)")
 
 
 def cookie_attributes(cookie: CookieConfig, *, secure: bool) -> str:
@@ -84,7 +87,7 @@ def wants_secure(cookie: CookieConfig, scheme: str) -> bool:
 
 
 def extra_response_headers(
-    session: Session, set_cookie: str | None, *, has_cache_control: bool, vary: str | None
+    session: Session, set_cookie: str | None, *, has_cache_control: bool, varies_on_cookie: bool
 ) -> list[tuple[str, str]]:
     """Headers the middleware adds: Set-Cookie, ``Vary: Cookie``, ``Cache-Control: no-store``."""
     headers: list[tuple[str, str]] = []
@@ -92,7 +95,7 @@ def extra_response_headers(
         headers.append(("Set-Cookie", set_cookie))
         if not has_cache_control:
             headers.append(("Cache-Control", "no-store"))
-    if (set_cookie is not None or session.accessed) and (vary is None or "cookie" not in vary.lower()):
+    if (set_cookie is not None or session.accessed) and not varies_on_cookie:
         headers.append(("Vary", "Cookie"))
     return headers
 

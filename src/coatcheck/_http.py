@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from typing import AnyStr
 
 from . import _core
 from .errors import CoatcheckError, ConcurrentUpdateError, StoreError
@@ -40,16 +41,26 @@ def status_line(code: int) -> str:
         return f"{code} Unknown"
 
 
-def session_headers(session: Session, set_cookie: str | None, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The headers to add to a response whose own headers are ``headers``."""
-    has_cache_control = False
-    vary: list[str] = []
+def response_flags(headers: Iterable[tuple[AnyStr, AnyStr]], names: tuple[AnyStr, AnyStr, AnyStr]) -> tuple[bool, bool]:
+    """Whether a response's own headers set Cache-Control, and whether they vary on Cookie.
+
+    ``names`` is ``("cache-control", "vary", "cookie")`` in the headers' type (``str`` for
+    WSGI, ``bytes`` for ASGI), so neither middleware converts its headers to scan them.
+    """
+    cache_control, vary, cookie = names
+    has_cache_control = varies_on_cookie = False
     for name, value in headers:
         lower = name.lower()
-        if lower == "cache-control":
+        if lower == cache_control:
             has_cache_control = True
-        elif lower == "vary":
-            vary.append(value)
+        elif lower == vary and cookie in value.lower():
+            varies_on_cookie = True
+    return has_cache_control, varies_on_cookie
+
+
+def session_headers(session: Session, set_cookie: str | None, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The headers to add to a WSGI response whose own headers are ``headers``."""
+    has_cache_control, varies_on_cookie = response_flags(headers, ("cache-control", "vary", "cookie"))
     return _core.extra_response_headers(
-        session, set_cookie, has_cache_control=has_cache_control, vary=", ".join(vary) if vary else None
+        session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
     )

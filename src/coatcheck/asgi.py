@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from . import _core
 from ._expiry import Expirer, needs_purge
-from ._http import ErrorHook, default_error_response, session_headers
+from ._http import ErrorHook, default_error_response, response_flags
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .manager import SessionManager
 from .session import Session
@@ -129,11 +130,17 @@ class SessionMiddleware:
         await self.app(scope, replay_receive, lifespan_send)
 
 
+_ASGI_NAMES = {"Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control", "Vary": b"vary"}
+_SCANNED = (b"cache-control", b"vary", b"cookie")
+
+
 def _with_session_headers(message: Message, session: Session, set_cookie: str | None) -> Message:
     """``http.response.start`` plus Set-Cookie / Vary / Cache-Control as the session needs."""
-    headers = list(message.get("headers", ()))
-    extra = session_headers(session, set_cookie, ((n.decode("latin-1"), v.decode("latin-1")) for n, v in headers))
+    headers = message.get("headers", ())
+    has_cache_control, varies_on_cookie = response_flags(headers, _SCANNED)
+    extra = _core.extra_response_headers(
+        session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
+    )
     if not extra:
         return message
-    headers.extend((n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in extra)
-    return {**message, "headers": headers}
+    return {**message, "headers": [*headers, *((_ASGI_NAMES[n], v.encode("latin-1")) for n, v in extra)]}

@@ -74,6 +74,7 @@ class SessionManager:
     def _run(self, flow: Generator[_core.Call, Any, T]) -> T:
         if not self.supports_sync:
             raise NotSupportedError(f"{type(self.store).__name__} has no synchronous API; use the a-prefixed methods")
+        store = self.store
         try:
             call = next(flow)
             while True:
@@ -81,23 +82,24 @@ class SessionManager:
                     time.sleep(*call.args)
                     call = flow.send(None)
                 else:
-                    call = flow.send(getattr(self.store, call.method)(*call.args, **call.kwargs))
+                    call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
     async def _arun(self, flow: Generator[_core.Call, Any, T]) -> T:
         if not self.supports_async:
             raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
+        store, prefix = self.store, "" if self._nonblocking else "a"  # a non-blocking store: no coroutine
         try:
             call = next(flow)
             while True:
                 if call.method == _core.PAUSE:
                     await asyncio.sleep(*call.args)
                     call = flow.send(None)
-                elif self._nonblocking:  # its sync methods never block: skip the coroutine
-                    call = flow.send(getattr(self.store, call.method)(*call.args, **call.kwargs))
+                elif prefix:
+                    call = flow.send(await getattr(store, prefix + call.method)(*call.args, **call.kwargs))
                 else:
-                    call = flow.send(await getattr(self.store, "a" + call.method)(*call.args, **call.kwargs))
+                    call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -137,12 +139,12 @@ class SessionManager:
         return _core.commit_flow(session, self.config, now, keep_changes=keep, capabilities=caps)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str) -> str | None:
+        if result.session_id is None and not result.clear:
+            return None
         attributes = self._cookie_attributes[_core.wants_secure(self.config.cookie, scheme)]
         if result.session_id is not None:
             return _core.set_cookie_header(self.config.cookie, result.session_id, result.max_age, attributes)
-        if result.clear:
-            return _core.clear_cookie_header(self.config.cookie, attributes)
-        return None
+        return _core.clear_cookie_header(self.config.cookie, attributes)
 
     def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
         """Write what the request did to ``session``; return the ``Set-Cookie`` value, if any.

@@ -25,6 +25,7 @@ class Session(MutableMapping[str, Any]):
 
     __slots__ = (
         "_accessed",
+        "_added_size",
         "_base_size",
         "_created_at",
         "_data",
@@ -63,7 +64,7 @@ class Session(MutableMapping[str, Any]):
         self._expires_at: float | None = None
         self._user_id: str | None = None
         self._data: dict[str, Any] = {}
-        self._base_size = 0
+        self._base_size = self._added_size = 0
         self._dirty: set[str] = set()
         self._snapshots: dict[str, bytes] = {}
         self._set_sizes: dict[str, int] = {}
@@ -163,10 +164,9 @@ class Session(MutableMapping[str, Any]):
         self._accessed = True
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        encoded = self._check(key, value)
-        size = len(key) + len(encoded) + 4
-        estimate = self._base_size + sum(self._set_sizes.values()) - self._set_sizes.get(key, 0) + size
-        if estimate > self._max_size:
+        size = len(key) + len(self._check(key, value)) + 4
+        added = self._added_size + size - self._set_sizes.get(key, 0)
+        if self._base_size + added > self._max_size:  # an over-estimate: check the exact size
             exact = len(_codec.encode(self._created_at or 0.0, {**self._data, key: value}))
             if exact > self._max_size:
                 raise SessionTooLargeError(
@@ -174,15 +174,17 @@ class Session(MutableMapping[str, Any]):
                 )
         self._data[key] = value
         self._dirty.add(key)
-        self._snapshots.pop(key, None)
+        if self._snapshots:
+            self._snapshots.pop(key, None)
         self._set_sizes[key] = size
+        self._added_size = added
 
     def __delitem__(self, key: str) -> None:
         self._accessed = True
         del self._data[key]
         self._dirty.add(key)
         self._snapshots.pop(key, None)
-        self._set_sizes.pop(key, None)
+        self._added_size -= self._set_sizes.pop(key, 0)
 
     def __contains__(self, key: object) -> bool:
         self._accessed = True
@@ -203,6 +205,7 @@ class Session(MutableMapping[str, Any]):
         self._data.clear()
         self._snapshots.clear()
         self._set_sizes.clear()
+        self._added_size = 0
 
     def __repr__(self) -> str:
         state = "new" if self.is_new else "loaded"

@@ -23,15 +23,17 @@ may set ``nonblocking = True`` so the manager's async side calls them without a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["AsyncStore", "Record", "Store"]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One stored session: opaque encoded data, expiry (unix seconds), CAS version, owner."""
+class Record(NamedTuple):
+    """One stored session: opaque encoded data, expiry (unix seconds), CAS version, owner.
+
+    Immutable (a named tuple: it is built on every request, and a tuple is the cheapest
+    immutable object Python builds).
+    """
 
     data: bytes
     expires_at: float

@@ -69,7 +69,11 @@ class MemoryStore:
 
     def _put(self, key: str, record: Record, previous: Record | None) -> None:
         self._records[key] = record
-        self._buckets.setdefault(int(record.expires_at // _BUCKET_SECONDS), set()).add(key)
+        bucket = int(record.expires_at // _BUCKET_SECONDS)
+        keys = self._buckets.get(bucket)
+        if keys is None:
+            keys = self._buckets[bucket] = set()
+        keys.add(key)
         if previous is not None and previous.user_id and previous.user_id != record.user_id:
             self._users.get(previous.user_id, set()).discard(key)
         if record.user_id:
