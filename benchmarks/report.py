@@ -54,7 +54,7 @@ def summarize(http: dict[str, Any]) -> list[dict[str, Any]]:
         if ceiling is not None and ceiling != key and (ceiling, mix) in by_key:
             row["vs_ceiling"] = {m: _ratios(runs, by_key[ceiling, mix], m) for m in RATIO_METRICS}
         row["peer"], row["vs_peer"] = None, {}
-        if scenario["role"] == "coatcheck":
+        if scenario["role"] in ("coatcheck", "floor"):
             peers = [
                 k
                 for k, s in scenarios.items()
@@ -82,9 +82,13 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's targets, each with the measured median and worst round and a verdict."""
     found: list[dict[str, Any]] = []
 
-    def ratio(name: str, key: str, mix: str, against: str, goal: float) -> None:
+    def rps_ratio(key: str, mix: str, against: str) -> dict[str, float] | None:
         row = _find(summary, key, mix)
-        value = None if row is None else (row["vs_ceiling"] if against == "ceiling" else row["vs_peer"]).get("rps")
+        return None if row is None else (row["vs_ceiling"] if against == "ceiling" else row["vs_peer"]).get("rps")
+
+    def ratio(name: str, key: str, mix: str, against: str, goal: float) -> None:
+        value = rps_ratio(key, mix, against)
+        floor = rps_ratio(key.replace("/coatcheck/", "/floor/"), mix, against)  # the same ratio for the floor
         found.append(
             {
                 "target": name,
@@ -92,6 +96,7 @@ def targets(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "median": None if value is None else value["median"],
                 "worst": None if value is None else value["min"],
                 "pass": None if value is None else value["median"] >= goal,
+                "floor": None if floor is None else floor["median"],
             }
         )
 
@@ -149,6 +154,8 @@ def cell(value: dict[str, float] | None, digits: int = 2) -> str:
 def _label(row: dict[str, Any]) -> str:
     if row["role"] == "ceiling":
         return f"**{'Starlette' if row['interface'] == 'asgi' else 'Flask'}, no session (ceiling)**"
+    if row["role"] == "floor":
+        return f"*floor: least possible session* {row['store']}"
     name = "**coatcheck**" if row["role"] == "coatcheck" else row["library"]
     return f"{name} {row['store']}" if row["store"] not in ("none", "cookie") else f"{name} (signed cookie)"
 
@@ -181,13 +188,14 @@ def http_tables(summary: list[dict[str, Any]]) -> str:
 
 
 def targets_table(found: list[dict[str, Any]]) -> str:
-    """The targets with their verdicts."""
-    out = ["| target | goal | median | worst round | verdict |", "|---|---|---|---|---|"]
+    """The targets with their verdicts, and what the floor (the least possible session) reaches."""
+    out = ["| target | goal | median | worst round | verdict | floor (median) |", "|---|---|---|---|---|---|"]
     for t in found:
         verdict = "n/a" if t["pass"] is None else ("pass" if t["pass"] else "**FAIL**")
         med = "n/a" if t["median"] is None else f"{t['median']:.2f}"
         worst = "n/a" if t["worst"] is None else f"{t['worst']:.2f}"
-        out.append(f"| {t['target']} | {t['goal']} | {med} | {worst} | {verdict} |")
+        floor = "—" if t.get("floor") is None else f"{t['floor']:.2f}"
+        out.append(f"| {t['target']} | {t['goal']} | {med} | {worst} | {verdict} | {floor} |")
     return "\n".join(out)
 
 

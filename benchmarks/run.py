@@ -29,14 +29,14 @@ class Scenario:
 
     key: str
     interface: str  # asgi | wsgi
-    library: str  # plain | coatcheck | starsessions | starlette-cookie | flask-session | flask-cookie
+    library: str  # plain | floor | coatcheck | starsessions | starlette-cookie | flask-session | flask-cookie
     store: str  # none | memory | sqlite | redis | postgres | mysql | cookie
     module: str
 
     @property
     def role(self) -> str:
-        """ceiling, coatcheck or peer."""
-        return {"plain": "ceiling", "coatcheck": "coatcheck"}.get(self.library, "peer")
+        """ceiling, floor (the least a session layer can cost: ``apps/_floor.py``), coatcheck or peer."""
+        return {"plain": "ceiling", "floor": "floor", "coatcheck": "coatcheck"}.get(self.library, "peer")
 
 
 def _scenario(interface: str, library: str, store: str, module: str) -> Scenario:
@@ -45,11 +45,13 @@ def _scenario(interface: str, library: str, store: str, module: str) -> Scenario
 
 SCENARIOS = [
     _scenario("asgi", "plain", "none", "plain_starlette"),
+    *(_scenario("asgi", "floor", store, "floor_asgi") for store in ("memory", "redis")),
     *(_scenario("asgi", "coatcheck", store, "coatcheck_asgi") for store in ("memory", "sqlite", "redis", "postgres", "mysql")),
     _scenario("asgi", "starsessions", "memory", "starsessions_app"),
     _scenario("asgi", "starsessions", "redis", "starsessions_app"),
     _scenario("asgi", "starlette-cookie", "cookie", "starlette_cookie"),
     _scenario("wsgi", "plain", "none", "plain_flask"),
+    _scenario("wsgi", "floor", "redis", "floor_wsgi"),
     *(_scenario("wsgi", "coatcheck", store, "coatcheck_wsgi") for store in ("memory", "sqlite", "redis", "postgres", "mysql")),
     _scenario("wsgi", "flask-session", "redis", "flask_session_app"),
     _scenario("wsgi", "flask-session", "sqlite", "flask_session_app"),

@@ -85,9 +85,9 @@ def decode(raw: bytes) -> tuple[float, dict[str, Any]]:
         envelope = fast_json.loads(raw) if fast_json is not None else _loads(raw.decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CorruptRecordError("record is not UTF-8 JSON") from exc
-    if not isinstance(envelope, dict) or envelope.get("v") != FORMAT_VERSION:
+    if type(envelope) is not dict or envelope.get("v") != FORMAT_VERSION:
         raise CorruptRecordError("record has an unknown format version")
     created_at, data = envelope.get("c"), envelope.get("d")
-    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or not isinstance(data, dict):
+    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or type(data) is not dict:
         raise CorruptRecordError("record envelope is incomplete")
     return float(created_at), data

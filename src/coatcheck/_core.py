@@ -165,22 +165,35 @@ class CommitResult(NamedTuple):
     clear: bool = False
 
 
+NOTHING = CommitResult()  # no cookie to set or clear
+
+
 def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
 
 
-def nothing_to_commit(session: Session, config: SessionConfig, now: float, *, keep_changes: bool) -> bool:
-    """True when committing would touch neither the store nor the cookie (cheap checks only:
-    a session that may have changed goes through :func:`commit_flow`, which decides)."""
+def commit_flow(
+    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
+) -> Generator[Call, Any, CommitResult] | None:
+    """The flow that persists what this request did to ``session`` and says what the cookie
+    becomes, or None when there is nothing to do (no store call, no cookie).
+
+    Writes are compare-and-set on the record version. On a conflict the fresh record is loaded,
+    this request's changed keys are re-applied onto it, and the write is retried. A session
+    deleted meanwhile (logout, revoke) stays deleted. Changes made while answering a response
+    that does not ``keep_changes`` are dropped; a requested logout is applied all the same.
+    """
     if session._destroy_key is not None:
-        return False
+        return _destroy(session, config, now, keep_changes, capabilities)
     if not keep_changes:
-        return True
+        return None
     if session._loaded_key is None:
-        return not session._data and session._user_id is None
+        return _create(session, config, now) if session._data or session._user_id is not None else None
     if session._dirty or session._snapshots or session._rotate or session._user_changed:
-        return False
-    return not _touch_due(session, config, now)
+        changed = session._changed_keys()
+        if changed or session._rotate or session._user_changed:
+            return _write(session, changed, config, now, capabilities)
+    return _touch(session, config, now, capabilities) if _touch_due(session, config, now) else None
 
 
 def _touch_due(session: Session, config: SessionConfig, now: float) -> bool:
@@ -188,30 +201,14 @@ def _touch_due(session: Session, config: SessionConfig, now: float) -> bool:
     return deadline(config, session._created_at, now) - session._expires_at >= max(config.touch_seconds, 1.0)
 
 
-def commit_flow(
-    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
+def _destroy(
+    session: Session, config: SessionConfig, now: float, keep_changes: bool, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult]:
-    """Persist what this request did to ``session`` and say what the cookie becomes.
-
-    Writes are compare-and-set on the record version. On a conflict the fresh record is loaded,
-    this request's changed keys are re-applied onto it, and the write is retried. A session
-    deleted meanwhile (logout, revoke) stays deleted.
-    """
-    cleared = False
-    if session._destroy_key is not None:
-        yield Call("delete", (session._destroy_key,))
-        session._destroy_key = None
-        cleared = True
-    if not keep_changes:
-        return CommitResult(clear=cleared)
-    if session._loaded_key is None:
-        if not session._data and session._user_id is None:
-            return CommitResult(clear=cleared)
-        return (yield from _create(session, config, now))
-    changed = session._changed_keys()
-    if not (changed or session._rotate or session._user_changed):
-        return (yield from _touch(session, config, now, capabilities))
-    return (yield from _write(session, changed, config, now, capabilities))
+    """Delete the ended session's record, then persist what the request put in its fresh one."""
+    yield Call("delete", (session._destroy_key,))
+    session._destroy_key = None
+    rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
+    return CommitResult(clear=True) if rest is None else (yield from rest)
 
 
 def _encode(session: Session, config: SessionConfig, created_at: float) -> bytes:
@@ -237,9 +234,8 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Ca
 def _touch(
     session: Session, config: SessionConfig, now: float, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult]:
-    assert session._created_at is not None and session._expires_at is not None and session._loaded_key is not None
-    if not _touch_due(session, config, now):
-        return CommitResult()
+    """Move the expiry of an unchanged session (the caller checked that a refresh is due)."""
+    assert session._created_at is not None and session._loaded_key is not None
     expires_at = deadline(config, session._created_at, now)
     if "touch" in capabilities:
         yield Call("touch", (session._loaded_key, expires_at))
@@ -247,7 +243,7 @@ def _touch(
         assert session._raw is not None
         record = Record(session._raw, expires_at, session._version + 1, session._user_id)
         if not (yield Call("save", (session._loaded_key, record), {"expected_version": session._version})):
-            return CommitResult()  # a concurrent write already refreshed (or deleted) it
+            return NOTHING  # a concurrent write already refreshed (or deleted) it
     session._expires_at = expires_at
     return _result(session, expires_at, now)
 
@@ -255,47 +251,49 @@ def _touch(
 def _write(
     session: Session, changed: set[str], config: SessionConfig, now: float, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult]:
-    old_key = session._loaded_key
-    assert old_key is not None and session._created_at is not None
+    old_key, rotate = session._loaded_key, session._rotate
+    assert old_key is not None and session._created_at is not None and session._expires_at is not None
     created_at = now if session._reauthenticated else session._created_at
-    new_id = session._id_factory() if session._rotate else session._current_id()
+    new_id = session._id_factory() if rotate else None
     for attempt in range(config.max_commit_attempts):
         if attempt:
             yield backoff(attempt)
         raw = _encode(session, config, created_at)
         # The expiry, and with it the cookie, moves at most once per touch_interval: a write
         # between two refreshes keeps it and sends no Set-Cookie (a new ID always does).
-        renew = session._rotate or session._reauthenticated or _touch_due(session, config, now)
-        assert session._expires_at is not None
+        renew = rotate or session._reauthenticated or _touch_due(session, config, now)
         expires_at = deadline(config, created_at, now) if renew else session._expires_at
         record = Record(raw, expires_at, session._version + 1, session._user_id)
-        new_key = store_key(new_id) if session._rotate else old_key
-        if not session._rotate:
+        if new_id is None:
+            new_key = old_key
             saved = yield Call("save", (old_key, record), {"expected_version": session._version})
-        elif "rotate" in capabilities:
-            saved = yield Call("rotate", (old_key, new_key, record), {"expected_version": session._version})
         else:
-            saved = yield Call("save", (new_key, record), {"expected_version": None})
-            if saved:
-                yield Call("delete", (old_key,))
+            new_key = store_key(new_id)
+            if "rotate" in capabilities:
+                saved = yield Call("rotate", (old_key, new_key, record), {"expected_version": session._version})
+            else:
+                saved = yield Call("save", (new_key, record), {"expected_version": None})
+                if saved:
+                    yield Call("delete", (old_key,))
         if saved:
-            session._id = new_id
+            if new_id is not None:
+                session._id = new_id
             session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session._data)
             session._rotate = session._user_changed = session._reauthenticated = False
-            return _result(session, expires_at, now) if renew else CommitResult()
+            return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Call("load", (old_key,))
         if fresh is None:
             security_log.info(
                 "session ended by a concurrent request; changes dropped (sha256 %s)", log_handle(session._current_id())
             )
-            return CommitResult()
-        if session._rotate and fresh.version == session._version:
+            return NOTHING
+        if new_id is not None and fresh.version == session._version:
             new_id = session._id_factory()  # the new ID collided; the old record is unchanged
             continue
         try:
             fresh_created, fresh_data = _codec.decode(fresh.data)
         except _codec.CorruptRecordError:
-            return CommitResult()
+            return NOTHING
         _merge(session, changed, fresh, fresh_created, fresh_data)
         created_at = now if session._reauthenticated else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")

@@ -143,4 +143,4 @@ def _with_session_headers(message: Message, session: Session, set_cookie: str | 
     )
     if not extra:
         return message
-    return {**message, "headers": [*headers, *((_ASGI_NAMES[n], v.encode("latin-1")) for n, v in extra)]}
+    return {**message, "headers": [*headers, *[(_ASGI_NAMES[name], value.encode("latin-1")) for name, value in extra]]}

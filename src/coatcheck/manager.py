@@ -76,13 +76,13 @@ class SessionManager:
             raise NotSupportedError(f"{type(self.store).__name__} has no synchronous API; use the a-prefixed methods")
         store = self.store
         try:
-            call = next(flow)
+            method, args, kwargs = next(flow)
             while True:
-                if call.method == _core.PAUSE:
-                    time.sleep(*call.args)
-                    call = flow.send(None)
+                if method == _core.PAUSE:
+                    time.sleep(*args)
+                    method, args, kwargs = flow.send(None)
                 else:
-                    call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
+                    method, args, kwargs = flow.send(getattr(store, method)(*args, **kwargs))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -91,15 +91,15 @@ class SessionManager:
             raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
         store, prefix = self.store, "" if self._nonblocking else "a"  # a non-blocking store: no coroutine
         try:
-            call = next(flow)
+            method, args, kwargs = next(flow)
             while True:
-                if call.method == _core.PAUSE:
-                    await asyncio.sleep(*call.args)
-                    call = flow.send(None)
+                if method == _core.PAUSE:
+                    await asyncio.sleep(*args)
+                    method, args, kwargs = flow.send(None)
                 elif prefix:
-                    call = flow.send(await getattr(store, prefix + call.method)(*call.args, **call.kwargs))
+                    method, args, kwargs = flow.send(await getattr(store, prefix + method)(*args, **kwargs))
                 else:
-                    call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
+                    method, args, kwargs = flow.send(getattr(store, method)(*args, **kwargs))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -133,10 +133,7 @@ class SessionManager:
     ) -> Generator[_core.Call, Any, _core.CommitResult] | None:
         """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
-        now = self.clock()
-        if _core.nothing_to_commit(session, self.config, now, keep_changes=keep):
-            return None
-        return _core.commit_flow(session, self.config, now, keep_changes=keep, capabilities=caps)
+        return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str) -> str | None:
         if result.session_id is None and not result.clear:

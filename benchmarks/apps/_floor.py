@@ -1,0 +1,138 @@
+"""The floor: the least any server-side session layer does per request, hand-inlined.
+
+Find the session cookie, check and hash the ID, read the record, decode it, note writes,
+encode and save the record when it changed (a new one gets an ID and a Set-Cookie), and
+answer with ``Vary: Cookie``. Nothing else: no compare-and-set or merge, no timeouts beyond
+the record's TTL, no size limit, no strict-mode logging, no error handling, no lifespan check.
+No session library can cost less in the same harness, so its ratios (to the ceiling, to the
+peers) bound what any library can reach; coatcheck's distance to it is the price of its features.
+
+Stores: ``memory`` (a dict, called directly) or ``redis`` (``GET``, then ``SET ... EX`` when the
+session changed, over coatcheck's own RESP client: the leanest client at hand).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+
+from ._common import LIFETIME, redis_url, store_kind
+
+_ID = re.compile(r"[A-Za-z0-9_-]{43}")
+_COOKIE = re.compile(r"(?:^|;)\s*sessionid=([^;]*)")
+_SET_COOKIE = "sessionid={}; Max-Age=1800; Path=/; HttpOnly; SameSite=Lax"
+
+Load = Callable[[str], Any]  # key -> bytes | None, or an awaitable of it
+Save = Callable[[str, bytes], Any]  # (key, data) -> None, or an awaitable
+
+
+class FloorSession(dict[str, Any]):
+    """A dict that notes whether it was written (values checked to be JSON, as every library must)."""
+
+    changed = False
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        orjson.dumps(value)
+        self.changed = True
+        super().__setitem__(key, value)
+
+
+def store_key(cookie_header: str | None) -> str | None:
+    """The store key of the request's well-formed session ID, or None."""
+    match = _COOKIE.search(cookie_header) if cookie_header else None
+    if match is None or _ID.fullmatch(value := match.group(1).strip()) is None:
+        return None
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def open_session(raw: bytes | None) -> FloorSession:
+    """The session a stored record holds, or a new empty one."""
+    return FloorSession(orjson.loads(raw)["d"] if raw else ())
+
+
+def close_session(session: FloorSession, key: str | None) -> tuple[str, bytes, str | None]:
+    """What to save (key, data) and the Set-Cookie value, if the session is new."""
+    data = orjson.dumps({"v": 1, "c": time.time(), "d": session})
+    if key is not None:
+        return key, data, None
+    session_id = secrets.token_urlsafe(32)
+    return hashlib.sha256(session_id.encode()).hexdigest(), data, _SET_COOKIE.format(session_id)
+
+
+def store(*, asynchronous: bool) -> tuple[Load, Save]:
+    """(load, save) on ``BENCH_STORE``: a dict, or Redis through a sync or an async client."""
+    if store_kind() != "redis":
+        records: dict[str, bytes] = {}
+        return records.get, records.__setitem__
+    from coatcheck.stores._resp import AsyncRespClient, RespClient
+
+    host, port = redis_url().removeprefix("redis://").split("/")[0].split(":")
+    client = (AsyncRespClient if asynchronous else RespClient)(host, int(port))
+
+    def save(key: str, data: bytes) -> Any:
+        return client._command(b"SET", key, data, b"EX", LIFETIME)
+
+    return client.get, save
+
+
+class FloorWSGI:
+    """The floor as WSGI middleware: the session at ``environ["floor.session"]``."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], load: Load, save: Save) -> None:
+        self.app, self.load, self.save = app, load, save
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        key = store_key(environ.get("HTTP_COOKIE"))
+        raw = self.load(key) if key else None
+        session = environ["floor.session"] = open_session(raw)
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            extra = [("Vary", "Cookie")]
+            if session.changed:
+                save_key, data, set_cookie = close_session(session, key if raw else None)
+                self.save(save_key, data)
+                if set_cookie:
+                    extra.append(("Set-Cookie", set_cookie))
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return self.app(environ, start)
+
+
+class FloorASGI:
+    """The floor as ASGI middleware: the session at ``scope["session"]``."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], load: Load, save: Save) -> None:
+        self.app, self.load, self.save = app, load, save
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Callable[..., Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cookie = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"cookie"), None)
+        key = store_key(cookie)
+        raw = self.load(key) if key else None
+        if inspect.isawaitable(raw):
+            raw = await raw
+        session = scope["session"] = open_session(raw)
+
+        async def send_with_session(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(b"vary", b"Cookie")]
+                if session.changed:
+                    save_key, data, set_cookie = close_session(session, key if raw else None)
+                    saved = self.save(save_key, data)
+                    if inspect.isawaitable(saved):
+                        await saved
+                    if set_cookie:
+                        extra.append((b"set-cookie", set_cookie.encode("latin-1")))
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_session)
