@@ -222,6 +222,20 @@ def micro_table(micro: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def bytecode_table(data: dict[str, Any]) -> str:
+    """Bytecodes per request by app and mix, what each adds to the ceiling, and where they run."""
+    out = [
+        "| app | mix | bytecodes/request | x ceiling | added to the ceiling | where (bytecodes/request) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in data["rows"]:
+        where = ", ".join(f"{name} {n:,.0f}" for name, n in row["where"].items())
+        out.append(
+            f"| {row['app']} | {row['mix']} | {row['bytecodes']:,.0f} | {row['x_ceiling']:.2f} | {row['added']:,.0f} | {where} |"
+        )
+    return "\n".join(out)
+
+
 def scale_tables(scale: dict[str, Any]) -> str:
     """The memory footprint, the read cost at two sizes and the purge latencies."""
     out = []
@@ -297,6 +311,13 @@ def markdown(result: dict[str, Any], *, chart_name: str | None = None) -> str:
         out += ["Scenarios that could not run:", ""] + [f"- `{k}`: {v.splitlines()[0][:200]}" for k, v in failures.items()] + [""]
     if result.get("micro"):
         out += ["#### Store operations (in process, µs per call, best of the repeats)", "", micro_table(result["micro"]), ""]
+    if result.get("bytecodes"):
+        out += [
+            "#### Python bytecodes per request (in process, memory store; the same on every run)",
+            "",
+            bytecode_table(result["bytecodes"]),
+            "",
+        ]
     if result.get("scale"):
         out += ["#### Scale", "", scale_tables(result["scale"]), ""]
     return "\n".join(out).rstrip() + "\n"

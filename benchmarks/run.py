@@ -218,7 +218,7 @@ def run_http(services: Services, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_part(module: str, services: Services, args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
-    """Run ``benchmarks.micro`` or ``benchmarks.scale`` in its own process; return its JSON."""
+    """Run ``benchmarks.micro``, ``.scale`` or ``.bytecodes`` in its own process; return its JSON."""
     argv = [sys.executable, "-m", f"benchmarks.{module}", "--json", str(out)] + (["--quick"] if args.quick else [])
     env = {**os.environ, "BENCH_REDIS_URL": services.redis_url, "PYTHONPATH": str(_infra.ROOT)}
     log(f"{module}: {' '.join(argv[1:])}")
@@ -249,6 +249,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-http", action="store_true", help="skip the HTTP load")
     parser.add_argument("--skip-micro", action="store_true", help="skip the store micro-benchmarks")
     parser.add_argument("--skip-scale", action="store_true", help="skip the scale checks")
+    parser.add_argument("--skip-bytecodes", action="store_true", help="skip the in-process bytecode count")
     parser.add_argument(
         "--publish",
         action="store_true",
@@ -284,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             result["micro"] = run_part("micro", services, args, base.with_suffix(".micro.json"))
         if not args.skip_scale:
             result["scale"] = run_part("scale", services, args, base.with_suffix(".scale.json"))
+        if not args.skip_bytecodes:
+            result["bytecodes"] = run_part("bytecodes", services, args, base.with_suffix(".bytecodes.json"))
     result["meta"]["seconds"] = round(time.monotonic() - started)
     result["meta"]["loadavg_end"] = os.getloadavg()
     if "http" in result:
