@@ -55,6 +55,23 @@ def test_websocket_sees_the_session() -> None:
             assert ws.receive_json() == {"data": {"a": "1"}, "user": None}
 
 
+@pytest.mark.anyio
+async def test_asgi_response_headers_may_be_any_iterable() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        asgi_session(scope)["k"] = "v"
+        headers = ((name, value) for name, value in [(b"content-type", b"text/plain"), (b"vary", b"Accept")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    transport = httpx.ASGITransport(app=ASGIMiddleware(app, SessionManager(MemoryStore())))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        response = await client.get("/")
+    assert response.headers["content-type"] == "text/plain"
+    assert response.headers.get_list("vary") == ["Accept", "Cookie"]
+    assert response.headers["set-cookie"].startswith("sessionid=")
+    assert response.headers["cache-control"] == "no-store"
+
+
 def test_get_session_without_middleware_raises_a_clear_error() -> None:
     with pytest.raises(MiddlewareNotInstalledError, match=r"coatcheck\.asgi\.SessionMiddleware"):
         asgi_session({"type": "http"})

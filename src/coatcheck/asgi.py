@@ -137,6 +137,8 @@ _SCANNED = (b"cache-control", b"vary", b"cookie")
 def _with_session_headers(message: Message, session: Session, set_cookie: str | None) -> Message:
     """``http.response.start`` plus Set-Cookie / Vary / Cache-Control as the session needs."""
     headers = message.get("headers", ())
+    if not isinstance(headers, (list, tuple)):  # any iterable is allowed: read it once
+        headers = list(headers)
     has_cache_control, varies_on_cookie = response_flags(headers, _SCANNED)
     extra = _core.extra_response_headers(
         session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
