@@ -2,7 +2,7 @@
 # coatcheck's benchmark in one command, from any directory:
 #
 #   bash benchmarks/run.sh --quick                        # smoke run, about 5 minutes
-#   bash benchmarks/run.sh --rounds 3 --duration 10       # the real run (quiet machine, about 40 minutes)
+#   bash benchmarks/run.sh --rounds 3 --duration 10       # the real run (quiet machine, about 45 minutes)
 #   bash benchmarks/run.sh --rounds 3 --duration 10 --publish   # ... and refresh docs/performance.md
 #
 # Builds its own virtualenv (benchmarks/.venv: coatcheck from this checkout plus the peers in

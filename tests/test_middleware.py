@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -57,7 +57,7 @@ def test_websocket_sees_the_session() -> None:
 
 @pytest.mark.anyio
 async def test_asgi_response_headers_may_be_any_iterable() -> None:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         asgi_session(scope)["k"] = "v"
         headers = ((name, value) for name, value in [(b"content-type", b"text/plain"), (b"vary", b"Accept")])
         await send({"type": "http.response.start", "status": 200, "headers": headers})

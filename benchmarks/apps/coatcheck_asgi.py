@@ -6,26 +6,15 @@ import time
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from coatcheck.asgi import SessionMiddleware
 
 from ._common import coatcheck_manager, purge_interval, stats
+from ._endpoints import read, rmw
 
 manager, counter = coatcheck_manager()
-
-
-async def rmw(request: Request) -> PlainTextResponse:
-    """Read the counter, increment it, save."""
-    n = request.session.get("n", 0) + 1
-    request.session["n"] = n
-    return PlainTextResponse(str(n))
-
-
-async def read(request: Request) -> PlainTextResponse:
-    """Read the counter only."""
-    return PlainTextResponse(str(request.session.get("n", 0)))
 
 
 async def bench_stats(request: Request) -> JSONResponse:
