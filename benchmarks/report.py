@@ -353,7 +353,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
     for line, interface in enumerate(interfaces):
         rows = [r for r in summary if r["interface"] == interface]
         keys = list(dict.fromkeys(r["key"] for r in rows))
-        labels = [re.sub(r"\*\*", "", _label(next(r for r in rows if r["key"] == k))) for k in keys]
+        labels = [re.sub(r"\*+", "", _label(next(r for r in rows if r["key"] == k))) for k in keys]
         for col, (metric, title) in enumerate((("rps", "requests per second"), ("cpu_us", "server CPU µs per request"))):
             ax = axes[line][col]
             height = 0.8 / len(MIX_TITLES)
