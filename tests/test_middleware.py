@@ -72,6 +72,22 @@ async def test_asgi_response_headers_may_be_any_iterable() -> None:
     assert response.headers["cache-control"] == "no-store"
 
 
+@pytest.mark.anyio
+async def test_asgi_iterable_headers_survive_when_nothing_is_added() -> None:
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        asgi_session(scope).get("k")  # read only: Vary, which the app already sends
+        headers = ((name, value) for name, value in [(b"content-type", b"text/plain"), (b"vary", b"Cookie")])
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    transport = httpx.ASGITransport(app=ASGIMiddleware(app, SessionManager(MemoryStore())))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+        response = await client.get("/")
+    assert response.headers["content-type"] == "text/plain"
+    assert response.headers.get_list("vary") == ["Cookie"]
+    assert "set-cookie" not in response.headers
+
+
 def test_get_session_without_middleware_raises_a_clear_error() -> None:
     with pytest.raises(MiddlewareNotInstalledError, match=r"coatcheck\.asgi\.SessionMiddleware"):
         asgi_session({"type": "http"})

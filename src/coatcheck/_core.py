@@ -39,6 +39,8 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
     found: list[str] = []
     pattern = _cookie_pattern(name)
     for header in cookie_headers:
+        if name not in header:
+            continue
         for value in pattern.findall(header):
             value = value.strip()
             if not is_valid_id(value):

@@ -143,6 +143,6 @@ def _with_session_headers(message: Message, session: Session, set_cookie: str | 
     extra = _core.extra_response_headers(
         session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
     )
-    if not extra:
-        return message
-    return {**message, "headers": [*headers, *[(_ASGI_NAMES[name], value.encode("latin-1")) for name, value in extra]]}
+    if extra:
+        headers = [*headers, *[(_ASGI_NAMES[name], value.encode("latin-1")) for name, value in extra]]
+    return message if headers is message.get("headers") else {**message, "headers": headers}
