@@ -55,17 +55,25 @@ def test_websocket_sees_the_session() -> None:
             assert ws.receive_json() == {"data": {"a": "1"}, "user": None}
 
 
-@pytest.mark.anyio
-async def test_asgi_response_headers_may_be_any_iterable() -> None:
+async def _get_with_generator_headers(headers: list[tuple[bytes, bytes]], *, write: bool) -> httpx.Response:
+    """GET through an ASGI app that reads (or writes) the session and sends ``headers`` as a generator."""
+
     async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        asgi_session(scope)["k"] = "v"
-        headers = ((name, value) for name, value in [(b"content-type", b"text/plain"), (b"vary", b"Accept")])
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if write:
+            asgi_session(scope)["k"] = "v"
+        else:
+            asgi_session(scope).get("k")
+        await send({"type": "http.response.start", "status": 200, "headers": (pair for pair in headers)})
         await send({"type": "http.response.body", "body": b"ok"})
 
     transport = httpx.ASGITransport(app=ASGIMiddleware(app, SessionManager(MemoryStore())))
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
-        response = await client.get("/")
+        return await client.get("/")
+
+
+@pytest.mark.anyio
+async def test_asgi_response_headers_may_be_any_iterable() -> None:
+    response = await _get_with_generator_headers([(b"content-type", b"text/plain"), (b"vary", b"Accept")], write=True)
     assert response.headers["content-type"] == "text/plain"
     assert response.headers.get_list("vary") == ["Accept", "Cookie"]
     assert response.headers["set-cookie"].startswith("sessionid=")
@@ -74,15 +82,8 @@ async def test_asgi_response_headers_may_be_any_iterable() -> None:
 
 @pytest.mark.anyio
 async def test_asgi_iterable_headers_survive_when_nothing_is_added() -> None:
-    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
-        asgi_session(scope).get("k")  # read only: Vary, which the app already sends
-        headers = ((name, value) for name, value in [(b"content-type", b"text/plain"), (b"vary", b"Cookie")])
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    transport = httpx.ASGITransport(app=ASGIMiddleware(app, SessionManager(MemoryStore())))
-    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
-        response = await client.get("/")
+    # read only: the one header to add is Vary, which the app already sends
+    response = await _get_with_generator_headers([(b"content-type", b"text/plain"), (b"vary", b"Cookie")], write=False)
     assert response.headers["content-type"] == "text/plain"
     assert response.headers.get_list("vary") == ["Cookie"]
     assert "set-cookie" not in response.headers

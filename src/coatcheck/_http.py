@@ -58,9 +58,15 @@ def response_flags(headers: Iterable[tuple[AnyStr, AnyStr]], names: tuple[AnyStr
     return has_cache_control, varies_on_cookie
 
 
-def session_headers(session: Session, set_cookie: str | None, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The headers to add to a WSGI response whose own headers are ``headers``."""
-    has_cache_control, varies_on_cookie = response_flags(headers, ("cache-control", "vary", "cookie"))
+def session_headers(
+    session: Session,
+    set_cookie: str | None,
+    headers: Iterable[tuple[AnyStr, AnyStr]],
+    names: tuple[AnyStr, AnyStr, AnyStr],
+) -> list[tuple[str, str]]:
+    """The headers to add to a response whose own headers are ``headers`` (scanned with ``names``,
+    see :func:`response_flags`)."""
+    has_cache_control, varies_on_cookie = response_flags(headers, names)
     return _core.extra_response_headers(
         session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
     )

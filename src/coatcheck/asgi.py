@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from . import _core
 from ._expiry import Expirer, needs_purge
-from ._http import ErrorHook, default_error_response, response_flags
+from ._http import ErrorHook, default_error_response, session_headers
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .manager import SessionManager
 from .session import Session
@@ -131,18 +130,14 @@ class SessionMiddleware:
 
 
 _ASGI_NAMES = {"Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control", "Vary": b"vary"}
-_SCANNED = (b"cache-control", b"vary", b"cookie")
+_SCANNED = (b"cache-control", b"vary", b"cookie")  # see _http.response_flags
 
 
 def _with_session_headers(message: Message, session: Session, set_cookie: str | None) -> Message:
     """``http.response.start`` plus Set-Cookie / Vary / Cache-Control as the session needs."""
-    headers = message.get("headers", ())
-    if not isinstance(headers, (list, tuple)):  # any iterable is allowed: read it once
-        headers = list(headers)
-    has_cache_control, varies_on_cookie = response_flags(headers, _SCANNED)
-    extra = _core.extra_response_headers(
-        session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
-    )
+    original = message.get("headers", ())
+    headers = original if isinstance(original, (list, tuple)) else list(original)  # any iterable: read it once
+    extra = session_headers(session, set_cookie, headers, _SCANNED)
     if extra:
         headers = [*headers, *[(_ASGI_NAMES[name], value.encode("latin-1")) for name, value in extra]]
-    return message if headers is message.get("headers") else {**message, "headers": headers}
+    return message if headers is original else {**message, "headers": headers}
