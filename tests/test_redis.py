@@ -322,8 +322,8 @@ async def test_cluster_rotate_undoes_its_first_step(cluster_store: RedisClusterS
     flow = cluster_store._rotate_flow(store_key("old"), store_key("new"), moved, 2)
     side = cluster_store._sync_side()
     op = next(flow)
-    op = flow.send(op(side.client, side.scripts))  # read old; next op creates the new record
-    op = flow.send(op(side.client, side.scripts))  # created; next op deletes the old one at version 2
+    op = flow.send(side.start(op))  # read old; next op creates the new record
+    op = flow.send(side.start(op))  # created; next op deletes the old one at version 2
     await ops.save(store_key("old"), Record(b"o2", clock() + 60, 3, "u"), 2)
     assert finish(flow, op, side) is False
     assert await ops.load(store_key("new")) is None
@@ -334,7 +334,7 @@ def finish(flow: Generator[Any, Any, T], op: Any, side: Any) -> T:
     """Run a store flow from its pending ``op`` to the end, on the sync client."""
     try:
         while True:
-            op = flow.send(op(side.client, side.scripts))
+            op = flow.send(side.start(op))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 

@@ -122,9 +122,13 @@ class Call(NamedTuple):
 PAUSE = "pause"
 
 
+MAX_BACKOFF = 0.25  # seconds: wide enough to spread dozens of writers that each wait for a pool
+
+
 def backoff(attempt: int) -> Call:
-    """A short random pause before compare-and-set retry ``attempt`` (1-based), to break ties."""
-    return Call(PAUSE, (random.uniform(0, min(0.05, 0.001 * 2**attempt)),))  # noqa: S311 - jitter, not security
+    """A random pause before compare-and-set retry ``attempt`` (1-based): up to 2 ms, doubling
+    with each retry up to :data:`MAX_BACKOFF`, so writers that keep colliding spread out."""
+    return Call(PAUSE, (random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)),))  # noqa: S311 - jitter, not security
 
 
 def deadline(config: SessionConfig, created_at: float, now: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -124,9 +124,9 @@ class SessionManager:
         """
         return self._run(self._load_flow(cookie_headers))
 
-    async def aload(self, cookie_headers: str | Iterable[str] | None) -> Session:
-        """Async :meth:`load`."""
-        return await self._arun(self._load_flow(cookie_headers))
+    def aload(self, cookie_headers: str | Iterable[str] | None) -> Coroutine[Any, Any, Session]:
+        """Async :meth:`load` (the driver's coroutine itself: one coroutine less per request)."""
+        return self._arun(self._load_flow(cookie_headers))
 
     def _commit_flow(
         self, session: Session, status_code: int, caps: frozenset[str]

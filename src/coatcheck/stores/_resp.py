@@ -32,7 +32,7 @@ import redis.exceptions as rex
 __all__ = ["AsyncRespClient", "RespClient"]
 
 Arg = bytes | str | int | float
-MAX_PENDING = 10_000  # async commands in flight on one connection; more fail at once
+MAX_PENDING = 10_000  # async round trips (a command or a pipeline) in flight on one connection; more fail at once
 
 _ERRORS: dict[str, type[Exception]] = {  # error reply codes, mapped as redis-py maps them
     "NOSCRIPT": rex.NoScriptError,
@@ -288,7 +288,9 @@ class _Protocol(asyncio.Protocol):
         self.loop, self.timeout, self.broken = loop, timeout, False
         self.transport: asyncio.Transport | None = None
         self._reader = _reader()
-        self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()  # (reply, deadline), in order
+        # (reply future, deadline, replies it gathers or None for one), one per round trip, in order
+        self._pending: deque[tuple[asyncio.Future[Any], float, int | None]] = deque()
+        self._gathered: list[Any] = []  # the replies so far of the pipeline at the head of _pending
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._outgoing: list[bytes] = []  # commands written together at the end of this loop pass
@@ -299,24 +301,24 @@ class _Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(rex.ConnectionError, "Connection to Redis lost.")
 
-    def send(self, payload: bytes, count: int) -> list[asyncio.Future[Any]]:
-        """Queue ``payload``; one future per reply, each failing ``timeout`` from now.
+    def send(self, payload: bytes, replies: int | None = None) -> asyncio.Future[Any]:
+        """Queue ``payload``: one command (its reply) or ``replies`` commands (the list of theirs).
 
-        Commands queued in one pass of the event loop leave in one write (one system call for
-        many concurrent requests).
+        The future fails ``timeout`` from now. Commands queued in one pass of the event loop
+        leave in one write (one system call for many concurrent requests).
         """
         if self.broken or self.transport is None or self.transport.is_closing():
             raise rex.ConnectionError("Connection to Redis lost.")
-        if len(self._pending) + count > MAX_PENDING:
-            raise rex.ConnectionError(f"more than {MAX_PENDING} Redis commands pending")
+        if len(self._pending) >= MAX_PENDING:
+            raise rex.ConnectionError(f"more than {MAX_PENDING} Redis round trips pending")
         if not self._outgoing:
             self.loop.call_soon(self._flush)
         self._outgoing.append(payload)
-        deadline, futures = self.loop.time() + self.timeout, [self.loop.create_future() for _ in range(count)]
-        self._pending.extend((future, deadline) for future in futures)
+        future = self.loop.create_future()
+        self._pending.append((future, self.loop.time() + self.timeout, replies))
         if self._timer is None:
             self._arm()
-        return futures
+        return future
 
     def _flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, []
@@ -333,7 +335,13 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
-            future = self._pending.popleft()[0]
+            future, _, replies = self._pending[0]
+            if replies is not None:  # a pipeline: its replies come together
+                self._gathered.append(reply)
+                if len(self._gathered) < replies:
+                    continue
+                reply, self._gathered = self._gathered, []
+            self._pending.popleft()
             if not future.done():  # else cancelled: its reply is dropped
                 future.set_result(reply)
 
@@ -358,8 +366,8 @@ class _Protocol(asyncio.Protocol):
             self._timer = None
         if self.transport is not None:
             self.transport.abort()
-        pending, self._pending = self._pending, deque()
-        for future, _ in pending:
+        pending, self._pending, self._gathered = self._pending, deque(), []
+        for future, _, _ in pending:
             if not future.done():
                 future.set_exception(kind(message))
 
@@ -416,28 +424,31 @@ class AsyncRespClient(_Client):
             kind = rex.TimeoutError if isinstance(exc, asyncio.TimeoutError) else rex.ConnectionError
             raise kind(f"Error connecting to {self.where}: {exc or 'timed out'}") from exc
         try:
-            _raise_errors(await _gather(protocol.send(self._setup, self._setup_count)) if self._setup_count else [])
+            _raise_errors(await protocol.send(self._setup, self._setup_count) if self._setup_count else [])
         except BaseException:
             protocol.fail(rex.ConnectionError, "Redis connection setup failed.")
             raise
         return protocol
 
-    async def _roundtrip(self, payload: bytes, count: int) -> list[Any]:
+    async def _roundtrip(self, payload: bytes, replies: int | None) -> Any:
         link = self._links.get(asyncio.get_running_loop())
         protocol = None if link is None else link.protocol
         if protocol is None or protocol.broken:
-            return await _gather((await self._connect()).send(payload, count))
-        futures = protocol.send(payload, count)
+            return await (await self._connect()).send(payload, replies)
+        future = protocol.send(payload, replies)
         try:
-            return await _gather(futures)
+            return await future
         except rex.ConnectionError:  # lost before this command's reply: once more, on a new connection
-            return await _gather((await self._connect()).send(payload, count))
+            return await (await self._connect()).send(payload, replies)
 
     async def _execute(self, payload: bytes, count: int) -> list[Any]:
-        return _raise_errors(await self._roundtrip(payload, count))
+        return _raise_errors(await self._roundtrip(payload, count)) if count else []
 
     async def _command(self, *args: Arg) -> Any:
-        return (await self._execute(pack(*args), 1))[0]
+        reply = await self._roundtrip(pack(*args), None)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def _script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         try:
@@ -456,14 +467,3 @@ class AsyncRespClient(_Client):
         if link is not None and link.protocol is not None:
             link.protocol.fail(rex.ConnectionError, "Redis client closed.")
             await asyncio.sleep(0)  # let the transport finish closing
-
-
-async def _gather(futures: list[asyncio.Future[Any]]) -> list[Any]:
-    """Every future's reply; on a failure, the rest are retrieved (they failed too) or cancelled."""
-    try:
-        return [await futures[0]] if len(futures) == 1 else [await future for future in futures]
-    except BaseException:
-        for future in futures:
-            if not future.cancel() and not future.cancelled():
-                future.exception()
-        raise

@@ -42,7 +42,7 @@ import math
 import ssl
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -220,34 +220,28 @@ _SCRIPTS = {
 
 # -- operations: one description, run by a sync or an async driver -----------------------------
 
-Op = Callable[[Any, Mapping[str, Any]], Any]
-"""``op(client, scripts)`` runs one round trip; on the async side it returns an awaitable."""
+Op = tuple[str, tuple[Any, ...]]
+"""One round trip, as data: ``(command, args)`` names a client method, ``("script", (name, keys,
+args))`` a registered script and ``("pipeline", ((command, args), ...))`` several commands at
+once (not a transaction; it may span cluster nodes). :meth:`_Side.start` runs it."""
 Flow = Generator[Op, Any, T]
 
 
 def _call(method: str, *args: Any) -> Op:
-    return lambda client, scripts: getattr(client, method)(*args)
+    return method, args
 
 
 def _eval(script: str, keys: Sequence[str], args: Sequence[Any]) -> Op:
-    return lambda client, scripts: scripts[script](keys=list(keys), args=list(args))
+    return "script", (script, keys, args)
+
+
+def _batch(*calls: Op) -> Op:
+    return "pipeline", calls
 
 
 def _single(op: Op) -> Flow[Any]:
     """A flow of one round trip that returns its result."""
     return (yield op)
-
-
-def _batch(*calls: tuple[str, tuple[Any, ...]]) -> Op:
-    """Several commands in one pipeline (not a transaction; it may span cluster nodes)."""
-
-    def run(client: Any, scripts: Mapping[str, Any]) -> Any:
-        pipe = client.pipeline(transaction=False)
-        for method, args in calls:
-            getattr(pipe, method)(*args)
-        return pipe.execute()
-
-    return run
 
 
 def _num(value: float) -> str:
@@ -312,6 +306,19 @@ class _Side:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+
+    def start(self, op: Op) -> Any:
+        """Run ``op``: its result, or on the async side an awaitable of it."""
+        command, args = op
+        if command == "script":
+            name, keys, argv = args
+            return self.scripts[name](keys=keys, args=argv)
+        if command == "pipeline":
+            pipe = self.client.pipeline(transaction=False)
+            for method, method_args in args:
+                getattr(pipe, method)(*method_args)
+            return pipe.execute()
+        return getattr(self.client, command)(*args)
 
 
 class RedisStore:
@@ -424,7 +431,7 @@ class RedisStore:
             side = self._sync_side()
             op = next(flow)
             while True:
-                op = flow.send(op(side.client, side.scripts))
+                op = flow.send(side.start(op))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         except _DRIVER_ERRORS as exc:
@@ -437,7 +444,7 @@ class RedisStore:
         try:
             op = next(flow)
             while True:
-                op = flow.send(await op(side.client, side.scripts))
+                op = flow.send(await side.start(op))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
         except _DRIVER_ERRORS as exc:
@@ -463,14 +470,14 @@ class RedisStore:
                 return None
         return record
 
-    def _save_flow(self, key: str, record: Record, expected_version: int | None, created: str = "") -> Flow[int]:
+    def _save_flow(self, key: str, record: Record, expected_version: int | None, created: str = "") -> Flow[bool]:
         now = self._clock()
         expected = "" if expected_version is None else str(expected_version)
         args = [_num(now), expected, _num(self._max), key, created, *_record_args(record)]
         at: int = yield _eval("save", [self._session_key(key), *self._inline(record)], args)
         if at and record.user_id and not self._inline_index:
             yield self._index_op(record.user_id, key, at, now)
-        return at
+        return at > 0
 
     def _touch_flow(self, key: str, expires_at: float) -> Flow[None]:
         now = self._clock()
@@ -532,7 +539,7 @@ class RedisStore:
 
     def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Create (``expected_version=None``) or compare-and-set, in one script call."""
-        return bool(self._run(self._save_flow(key, record, expected_version)))
+        return self._run(self._save_flow(key, record, expected_version))
 
     def touch(self, key: str, expires_at: float) -> None:
         """Move a live record's expiry (and TTL) forward, never backward."""
@@ -565,17 +572,20 @@ class RedisStore:
 
     # -- AsyncStore ----------------------------------------------------------------------------------
 
-    async def aload(self, key: str) -> Record | None:
+    # The three calls of every request return the driver's coroutine itself (one coroutine less
+    # per call, so fewer objects live while a request waits for Redis).
+
+    def aload(self, key: str) -> Coroutine[Any, Any, Record | None]:
         """Async :meth:`load`."""
-        return await self._arun(self._load_flow(key))
+        return self._arun(self._load_flow(key))
 
-    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+    def asave(self, key: str, record: Record, *, expected_version: int | None) -> Coroutine[Any, Any, bool]:
         """Async :meth:`save`."""
-        return bool(await self._arun(self._save_flow(key, record, expected_version)))
+        return self._arun(self._save_flow(key, record, expected_version))
 
-    async def atouch(self, key: str, expires_at: float) -> None:
+    def atouch(self, key: str, expires_at: float) -> Coroutine[Any, Any, None]:
         """Async :meth:`touch`."""
-        await self._arun(self._touch_flow(key, expires_at))
+        return self._arun(self._touch_flow(key, expires_at))
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Async :meth:`rotate`."""
