@@ -126,6 +126,7 @@ def _count(command: Any) -> None:
 def count_redis_round_trips() -> None:
     """Count every request redis-py writes to a socket (a pipeline is one), sync and async,
     and those that carry a command that may write (anything but a known read; scripts count).
+    Called by the apps whose library talks to Redis through redis-py (the others never import it).
 
     Redis's own ``INFO commandstats`` also counts the commands a Lua script runs, so round
     trips are counted here, in the client, the same way for every library.
@@ -146,10 +147,6 @@ def count_redis_round_trips() -> None:
 
     redis.connection.AbstractConnection.send_packed_command = send  # type: ignore[method-assign]
     redis.asyncio.connection.AbstractConnection.send_packed_command = asend  # type: ignore[method-assign]
-
-
-if store_kind() == "redis":
-    count_redis_round_trips()
 
 
 def stats(counter: CountingStore | None) -> dict[str, Any]:

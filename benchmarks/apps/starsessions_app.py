@@ -11,7 +11,10 @@ from starlette.routing import Route
 from starsessions import InMemoryStore, SessionMiddleware, SessionStore, load_session
 from starsessions.stores.redis import RedisStore
 
-from ._common import LIFETIME, redis_url, stats, store_kind
+from ._common import LIFETIME, count_redis_round_trips, redis_url, stats, store_kind
+
+if store_kind() == "redis":
+    count_redis_round_trips()
 
 store: SessionStore = (
     RedisStore(connection=redis.asyncio.Redis.from_url(redis_url())) if store_kind() == "redis" else InMemoryStore()

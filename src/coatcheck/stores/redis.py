@@ -355,6 +355,7 @@ class RedisStore:
         self.key_prefix = key_prefix
         self.max_lifetime = max_lifetime
         self._max = float(max_lifetime or 0)
+        self._max_arg = _num(self._max)  # as the scripts receive it
         self._clock = clock
         self._where = where or type(self).__name__
         self._client_factory = client_factory
@@ -403,17 +404,16 @@ class RedisStore:
 
     # -- keys --------------------------------------------------------------------------------------
 
-    def _tag(self, part: str) -> str:
-        return part
+    _open, _close = "", ""  # what wraps a key's variable part (the cluster's hash tag)
 
     def _session_key(self, key: str) -> str:
-        return f"{self.key_prefix}s:{self._tag(key)}"
+        return f"{self.key_prefix}s:{self._open}{key}{self._close}"
 
     def _index_key(self, user_id: str) -> str:
-        return f"{self.key_prefix}u:{self._tag(user_id)}"
+        return f"{self.key_prefix}u:{self._open}{user_id}{self._close}"
 
     def _epoch_key(self, user_id: str) -> str:
-        return f"{self.key_prefix}revoked:{self._tag(user_id)}"
+        return f"{self.key_prefix}revoked:{self._open}{user_id}{self._close}"
 
     # -- drivers: the only code that differs between sync and async ----------------------------------
 
@@ -473,7 +473,7 @@ class RedisStore:
     def _save_flow(self, key: str, record: Record, expected_version: int | None, created: str = "") -> Flow[bool]:
         now = self._clock()
         expected = "" if expected_version is None else str(expected_version)
-        args = [_num(now), expected, _num(self._max), key, created, *_record_args(record)]
+        args = [_num(now), expected, self._max_arg, key, created, *_record_args(record)]
         at: int = yield _eval("save", [self._session_key(key), *self._inline(record)], args)
         if at and record.user_id and not self._inline_index:
             yield self._index_op(record.user_id, key, at, now)
@@ -481,14 +481,14 @@ class RedisStore:
 
     def _touch_flow(self, key: str, expires_at: float) -> Flow[None]:
         now = self._clock()
-        moved = yield _eval("touch", [self._session_key(key)], [_num(now), _num(expires_at), _num(self._max)])
+        moved = yield _eval("touch", [self._session_key(key)], [_num(now), _num(expires_at), self._max_arg])
         if moved and moved[0]:
             yield self._index_op(moved[0].decode(), key, moved[1], now)
 
     def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         now = self._clock()
         keys = [self._session_key(old_key), self._session_key(new_key), *self._inline(record)]
-        args = [_num(now), str(expected_version), _num(self._max), new_key, "", *_record_args(record)]
+        args = [_num(now), str(expected_version), self._max_arg, new_key, "", *_record_args(record)]
         return bool((yield _eval("rotate", keys, args)))
 
     def _epoch_until(self, now: float) -> str:
@@ -504,7 +504,7 @@ class RedisStore:
         deleted = 0
         for start in range(0, len(members), self._delete_batch):
             keys = [self._session_key(m) for m in members[start : start + self._delete_batch]]
-            deleted += yield _eval("delete_owned", keys, [user_id, _num(now), _num(self._max)])
+            deleted += yield _eval("delete_owned", keys, [user_id, _num(now), self._max_arg])
         if members:
             yield _call("zrem", index, *members)
         return deleted
@@ -624,6 +624,7 @@ class RedisClusterStore(RedisStore):
 
     _inline_index = False
     _revocation_epochs = True
+    _open, _close = "{", "}"
     _delete_batch = 1  # one slot per call
 
     def __init__(
@@ -689,9 +690,6 @@ class RedisClusterStore(RedisStore):
         )
         return cls(None, async_client, client_factory=connect, clock=clock, where=where, **_store_options(options))
 
-    def _tag(self, part: str) -> str:
-        return "{" + part + "}"
-
     def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         # Two slots, so no single script: create the new record first (unreachable: its ID has
         # not left the server), then delete the old one at its version; undo the first on failure.
@@ -703,7 +701,7 @@ class RedisClusterStore(RedisStore):
         keep_created = _num(created) if old.user_id == record.user_id else ""
         if not (yield from self._save_flow(new_key, record, None, keep_created)):
             return False
-        args = [_num(now), _num(self._max), str(expected_version), _num(created)]
+        args = [_num(now), self._max_arg, str(expected_version), _num(created)]
         if (yield _eval("delete_if", [self._session_key(old_key)], args)):
             return True
         yield _call("delete", self._session_key(new_key))
