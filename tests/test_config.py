@@ -89,11 +89,16 @@ def test_unknown_scheme_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize(
     ("url", "driver", "extra"),
-    [("redis://127.0.0.1", "redis", "redis"), ("postgresql://x/db", "psycopg", "postgres"), ("mysql://x/db", "pymysql", "mysql")],
+    [
+        ("redis://127.0.0.1", "hiredis", "redis"),  # the lean client's only driver
+        ("redis+cluster://127.0.0.1:7000", "redis", "redis"),  # redis-py, imported by the cluster store alone
+        ("postgresql://x/db", "psycopg", "postgres"),
+        ("mysql://x/db", "pymysql", "mysql"),
+    ],
 )
 def test_missing_driver_names_the_install_line(monkeypatch: pytest.MonkeyPatch, url: str, driver: str, extra: str) -> None:
     for name in list(sys.modules):
-        if name == driver or name.startswith(driver + ".") or name == f"coatcheck.stores.{extra}":
+        if name == driver or name.startswith(driver + ".") or name in (f"coatcheck.stores.{extra}", "coatcheck.stores._resp"):
             monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, driver, None)
     with pytest.raises(ConfigurationError, match=rf"pip install 'coatcheck\[{extra}\]'"):

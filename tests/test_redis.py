@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import shutil
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, MutableMapping
 from pathlib import Path
@@ -29,7 +31,7 @@ from coatcheck.config import CookieConfig, SessionConfig
 from coatcheck.errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from coatcheck.manager import SessionManager
 from coatcheck.stores import Record
-from coatcheck.stores._resp import AsyncRespClient, RespClient
+from coatcheck.stores._resp import AsyncRespClient, RespClient, RespConnectionError, RespReplyError
 from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
 from coatcheck.testing import FakeClock, Ops, cookie_id
 from tests.backends import ServerMissing, backend, require_servers
@@ -168,11 +170,23 @@ async def test_unreachable_server_fails_fast_and_hides_the_password() -> None:
             await store.aload("k")
         for exc, seconds in ((error, elapsed), (info.value, time.monotonic() - started)):
             assert isinstance(exc, StoreUnavailableError) and seconds < 1.0
-            assert isinstance(exc.__cause__, redis.exceptions.ConnectionError)
+            assert isinstance(exc.__cause__, RespConnectionError)  # the lean client's: redis:// needs no redis-py
             assert "s3cret" not in str(exc) and "s3cret" not in repr(store)
     finally:
         store.close()
         await store.aclose()
+
+
+@pytest.mark.server
+def test_redis_urls_run_without_redis_py() -> None:
+    """The lean client needs only hiredis: a redis:// store loads no redis-py module."""
+    code = (
+        "import sys; from coatcheck import SessionManager; "
+        "manager = SessionManager('redis://127.0.0.1:6379/0'); manager.check(); manager.close(); "
+        "print(sorted(name for name in sys.modules if name == 'redis' or name.startswith('redis.')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr
 
 
 async def test_a_missing_client_flavour_is_not_supported() -> None:
@@ -254,7 +268,8 @@ async def test_other_driver_errors_are_store_errors(rstore: RedisStore, mode: st
     with pytest.raises(StoreError) as info:
         await ops.load(store_key("wrong"))
     assert not isinstance(info.value, StoreUnavailableError)
-    assert isinstance(info.value.__cause__, redis.exceptions.ResponseError)
+    lean = isinstance(rstore._sync_side().client, RespClient)
+    assert isinstance(info.value.__cause__, RespReplyError if lean else redis.exceptions.ResponseError)
 
 
 # -- the cluster ---------------------------------------------------------------------------------

@@ -20,7 +20,15 @@ import redis
 import redis.exceptions as rex
 
 from coatcheck.stores import _resp
-from coatcheck.stores._resp import AsyncRespClient, RespClient, pack
+from coatcheck.stores._resp import (
+    AsyncRespClient,
+    RespArgumentError,
+    RespClient,
+    RespConnectionError,
+    RespReplyError,
+    RespTimeoutError,
+    pack,
+)
 from coatcheck.stores.redis import RedisStore
 from tests.backends import require_servers
 from tests.redis_server import Server, until
@@ -101,8 +109,29 @@ def test_pack_every_argument_type() -> None:
     )
     assert pack(b"X", 1e-05, b"a\r\nb") == b"*3\r\n$1\r\nX\r\n$5\r\n1e-05\r\n$4\r\na\r\nb\r\n"
     for bad in (True, None, [1]):
-        with pytest.raises(rex.DataError):
+        with pytest.raises(RespArgumentError):
             pack(b"GET", bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("NOSCRIPT No matching script.", _resp.RespNoScriptError),
+        ("LOADING Redis is loading the dataset in memory", RespConnectionError),
+        ("READONLY You can't write against a read only replica.", RespConnectionError),
+        ("MASTERDOWN Link with MASTER is down", RespConnectionError),
+        ("NOAUTH Authentication required.", RespConnectionError),
+        ("WRONGPASS invalid username-password pair", RespConnectionError),
+        ("ERR max number of clients reached", RespConnectionError),
+        ("WRONGTYPE Operation against a key holding the wrong kind of value", RespReplyError),
+        ("OOM command not allowed when used memory > 'maxmemory'.", RespReplyError),
+        ("ERR unknown command", RespReplyError),
+    ],
+)
+def test_error_replies_map_to_unavailable_or_failed(reply: str, kind: type[Exception]) -> None:
+    error = _resp._error(reply)
+    assert type(error) is kind and str(error) == reply
+    assert isinstance(error, _resp.RespUnavailableError) == (kind is RespConnectionError)
 
 
 @pytest.mark.server
@@ -158,15 +187,15 @@ async def test_error_replies_raise_and_leave_the_connection_in_step(
             async def call(result: Any, sync: bool = sync) -> Any:
                 return result if sync else await result
 
-            with pytest.raises(rex.ResponseError, match="WRONGTYPE"):
+            with pytest.raises(RespReplyError, match="WRONGTYPE"):
                 await call(flavour.get(f"{prefix}h"))
-            with pytest.raises(rex.ResponseError, match="boom"):
+            with pytest.raises(RespReplyError, match="boom"):
                 await call(flavour.register_script("return redis.error_reply('boom')")(keys=[], args=[]))
             pipe = flavour.pipeline()
             pipe.get(f"{prefix}s")
             pipe.get(f"{prefix}h")
             pipe.hmget(f"{prefix}s", ["x"])
-            with pytest.raises(rex.ResponseError, match="WRONGTYPE"):
+            with pytest.raises(RespReplyError, match="WRONGTYPE"):
                 await call(pipe.execute())
             assert await call(flavour.get(f"{prefix}s")) == b"v"  # every reply of the pipeline was read
     finally:
@@ -253,7 +282,7 @@ async def test_pending_commands_are_capped(monkeypatch: pytest.MonkeyPatch, acli
     with anyio.fail_after(5):
         replies = await asyncio.gather(*(aclient.ping() for _ in range(8)), return_exceptions=True)
     assert replies[:5] == [True] * 5
-    assert all(isinstance(reply, rex.ConnectionError) and "pending" in str(reply) for reply in replies[5:])
+    assert all(isinstance(reply, RespConnectionError) and "pending" in str(reply) for reply in replies[5:])
     assert await aclient.ping()
 
 
@@ -308,10 +337,10 @@ async def test_async_reply_timeout_fails_every_pending_command_then_recovers(ser
         with anyio.fail_after(5):
             replies = await asyncio.gather(*(client.get(f"k{n}") for n in range(20)), return_exceptions=True)
         elapsed = time.monotonic() - started
-        assert all(isinstance(reply, rex.TimeoutError) for reply in replies), replies
+        assert all(isinstance(reply, RespTimeoutError) for reply in replies), replies
         assert TIMEOUT * 0.9 < elapsed < BOUND, elapsed
         started = time.monotonic()
-        with pytest.raises(rex.TimeoutError):
+        with pytest.raises(RespTimeoutError):
             await client.get("again")  # a new connection (the kernel accepts it), no reply in time
         assert time.monotonic() - started < BOUND
         server.freeze(False)
@@ -331,7 +360,7 @@ def test_sync_reply_timeout_is_bounded_and_not_retried(servers: Callable[..., Se
         assert client.ping()
         server.freeze(True)
         started = time.monotonic()
-        with pytest.raises(rex.TimeoutError):
+        with pytest.raises(RespTimeoutError):
             client.get("k")
         assert TIMEOUT * 0.9 < time.monotonic() - started < BOUND
         server.freeze(False)
@@ -355,9 +384,9 @@ async def test_a_restart_costs_no_failed_command_and_an_outage_fails_fast(server
             assert await async_client.ping()
         server.kill()
         started = time.monotonic()
-        with pytest.raises(rex.ConnectionError):
+        with pytest.raises(RespConnectionError):
             sync_client.ping()
-        with pytest.raises(rex.ConnectionError):
+        with pytest.raises(RespConnectionError):
             await async_client.ping()
         assert time.monotonic() - started < BOUND
         server.start()
@@ -384,9 +413,9 @@ async def test_auth_and_select_at_connect(servers: Callable[..., Server]) -> Non
         db0.close()
         for wrong in ({}, {"password": "nope"}):
             bad_sync, bad_async = RespClient(port=server.port, **wrong), AsyncRespClient(port=server.port, **wrong)
-            with pytest.raises(rex.AuthenticationError):
+            with pytest.raises(RespConnectionError, match=r"NOAUTH|WRONGPASS"):
                 bad_sync.get("k")
-            with pytest.raises(rex.AuthenticationError):
+            with pytest.raises(RespConnectionError, match=r"NOAUTH|WRONGPASS"):
                 await bad_async.get("k")
             bad_sync.close()
             await bad_async.aclose()
@@ -437,9 +466,9 @@ async def test_tls(servers: Callable[..., Server], tmp_path: Path) -> None:
     try:
         assert verified._sync_side().client.ping()
         assert await verified._async.client.ping()  # type: ignore[union-attr]
-        with pytest.raises(rex.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(RespConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             unverified._sync_side().client.ping()
-        with pytest.raises(rex.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(RespConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             await unverified._async.client.ping()  # type: ignore[union-attr]
     finally:
         for store in (verified, unverified):

@@ -1,9 +1,9 @@
 """A lean RESP2 client for one Redis server: the few commands RedisStore sends, sync and async.
 
 Replies have redis-py's shapes (``decode_responses=False``): bulk strings as bytes, integers as
-int, arrays as lists, nil as None; hiredis parses them. Failures raise redis-py's exceptions, so
-the store treats both clients alike: ``ConnectionError`` or ``TimeoutError`` when the server is
-unreachable or slow, ``ResponseError`` (or a subclass) for an error reply.
+int, arrays as lists, nil as None; hiredis parses them. It needs no redis-py: failures raise its
+own :class:`RespError` subclasses, :class:`RespUnavailableError` (a connection error or a
+timeout) when the server cannot be used now, :class:`RespReplyError` for an error reply.
 
 * :class:`RespClient` keeps one blocking socket per thread. A command that fails with a
   connection error on a reused socket (a server restart) reconnects and runs once more.
@@ -27,23 +27,58 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
-import redis.exceptions as rex
 
-__all__ = ["AsyncRespClient", "RespClient"]
+__all__ = [
+    "AsyncRespClient",
+    "RespArgumentError",
+    "RespClient",
+    "RespConnectionError",
+    "RespError",
+    "RespNoScriptError",
+    "RespProtocolError",
+    "RespReplyError",
+    "RespTimeoutError",
+    "RespUnavailableError",
+]
 
 Arg = bytes | str | int | float
 MAX_PENDING = 10_000  # async round trips (a command or a pipeline) in flight on one connection; more fail at once
 
-_ERRORS: dict[str, type[Exception]] = {  # error reply codes, mapped as redis-py maps them
-    "NOSCRIPT": rex.NoScriptError,
-    "LOADING": rex.BusyLoadingError,
-    "READONLY": rex.ReadOnlyError,
-    "MASTERDOWN": rex.MasterDownError,
-    "NOAUTH": rex.AuthenticationError,
-    "WRONGPASS": rex.AuthenticationError,
-    "NOPERM": rex.NoPermissionError,
-    "OOM": rex.OutOfMemoryError,
-}
+
+class RespError(Exception):
+    """Base of the lean client's errors."""
+
+
+class RespUnavailableError(RespError):
+    """Redis cannot be used now (the store raises ``StoreUnavailableError`` from it)."""
+
+
+class RespConnectionError(RespUnavailableError):
+    """Refused, lost or unusable connection; also a server that is loading (``LOADING``), read-only
+    (``READONLY``, a failover), down (``MASTERDOWN``), refusing the credentials or full of clients."""
+
+
+class RespTimeoutError(RespUnavailableError):
+    """No connection within ``socket_connect_timeout`` or no reply within ``socket_timeout``."""
+
+
+class RespProtocolError(RespError):
+    """The server's bytes are not RESP (the async client then drops the connection)."""
+
+
+class RespReplyError(RespError):
+    """An error reply (``WRONGTYPE``, ``ERR``, ``NOPERM``, ``OOM``, ...)."""
+
+
+class RespNoScriptError(RespReplyError):
+    """``EVALSHA`` of a script the server does not hold (the client then sends ``EVAL``)."""
+
+
+class RespArgumentError(RespError, TypeError):
+    """An argument that is not a Redis argument (bool, None, a container)."""
+
+
+_UNAVAILABLE_CODES = frozenset({"LOADING", "READONLY", "MASTERDOWN", "NOAUTH", "WRONGPASS"})
 
 
 _forks = 0  # bumped in a forked child: the sockets it inherited are its parent's
@@ -59,13 +94,14 @@ if hasattr(os, "register_at_fork"):  # not on Windows
 
 
 def _error(message: str) -> Exception:
-    if message.startswith("ERR max number of clients reached"):
-        return rex.ConnectionError(message)
-    return _ERRORS.get(message.split(" ", 1)[0], rex.ResponseError)(message)
+    code = message.split(" ", 1)[0]
+    if code in _UNAVAILABLE_CODES or message.startswith("ERR max number of clients reached"):
+        return RespConnectionError(message)
+    return RespNoScriptError(message) if code == "NOSCRIPT" else RespReplyError(message)
 
 
 def _reader() -> hiredis.Reader:
-    return hiredis.Reader(protocolError=rex.InvalidResponse, replyError=_error)
+    return hiredis.Reader(protocolError=RespProtocolError, replyError=_error)
 
 
 def pack(*args: Arg) -> bytes:
@@ -76,7 +112,7 @@ def pack(*args: Arg) -> bytes:
     try:
         return hiredis.pack_command(args)  # type: ignore[arg-type,no-any-return]  # its stub: a 1-tuple
     except TypeError as exc:  # bool, None, containers: not a Redis argument
-        raise rex.DataError(f"invalid Redis argument: {exc}") from None
+        raise RespArgumentError(f"invalid Redis argument: {exc}") from None
 
 
 def _raise_errors(replies: list[Any]) -> list[Any]:
@@ -188,12 +224,12 @@ class _Connection:
                 elif data := self.sock.recv(65536):
                     self.reader.feed(data)
                 else:
-                    raise rex.ConnectionError("Connection closed by server.")
+                    raise RespConnectionError("Connection closed by server.")
             return replies
         except TimeoutError:
-            raise rex.TimeoutError("Timeout reading from Redis") from None
+            raise RespTimeoutError("Timeout reading from Redis") from None
         except OSError as exc:
-            raise rex.ConnectionError(f"Error talking to Redis: {exc}") from exc
+            raise RespConnectionError(f"Error talking to Redis: {exc}") from exc
 
     def close(self) -> None:
         self.closed = True
@@ -223,7 +259,7 @@ class RespClient(_Client):
         except OSError as exc:
             if sock is not None:
                 sock.close()
-            kind = rex.TimeoutError if isinstance(exc, TimeoutError) else rex.ConnectionError
+            kind = RespTimeoutError if isinstance(exc, TimeoutError) else RespConnectionError
             raise kind(f"Error connecting to {self.where}: {exc}") from exc
         sock.settimeout(self.socket_timeout)
         connection = _Connection(sock)
@@ -256,7 +292,7 @@ class RespClient(_Client):
             return self._attempt(self._connect(), payload, count)
         try:
             return self._attempt(connection, payload, count)
-        except rex.ConnectionError:  # a stale socket (the server restarted): once more, on a new one
+        except RespConnectionError:  # a stale socket (the server restarted): once more, on a new one
             return self._attempt(self._connect(), payload, count)
 
     def _execute(self, payload: bytes, count: int) -> list[Any]:
@@ -268,7 +304,7 @@ class RespClient(_Client):
     def _script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         try:
             return self._command(b"EVALSHA", script.sha, len(keys), *keys, *args)
-        except rex.NoScriptError:
+        except RespNoScriptError:
             return self._command(b"EVAL", script.text, len(keys), *keys, *args)
 
     def ping(self) -> bool:
@@ -299,7 +335,7 @@ class _Protocol(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(rex.ConnectionError, "Connection to Redis lost.")
+        self.fail(RespConnectionError, "Connection to Redis lost.")
 
     def send(self, payload: bytes, replies: int | None = None) -> asyncio.Future[Any]:
         """Queue ``payload``: one command (its reply) or ``replies`` commands (the list of theirs).
@@ -308,9 +344,9 @@ class _Protocol(asyncio.Protocol):
         leave in one write (one system call for many concurrent requests).
         """
         if self.broken or self.transport is None or self.transport.is_closing():
-            raise rex.ConnectionError("Connection to Redis lost.")
+            raise RespConnectionError("Connection to Redis lost.")
         if len(self._pending) >= MAX_PENDING:
-            raise rex.ConnectionError(f"more than {MAX_PENDING} Redis round trips pending")
+            raise RespConnectionError(f"more than {MAX_PENDING} Redis round trips pending")
         if not self._outgoing:
             self.loop.call_soon(self._flush)
         self._outgoing.append(payload)
@@ -330,8 +366,8 @@ class _Protocol(asyncio.Protocol):
         while self._pending:
             try:
                 reply = self._reader.gets()
-            except rex.InvalidResponse as exc:
-                self.fail(rex.ConnectionError, f"Protocol error: {exc}")
+            except RespProtocolError as exc:
+                self.fail(RespConnectionError, f"Protocol error: {exc}")
                 return
             if reply is False:
                 return
@@ -353,7 +389,7 @@ class _Protocol(asyncio.Protocol):
     def _expire(self) -> None:
         self._timer = None
         if self._pending and self._pending[0][1] <= self._timer_at:
-            self.fail(rex.TimeoutError, "Timeout reading from Redis")
+            self.fail(RespTimeoutError, "Timeout reading from Redis")
         elif self._pending:
             self._arm()
 
@@ -421,12 +457,12 @@ class AsyncRespClient(_Client):
                 opening = loop.create_unix_connection(factory, self.path, **tls)
             _, protocol = await asyncio.wait_for(opening, self.socket_connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
-            kind = rex.TimeoutError if isinstance(exc, asyncio.TimeoutError) else rex.ConnectionError
+            kind = RespTimeoutError if isinstance(exc, asyncio.TimeoutError) else RespConnectionError
             raise kind(f"Error connecting to {self.where}: {exc or 'timed out'}") from exc
         try:
             _raise_errors(await protocol.send(self._setup, self._setup_count) if self._setup_count else [])
         except BaseException:
-            protocol.fail(rex.ConnectionError, "Redis connection setup failed.")
+            protocol.fail(RespConnectionError, "Redis connection setup failed.")
             raise
         return protocol
 
@@ -438,7 +474,7 @@ class AsyncRespClient(_Client):
         future = protocol.send(payload, replies)
         try:
             return await future
-        except rex.ConnectionError:  # lost before this command's reply: once more, on a new connection
+        except RespConnectionError:  # lost before this command's reply: once more, on a new connection
             return await (await self._connect()).send(payload, replies)
 
     async def _execute(self, payload: bytes, count: int) -> list[Any]:
@@ -453,7 +489,7 @@ class AsyncRespClient(_Client):
     async def _script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
         try:
             return await self._command(b"EVALSHA", script.sha, len(keys), *keys, *args)
-        except rex.NoScriptError:
+        except RespNoScriptError:
             return await self._command(b"EVAL", script.text, len(keys), *keys, *args)
 
     async def ping(self) -> bool:
@@ -465,5 +501,5 @@ class AsyncRespClient(_Client):
         if link is not None and link.connecting is not None:
             await asyncio.wait([link.connecting])
         if link is not None and link.protocol is not None:
-            link.protocol.fail(rex.ConnectionError, "Redis client closed.")
+            link.protocol.fail(RespConnectionError, "Redis client closed.")
             await asyncio.sleep(0)  # let the transport finish closing

@@ -40,30 +40,26 @@ from __future__ import annotations
 
 import math
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
-
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.asyncio.retry
-import redis.cluster
-import redis.exceptions
-import redis.retry
-from redis.backoff import NoBackoff
 
 from ..errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._resp import AsyncRespClient, RespClient
+from ._resp import AsyncRespClient, RespClient, RespError, RespUnavailableError
 from ._urls import flag
+
+if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
+    import redis.asyncio.retry
+    import redis.retry
 
 __all__ = ["RedisClusterStore", "RedisStore"]
 
 T = TypeVar("T")
-RetryT = TypeVar("RetryT", redis.retry.Retry, redis.asyncio.retry.Retry)
+RetryT = TypeVar("RetryT", "redis.retry.Retry", "redis.asyncio.retry.Retry")
 
 DEFAULT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 50
@@ -279,23 +275,35 @@ def _revoked(created: float, epoch: bytes | None) -> bool:
         return False
 
 
-_UNAVAILABLE = (
-    redis.exceptions.ConnectionError,  # also BusyLoading, MaxConnections, pool exhausted
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ClusterDownError,  # also MasterDown
-    redis.exceptions.TryAgainError,
-    redis.exceptions.ReadOnlyError,  # a failover in progress
-    redis.exceptions.SlotNotCoveredError,
-)
+def _unavailable(exc: Exception) -> bool:
+    """Whether a driver error means Redis cannot be used now (rather than that the call failed)."""
+    if isinstance(exc, RespError):
+        return isinstance(exc, RespUnavailableError)
+    import redis.exceptions as rex  # a redis-py client raised it, so redis-py is loaded
+
+    unavailable = (
+        rex.ConnectionError,  # also BusyLoading, MaxConnections, pool exhausted
+        rex.TimeoutError,
+        rex.ClusterDownError,  # also MasterDown
+        rex.TryAgainError,
+        rex.ReadOnlyError,  # a failover in progress
+        rex.SlotNotCoveredError,
+    )
+    return isinstance(exc, unavailable) or type(exc) is rex.RedisClusterException
 
 
 def _translate(exc: Exception, where: str) -> StoreError:
-    if isinstance(exc, _UNAVAILABLE) or type(exc) is redis.exceptions.RedisClusterException:
+    if _unavailable(exc):
         return StoreUnavailableError(f"Redis store {where} unavailable: {type(exc).__name__}: {exc}")
     return StoreError(f"Redis store {where} failed: {type(exc).__name__}: {exc}")
 
 
-_DRIVER_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+def _is_driver_error(exc: Exception) -> bool:
+    """Whether ``exc`` is Redis's (the lean client's or redis-py's) rather than a bug to let through."""
+    if isinstance(exc, RespError):
+        return True
+    rex = sys.modules.get("redis.exceptions")  # only a loaded redis-py can have raised its errors
+    return rex is not None and isinstance(exc, (rex.RedisError, rex.RedisClusterException))
 
 
 class _Side:
@@ -434,8 +442,10 @@ class RedisStore:
                 op = flow.send(side.start(op))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except _DRIVER_ERRORS as exc:
-            raise _translate(exc, self._where) from exc
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise _translate(exc, self._where) from exc
+            raise
 
     async def _arun(self, flow: Flow[T]) -> T:
         if self._async is None:
@@ -447,8 +457,10 @@ class RedisStore:
                 op = flow.send(await side.start(op))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
-        except _DRIVER_ERRORS as exc:
-            raise _translate(exc, self._where) from exc
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise _translate(exc, self._where) from exc
+            raise
 
     # -- flows: every decision, shared by both flavours ------------------------------------------
 
@@ -659,6 +671,14 @@ class RedisClusterStore(RedisStore):
         The sync client is built on first use (redis-py's ``RedisCluster`` connects in its
         constructor); the async one connects on its first command.
         """
+        try:
+            import redis.asyncio.cluster
+            import redis.asyncio.retry
+            import redis.cluster
+            import redis.retry
+        except ImportError as exc:
+            raise ConfigurationError(f"redis+cluster:// needs redis-py ({exc.name}): pip install 'coatcheck[redis]'") from exc
+
         parts = urlsplit(url)
         if parts.scheme != "redis+cluster":
             raise ConfigurationError(f"RedisClusterStore needs a redis+cluster:// URL, not {parts.scheme!r}")
@@ -792,7 +812,10 @@ def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
 def _retry_once(kind: type[RetryT]) -> RetryT:
     """Retry a command once, at once, after a dropped connection (a stale pooled socket after a
     server restart); never after a timeout, so a hung server costs one timeout, not several."""
-    return kind(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return kind(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def _db(parts: Any, query_db: str | None) -> int:
