@@ -88,20 +88,6 @@ def wants_secure(cookie: CookieConfig, scheme: str) -> bool:
     return scheme in ("https", "wss") if cookie.secure == "auto" else bool(cookie.secure)
 
 
-def extra_response_headers(
-    session: Session, set_cookie: str | None, *, has_cache_control: bool, varies_on_cookie: bool
-) -> list[tuple[str, str]]:
-    """Headers the middleware adds: Set-Cookie, ``Vary: Cookie``, ``Cache-Control: no-store``."""
-    headers: list[tuple[str, str]] = []
-    if set_cookie is not None:
-        headers.append(("Set-Cookie", set_cookie))
-        if not has_cache_control:
-            headers.append(("Cache-Control", "no-store"))
-    if (set_cookie is not None or session.accessed) and not varies_on_cookie:
-        headers.append(("Vary", "Cookie"))
-    return headers
-
-
 # -- the flows --------------------------------------------------------------------------------
 
 

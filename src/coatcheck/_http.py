@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import AnyStr
+from typing import AnyStr, Generic
 
-from . import _core
 from .errors import CoatcheckError, ConcurrentUpdateError, StoreError
 from .session import Session
 
@@ -33,6 +33,10 @@ def default_error_response(exc: CoatcheckError) -> ErrorResponse:
     return int(status), headers, f"{status.value} {status.phrase}\n".encode()
 
 
+def _latin1(value: str) -> bytes:
+    return value.encode("latin-1")
+
+
 def status_line(code: int) -> str:
     """``"503 Service Unavailable"`` for 503."""
     try:
@@ -41,32 +45,48 @@ def status_line(code: int) -> str:
         return f"{code} Unknown"
 
 
-def response_flags(headers: Iterable[tuple[AnyStr, AnyStr]], names: tuple[AnyStr, AnyStr, AnyStr]) -> tuple[bool, bool]:
-    """Whether a response's own headers set Cache-Control, and whether they vary on Cookie.
+@dataclass(frozen=True, slots=True)
+class HeaderDialect(Generic[AnyStr]):
+    """One middleware's header type (``str`` for WSGI, lower-case ``bytes`` for ASGI): the names
+    :func:`session_headers` scans for and the headers it adds, built once."""
 
-    ``names`` is ``("cache-control", "vary", "cookie")`` in the headers' type (``str`` for
-    WSGI, ``bytes`` for ASGI), so neither middleware converts its headers to scan them.
-    """
-    cache_control, vary, cookie = names
-    has_cache_control = varies_on_cookie = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == cache_control:
-            has_cache_control = True
-        elif lower == vary and cookie in value.lower():
-            varies_on_cookie = True
-    return has_cache_control, varies_on_cookie
+    cache_control: AnyStr  # lower-case names
+    vary: AnyStr
+    cookie: AnyStr
+    set_cookie: AnyStr
+    vary_cookie: tuple[AnyStr, AnyStr]
+    no_store: tuple[AnyStr, AnyStr]
+    encode: Callable[[str], AnyStr]
+
+
+WSGI_HEADERS = HeaderDialect(
+    "cache-control", "vary", "cookie", "Set-Cookie", ("Vary", "Cookie"), ("Cache-Control", "no-store"), str
+)
+ASGI_HEADERS = HeaderDialect(
+    b"cache-control", b"vary", b"cookie", b"set-cookie", (b"vary", b"Cookie"), (b"cache-control", b"no-store"), _latin1
+)
 
 
 def session_headers(
-    session: Session,
-    set_cookie: str | None,
-    headers: Iterable[tuple[AnyStr, AnyStr]],
-    names: tuple[AnyStr, AnyStr, AnyStr],
-) -> list[tuple[str, str]]:
-    """The headers to add to a response whose own headers are ``headers`` (scanned with ``names``,
-    see :func:`response_flags`)."""
-    has_cache_control, varies_on_cookie = response_flags(headers, names)
-    return _core.extra_response_headers(
-        session, set_cookie, has_cache_control=has_cache_control, varies_on_cookie=varies_on_cookie
-    )
+    session: Session, set_cookie: str | None, headers: Iterable[tuple[AnyStr, AnyStr]], dialect: HeaderDialect[AnyStr]
+) -> list[tuple[AnyStr, AnyStr]]:
+    """The headers to add to a response whose own headers are ``headers``: ``Set-Cookie`` (with
+    ``Cache-Control: no-store`` unless the app set a Cache-Control) and ``Vary: Cookie`` when the
+    session was used (unless the app already varies on Cookie)."""
+    if set_cookie is None and not session.accessed:
+        return []
+    has_cache_control = varies_on_cookie = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == dialect.cache_control:
+            has_cache_control = True
+        elif lower == dialect.vary and dialect.cookie in value.lower():
+            varies_on_cookie = True
+    extra: list[tuple[AnyStr, AnyStr]] = []
+    if set_cookie is not None:
+        extra.append((dialect.set_cookie, dialect.encode(set_cookie)))
+        if not has_cache_control:
+            extra.append(dialect.no_store)
+    if not varies_on_cookie:
+        extra.append(dialect.vary_cookie)
+    return extra

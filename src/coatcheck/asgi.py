@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ._expiry import Expirer, needs_purge
-from ._http import ErrorHook, default_error_response, session_headers
+from ._http import ASGI_HEADERS, ErrorHook, default_error_response, session_headers
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .manager import SessionManager
 from .session import Session
@@ -129,15 +129,11 @@ class SessionMiddleware:
         await self.app(scope, replay_receive, lifespan_send)
 
 
-_ASGI_NAMES = {"Set-Cookie": b"set-cookie", "Cache-Control": b"cache-control", "Vary": b"vary"}
-_SCANNED = (b"cache-control", b"vary", b"cookie")  # see _http.response_flags
-
-
 def _with_session_headers(message: Message, session: Session, set_cookie: str | None) -> Message:
     """``http.response.start`` plus Set-Cookie / Vary / Cache-Control as the session needs."""
     original = message.get("headers", ())
     headers = original if isinstance(original, (list, tuple)) else list(original)  # any iterable: read it once
-    extra = session_headers(session, set_cookie, headers, _SCANNED)
+    extra = session_headers(session, set_cookie, headers, ASGI_HEADERS)
     if extra:
-        headers = [*headers, *[(_ASGI_NAMES[name], value.encode("latin-1")) for name, value in extra]]
+        return {**message, "headers": [*headers, *extra]}
     return message if headers is original else {**message, "headers": headers}

@@ -11,14 +11,13 @@ from types import TracebackType
 from typing import Any
 
 from ._expiry import Expirer, needs_purge
-from ._http import ErrorHook, default_error_response, session_headers, status_line
+from ._http import WSGI_HEADERS, ErrorHook, default_error_response, session_headers, status_line
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .manager import SessionManager
 from .session import Session
 
 __all__ = ["ENVIRON_KEY", "SessionMiddleware", "get_session"]
 
-_SCANNED = ("cache-control", "vary", "cookie")  # see _http.response_flags
 ENVIRON_KEY = "coatcheck.session"
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -83,7 +82,7 @@ class SessionMiddleware:
             except CoatcheckError as exc:
                 state["error"] = self._refuse(exc, start_response)
                 return lambda data: None
-            return start_response(status, [*headers, *session_headers(session, set_cookie, headers, _SCANNED)], exc_info)
+            return start_response(status, [*headers, *session_headers(session, set_cookie, headers, WSGI_HEADERS)], exc_info)
 
         result = self.app(environ, start_with_session)
         if state["error"] is not None:

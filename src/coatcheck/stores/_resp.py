@@ -487,10 +487,12 @@ class AsyncRespClient(_Client):
         return reply
 
     async def _script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        try:
-            return await self._command(b"EVALSHA", script.sha, len(keys), *keys, *args)
-        except RespNoScriptError:
-            return await self._command(b"EVAL", script.text, len(keys), *keys, *args)
+        reply = await self._roundtrip(pack(b"EVALSHA", script.sha, len(keys), *keys, *args), None)
+        if isinstance(reply, RespNoScriptError):  # one coroutine less than _command on the hot path
+            reply = await self._roundtrip(pack(b"EVAL", script.text, len(keys), *keys, *args), None)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def ping(self) -> bool:
         return bool(await self._command(b"PING") == b"PONG")
