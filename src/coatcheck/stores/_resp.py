@@ -22,7 +22,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -467,32 +467,32 @@ class AsyncRespClient(_Client):
         return protocol
 
     async def _roundtrip(self, payload: bytes, replies: int | None) -> Any:
+        """Send ``payload``: one command's reply (an error reply raised) or, for ``replies``
+        commands, the list of theirs (error replies in it as exceptions)."""
         link = self._links.get(asyncio.get_running_loop())
         protocol = None if link is None else link.protocol
         if protocol is None or protocol.broken:
-            return await (await self._connect()).send(payload, replies)
-        future = protocol.send(payload, replies)
-        try:
-            return await future
-        except RespConnectionError:  # lost before this command's reply: once more, on a new connection
-            return await (await self._connect()).send(payload, replies)
+            reply = await (await self._connect()).send(payload, replies)
+        else:
+            try:
+                reply = await protocol.send(payload, replies)
+            except RespConnectionError:  # lost before this command's reply: once more, on a new connection
+                reply = await (await self._connect()).send(payload, replies)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     async def _execute(self, payload: bytes, count: int) -> list[Any]:
         return _raise_errors(await self._roundtrip(payload, count)) if count else []
 
-    async def _command(self, *args: Arg) -> Any:
-        reply = await self._roundtrip(pack(*args), None)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+    def _command(self, *args: Arg) -> Coroutine[Any, Any, Any]:
+        return self._roundtrip(pack(*args), None)  # the coroutine itself: one less per command
 
     async def _script(self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        reply = await self._roundtrip(pack(b"EVALSHA", script.sha, len(keys), *keys, *args), None)
-        if isinstance(reply, RespNoScriptError):  # one coroutine less than _command on the hot path
-            reply = await self._roundtrip(pack(b"EVAL", script.text, len(keys), *keys, *args), None)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        try:
+            return await self._roundtrip(pack(b"EVALSHA", script.sha, len(keys), *keys, *args), None)
+        except RespNoScriptError:
+            return await self._roundtrip(pack(b"EVAL", script.text, len(keys), *keys, *args), None)
 
     async def ping(self) -> bool:
         return bool(await self._command(b"PING") == b"PONG")
