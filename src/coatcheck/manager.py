@@ -21,6 +21,7 @@ __all__ = ["SessionInfo", "SessionManager"]
 T = TypeVar("T")
 _CORE = ("load", "save", "delete", "delete_expired", "close")
 _OPTIONAL = ("touch", "rotate", "delete_user", "list_user")
+_ASYNC_NAMES = {name: "a" + name for name in (*_CORE, *_OPTIONAL)}  # built once: no string per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +90,15 @@ class SessionManager:
     async def _arun(self, flow: Generator[_core.Call, Any, T]) -> T:
         if not self.supports_async:
             raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
-        store, prefix = self.store, "" if self._nonblocking else "a"  # a non-blocking store: no coroutine
+        store, nonblocking = self.store, self._nonblocking  # a non-blocking store: no coroutine
         try:
             method, args, kwargs = next(flow)
             while True:
                 if method == _core.PAUSE:
                     await asyncio.sleep(*args)
                     method, args, kwargs = flow.send(None)
-                elif prefix:
-                    method, args, kwargs = flow.send(await getattr(store, prefix + method)(*args, **kwargs))
+                elif not nonblocking:
+                    method, args, kwargs = flow.send(await getattr(store, _ASYNC_NAMES[method])(*args, **kwargs))
                 else:
                     method, args, kwargs = flow.send(getattr(store, method)(*args, **kwargs))
         except StopIteration as stop:

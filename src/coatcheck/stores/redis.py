@@ -320,7 +320,7 @@ class _Side:
         command, args = op
         if command == "script":
             name, keys, argv = args
-            return self.scripts[name](keys=keys, args=argv)
+            return self.scripts[name](keys, argv)
         if command == "pipeline":
             pipe = self.client.pipeline(transaction=False)
             for method, method_args in args:
