@@ -30,6 +30,7 @@ from .bytecodes import request, session_cookie
 
 T = TypeVar("T")
 STORE_URLS = {"memory": "memory://", "redis": "redis://127.0.0.1:6379/0"}
+MIXES = {"rmw": ("/rmw", True), "read": ("/read", True), "nocookie": ("/read", False)}  # as benchmarks.run
 
 
 class GCMeter:
@@ -52,9 +53,10 @@ def _callgrind(switch: str) -> None:
     subprocess.run(["callgrind_control", "-i", switch, str(os.getpid())], capture_output=True, check=False)
 
 
-async def measure(app: Any, path: str, workers: int, requests: int, callgrind: bool) -> dict[str, Any]:
+async def measure(app: Any, mix: str, workers: int, requests: int, callgrind: bool) -> dict[str, Any]:
     """CPU and GC per request over ``workers`` x ``requests`` requests (after a warm-up)."""
-    cookies = [session_cookie(await request(app, "/rmw", None)) for _ in range(workers)]
+    path, with_cookie = MIXES[mix]
+    cookies = [session_cookie(await request(app, "/rmw", None)) if with_cookie else None for _ in range(workers)]
 
     async def worker(cookie: str | None, count: int) -> None:
         for _ in range(count):
@@ -96,14 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--app", default="coatcheck_asgi", help="a module of benchmarks/apps (default coatcheck_asgi)")
     parser.add_argument("--store", choices=sorted(STORE_URLS), default="redis")
-    parser.add_argument("--mix", choices=("rmw", "read"), default="rmw")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="rmw")
     parser.add_argument("--workers", type=int, default=32, help="requests in flight (default 32, as wrk -c32)")
     parser.add_argument("--requests", type=int, default=300, help="requests per worker (default 300)")
     parser.add_argument("--callgrind", action="store_true", help="count instructions of the measured part only")
     args = parser.parse_args(argv)
     os.environ.update(BENCH_STORE=args.store, BENCH_STORE_URL=STORE_URLS[args.store], BENCH_REDIS_URL=STORE_URLS["redis"])
     app = importlib.import_module(f"benchmarks.apps.{args.app}").app
-    found = run(measure(app, f"/{args.mix}", args.workers, args.requests, args.callgrind))
+    found = run(measure(app, args.mix, args.workers, args.requests, args.callgrind))
     gc_us = ", ".join(f"gen{g} {us:.1f}" for g, us in enumerate(found["gc_us"]))
     rates = ", ".join(f"gen{g} {rate:.2f}" for g, rate in enumerate(found["collections_per_1000"]))
     print(

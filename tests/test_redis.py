@@ -459,3 +459,25 @@ async def test_created_time_follows_the_owner(rstore: RedisStore, mode: str, clo
     clock.advance(5)
     await ops.save(store_key("k"), Record(b"z", clock() + 60, 3, "b"), 2)
     assert float(raw(rstore).hget(key, "c")) == clock()  # a new owner: a new binding
+
+
+async def test_a_write_that_keeps_owner_and_expiry_keeps_ttl_and_index(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
+    ops = Ops(mode, rstore, clock)
+    client = raw(rstore)
+    key, index = rstore._session_key(store_key("k")), rstore._index_key("a")
+    expires = clock() + 60
+    await ops.save(store_key("k"), Record(b"x", expires, 1, "a"), None)
+    created, at = client.hget(key, "c"), client.pexpiretime(key)
+    clock.advance(5)
+    assert await ops.save(store_key("k"), Record(b"y", expires, 2, "a"), 1)  # the short path
+    assert client.hgetall(key) == {b"d": b"y", b"v": b"2", b"e": repr(expires).encode(), b"c": created, b"u": b"a"}
+    assert client.pexpiretime(key) == at == int(expires * 1000)
+    assert await ops.load(store_key("k")) == Record(b"y", expires, 2, "a")
+    assert not await ops.save(store_key("k"), Record(b"z", expires, 3, "a"), 1)  # still compare-and-set
+    if not isinstance(rstore, RedisClusterStore):  # the inline index: its entry stands
+        assert client.zscore(index, store_key("k")) == at
+    await ops.save(store_key("k"), Record(b"z", expires + 30, 3, "a"), 2)  # the expiry moves: TTL too
+    assert client.pexpiretime(key) == int((expires + 30) * 1000) and client.hget(key, "c") == created
+    await ops.save(store_key("k"), Record(b"w", expires + 30, 4, "b"), 3)  # a new owner, same expiry
+    assert client.hget(key, "u") == b"b" and float(client.hget(key, "c")) == clock()
+    assert [k for k, _ in await ops.call("list_user", "b")] == [store_key("k")]

@@ -106,8 +106,10 @@ end
 
 # KEYS: session[, user index]. Create when ARGV[2] is '', else compare-and-set. ``c`` is the time
 # the record was bound to its current owner: kept by a write for the same owner, reset otherwise
-# (a revocation epoch then judges the binding, not the record). Returns the key's expiry in ms, or
-# 0 when the condition fails.
+# (a revocation epoch then judges the binding, not the record). A write that keeps the owner and
+# the expiry (most writes: the expiry moves once per touch interval) sets just the data and the
+# version; the key's TTL and index entry already match. Returns the key's expiry in ms, or 0 when
+# the condition fails.
 _SAVE = (
     _PRELUDE
     + """
@@ -119,7 +121,14 @@ if ARGV[2] == '' then
   created = ARGV[5] ~= '' and ARGV[5] or ARGV[1]
 else
   if not live(cur[2], cur[3], now, max) or cur[1] ~= ARGV[2] then return 0 end
-  created = cur[4] == (ARGV[9] or false) and cur[3] or ARGV[1]
+  if cur[4] ~= (ARGV[9] or false) then
+    created = ARGV[1]
+  elseif cur[2] == ARGV[7] then
+    redis.call('HSET', KEYS[1], 'd', ARGV[6], 'v', ARGV[8])
+    return deadline_ms(cur[2], cur[3], max)
+  else
+    created = cur[3]
+  end
 end
 return write(KEYS[1], KEYS[2], created, now, max)
 """
