@@ -26,27 +26,12 @@ import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .apps._common import GCMeter
 from .bytecodes import request, session_cookie
 
 T = TypeVar("T")
 STORE_URLS = {"memory": "memory://", "redis": "redis://127.0.0.1:6379/0"}
 MIXES = {"rmw": ("/rmw", True), "read": ("/read", True), "nocookie": ("/read", False)}  # as benchmarks.run
-
-
-class GCMeter:
-    """Collections and the time spent in them, by generation (``gc.callbacks``)."""
-
-    def __init__(self) -> None:
-        self.count = [0, 0, 0]
-        self.seconds = [0.0, 0.0, 0.0]
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.count[info["generation"]] += 1
-            self.seconds[info["generation"]] += time.perf_counter() - self._started
 
 
 def _callgrind(switch: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us", "round_trips", "writes", "redis_changes")
+METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us", "gc_us", "round_trips", "writes", "redis_changes")
 RATIO_METRICS = ("rps", "p50_ms", "p99_ms", "cpu_us")
 MIX_TITLES = {
     "rmw": "existing session, read-modify-write",
@@ -18,7 +18,7 @@ MIX_TITLES = {
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def spread(values: Iterable[float]) -> dict[str, float] | None:
+def spread(values: Iterable[float | None]) -> dict[str, float] | None:
     """Median, min and max (None when there is no value)."""
     found = [v for v in values if v is not None]
     if not found:
@@ -47,7 +47,7 @@ def summarize(http: dict[str, Any]) -> list[dict[str, Any]]:
             "rounds": len(runs),
             "errors": sum(r["errors"] + r["non_2xx"] for r in runs.values()),
         }
-        row.update({metric: spread(r[metric] for r in runs.values()) for metric in METRICS})
+        row.update({metric: spread(r.get(metric) for r in runs.values()) for metric in METRICS})
         ceilings = [k for k, s in scenarios.items() if s["role"] == "ceiling" and s["interface"] == scenario["interface"]]
         ceiling = ceilings[0] if ceilings else None
         row["vs_ceiling"] = {}
@@ -165,21 +165,21 @@ def http_tables(summary: list[dict[str, Any]]) -> str:
     out = []
     header = (
         "| scenario | req/s | x ceil | x peer | p50 ms | x ceil | x peer | p99 ms | x ceil | x peer "
-        "| CPU µs/req | x ceil | x peer | round trips/req | x peer | writes/req |"
+        "| CPU µs/req | x ceil | x peer | GC µs/req | round trips/req | x peer | writes/req |"
     )
     for interface, server in (("asgi", "uvicorn, 1 worker, uvloop + httptools"), ("wsgi", "gunicorn, 1 sync worker")):
         for mix, title in MIX_TITLES.items():
             rows = [r for r in summary if r["interface"] == interface and r["mix"] == mix]
             if not rows:
                 continue
-            out += [f"#### {interface.upper()} ({server}): {title}", "", header, "|" + "---|" * 16]
+            out += [f"#### {interface.upper()} ({server}): {title}", "", header, "|" + "---|" * 17]
             for r in rows:
                 c, p = r["vs_ceiling"], r["vs_peer"]
                 out.append(
                     f"| {_label(r)} | {cell(r['rps'])} | {cell(c.get('rps'))} | {cell(p.get('rps'))} "
                     f"| {cell(r['p50_ms'])} | {cell(c.get('p50_ms'))} | {cell(p.get('p50_ms'))} "
                     f"| {cell(r['p99_ms'])} | {cell(c.get('p99_ms'))} | {cell(p.get('p99_ms'))} "
-                    f"| {cell(r['cpu_us'])} | {cell(c.get('cpu_us'))} | {cell(p.get('cpu_us'))} "
+                    f"| {cell(r['cpu_us'])} | {cell(c.get('cpu_us'))} | {cell(p.get('cpu_us'))} | {cell(r.get('gc_us'))} "
                     f"| {cell(r['round_trips'])} | {cell(p.get('round_trips'))} | {cell(r['writes'])} |"
                     + (f" ⚠ {r['errors']} errors" if r["errors"] else "")
                 )

@@ -95,8 +95,7 @@ def _counters(scenario: Scenario, server: _infra.Server, services: Services) -> 
     counters: dict[str, Any] = {}
     if scenario.store == "redis":
         counters["redis"] = _infra.redis_counters(services.redis_url)
-    if scenario.store == "redis" or (scenario.library == "coatcheck" and scenario.store != "memory"):
-        counters["app"] = _infra.get_json(server.port, "/__bench/stats")
+    counters["app"] = _infra.get_json(server.port, "/__bench/stats")
     counters["cpu"] = server.cpu_seconds()  # after our own stats request: it is not the load's
     return counters
 
@@ -142,6 +141,7 @@ def _measure(
         "p99_ms": wrk["p99_us"] / 1000,
         "max_ms": wrk["max_us"] / 1000,
         "cpu_us": (after["cpu"] - before["cpu"]) * 1e6 / requests,
+        "gc_us": (after["app"]["gc_seconds"] - before["app"]["gc_seconds"]) * 1e6 / requests,
         "errors": sum(wrk[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")),
         "non_2xx": wrk["status_errors"],
         "round_trips": None,
@@ -163,7 +163,7 @@ def _measure(
         writes = after["app"]["redis_write_round_trips"] - before["app"]["redis_write_round_trips"]
         run["client_round_trips"] = client / requests
         run["writes"] = writes / requests if client else None  # only seen when the library talks through redis-py
-    elif "app" in after:
+    elif scenario.library == "coatcheck":  # SQL stores: the app counts its store calls
         calls = {
             name: (n - before["app"]["store_calls"].get(name, 0)) / requests for name, n in after["app"]["store_calls"].items()
         }

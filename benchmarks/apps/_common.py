@@ -7,6 +7,7 @@ Every app serves the same three routes: ``/rmw`` (read a counter, increment it, 
 from __future__ import annotations
 
 import collections
+import gc
 import os
 import re
 import time
@@ -149,9 +150,31 @@ def count_redis_round_trips() -> None:
     redis.asyncio.connection.AbstractConnection.send_packed_command = asend  # type: ignore[method-assign]
 
 
+class GCMeter:
+    """Cyclic-GC collections and the time spent in them, by generation (a ``gc.callbacks`` entry)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+
+gc_meter = GCMeter()  # every app's process: GC time per request is in the report
+gc.callbacks.append(gc_meter)
+
+
 def stats(counter: CountingStore | None) -> dict[str, Any]:
     """The JSON body of ``/__bench/stats``."""
     return {
+        "gc_seconds": sum(gc_meter.seconds),
+        "gc_collections": sum(gc_meter.count),
         "store_calls": dict(counter.counts) if counter is not None else {},
         "redis_round_trips": _redis_round_trips[0],
         "redis_write_round_trips": _redis_round_trips[1],
