@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 
 from .apps._common import GCMeter
 from .bytecodes import request, session_cookie
+from .run import MIXES
 
 T = TypeVar("T")
 STORE_URLS = {"memory": "memory://", "redis": "redis://127.0.0.1:6379/0"}
-MIXES = {"rmw": ("/rmw", True), "read": ("/read", True), "nocookie": ("/read", False)}  # as benchmarks.run
 
 
 def _callgrind(switch: str) -> None:

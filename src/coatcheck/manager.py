@@ -21,7 +21,7 @@ __all__ = ["SessionInfo", "SessionManager"]
 T = TypeVar("T")
 _CORE = ("load", "save", "delete", "delete_expired", "close")
 _OPTIONAL = ("touch", "rotate", "delete_user", "list_user")
-_ASYNC_NAMES = {name: "a" + name for name in (*_CORE, *_OPTIONAL)}  # built once: no string per call
+_ASYNC_NAMES = {name: "a" + name for name in (*_CORE, *_OPTIONAL)}  # the async methods' names, built once
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +60,12 @@ class SessionManager:
         self._id_factory = id_factory
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
         self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
-        self.supports_async = all(callable(getattr(self.store, "a" + name, None)) for name in _CORE)
+        self.supports_async = all(callable(getattr(self.store, _ASYNC_NAMES[name], None)) for name in _CORE)
         if not (self.supports_sync or self.supports_async):
             raise ConfigurationError(f"{type(self.store).__name__} implements neither the Store nor the AsyncStore protocol")
         self._nonblocking = self.supports_sync and getattr(self.store, "nonblocking", False) is True
         self._sync_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, n, None)))
-        self._async_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, "a" + n, None)))
+        self._async_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, _ASYNC_NAMES[n], None)))
 
     def __repr__(self) -> str:
         return f"<SessionManager store={type(self.store).__name__}>"
