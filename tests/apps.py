@@ -5,23 +5,27 @@ HTTP-level tests drive:
 /set     ?k=&v= writes one key             /login   ?user= logs in (rotates the ID)
 /logout  ends the session                  /whoami  the user or "anon"
 /id      writes, then returns session.id   /fail    writes, then answers 500
-/cached  reads, and sets its own Cache-Control
+/cached  writes, and sets its own Cache-Control (?cc=, default "private, max-age=60")
+/stream  writes ?k=before, starts a streamed body, then writes ?k=after (too late to be saved)
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import flask
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from coatcheck import Session
 from coatcheck.asgi import get_session as asgi_session
 from coatcheck.wsgi import get_session as wsgi_session
+
+CACHE_CONTROL = "private, max-age=60"
 
 
 def _peek(session: Session) -> Any:
@@ -61,7 +65,18 @@ def asgi_app() -> Starlette:
 
     async def cached(request: Request) -> Response:
         asgi_session(request.scope)["seen"] = True
-        return PlainTextResponse("cached", headers={"Cache-Control": "private, max-age=60"})
+        return PlainTextResponse("cached", headers={"Cache-Control": request.query_params.get("cc", CACHE_CONTROL)})
+
+    async def stream(request: Request) -> Response:
+        session = asgi_session(request.scope)
+        session["before"] = True
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first chunk\n"
+            session["after"] = True
+            yield b"second chunk\n"
+
+        return StreamingResponse(body())
 
     async def ws(websocket: WebSocket) -> None:
         await websocket.accept()
@@ -78,6 +93,7 @@ def asgi_app() -> Starlette:
         Route("/id", session_id),
         Route("/fail", fail),
         Route("/cached", cached),
+        Route("/stream", stream),
         WebSocketRoute("/ws", ws),
     ]
     return Starlette(routes=routes)
@@ -130,6 +146,18 @@ def wsgi_app() -> flask.Flask:
     @app.get("/cached")
     def cached() -> flask.Response:
         session()["seen"] = True
-        return flask.Response("cached", headers={"Cache-Control": "private, max-age=60"})
+        return flask.Response("cached", headers={"Cache-Control": flask.request.args.get("cc", CACHE_CONTROL)})
+
+    @app.get("/stream")
+    def stream() -> flask.Response:
+        current = session()
+        current["before"] = True
+
+        def body() -> Iterator[bytes]:
+            yield b"first chunk\n"
+            current["after"] = True
+            yield b"second chunk\n"
+
+        return flask.Response(body())
 
     return app

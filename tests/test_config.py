@@ -40,6 +40,9 @@ def test_bad_cookie_domains(domain: str) -> None:
         {"name": "__Host-id", "path": "/app"},
         {"name": "__Host-id", "domain": "example.com"},
         {"name": "__Secure-id", "secure": False},
+        {"name": "__HOST-id", "secure": False},  # browsers match the prefixes case-insensitively
+        {"name": "__host-id", "domain": "example.com"},
+        {"name": "__SECURE-id", "secure": "auto"},
         {"same_site": "none", "secure": False},
         {"same_site": "Lax"},
         {"secure": "yes"},
@@ -68,6 +71,9 @@ def test_good_cookie_options() -> None:
         {"max_size": 10},
         {"max_commit_attempts": 0},
         {"cookie": {"name": "x"}},
+        {"idle_timeout": float("inf"), "absolute_timeout": float("inf")},
+        {"absolute_timeout": float("inf")},
+        {"idle_timeout": float("nan")},
     ],
 )
 def test_bad_session_options(options: dict[str, Any]) -> None:

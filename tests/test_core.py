@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from coatcheck import SessionManager, _codec, _core, _ids
+from coatcheck._logs import RateLimitedLog
 from coatcheck.config import CookieConfig
 from coatcheck.stores import Record
 from coatcheck.stores.memory import MemoryStore
@@ -102,10 +103,25 @@ def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     return str(request.param)
 
 
-@pytest.mark.parametrize("value", [{"a": [1, 2.5, None, True, "é"]}, 2**70, -(2**70), [], {}, "", (1, 2)])
-def test_codecs_accept_the_same_values(value: object) -> None:
+@pytest.mark.parametrize(
+    "value", [{"a": [1, 2.5, None, True, "é"]}, 2**64 - 1, -(2**63), -0.0, 1.0, 10**-300, [], {}, "", "\x00"]
+)
+def test_codecs_accept_the_same_values_and_return_them_exactly(value: object) -> None:
+    _codec.encode_value(value)
     _, data = _codec.decode(_codec.encode(1.0, {"k": value}))
-    assert data == {"k": list(value) if isinstance(value, tuple) else value}
+    assert data == {"k": value} and type(data["k"]) is type(value)
+
+
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, 2**70, [1, {"deep": -(2**100)}]])
+def test_integers_past_64_bits_are_refused_not_turned_into_floats(value: object) -> None:
+    """orjson reads integers past 64 bits back as floats, so no codec accepts them."""
+    with pytest.raises(ValueError, match="64-bit"):
+        _codec.encode_value(value)
+
+
+def test_tuples_are_refused_since_they_would_come_back_as_lists() -> None:
+    with pytest.raises(TypeError, match="store a list"):
+        _codec.encode_value({"pair": (1, 2)})
 
 
 @pytest.mark.parametrize(
@@ -238,3 +254,18 @@ def test_commit_fallbacks_without_touch_and_rotate() -> None:
     assert loaded.id != old
     assert manager.load(f"sessionid={old}").is_new
     assert dict(manager.load(f"sessionid={loaded.id}")) == {"a": 1}
+
+
+def test_r14_security_log_lines_are_rate_limited_per_process(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(start=1000.0)
+    limited = RateLimitedLog(logging.getLogger("coatcheck.security.test"), burst=3, window=10.0, clock=clock)
+    with caplog.at_level(logging.INFO, logger="coatcheck.security.test"):
+        for i in range(50):
+            limited(logging.WARNING, "event %d", i)
+        assert [r.getMessage() for r in caplog.records] == ["event 0", "event 1", "event 2"]
+        clock.advance(10)
+        limited(logging.INFO, "event %d", 50)
+    assert [r.getMessage() for r in caplog.records][3:] == [
+        "47 security log lines suppressed in the last 10 s (rate limit)",
+        "event 50",
+    ]

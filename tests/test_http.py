@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from coatcheck import CookieConfig, SessionConfig, SessionManager, StoreUnavailableError
+from coatcheck import CookieConfig, SessionConfig, SessionManager, StoreUnavailableError, _http
 from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, SpyStore
@@ -178,6 +178,31 @@ async def test_duplicate_session_cookies_take_the_first_live_one(browser: Browse
         assert (await browser.get("/whoami", headers={"cookie": header})).text == "alice"
 
 
+async def test_c49_two_live_session_cookies_are_logged(browser: Browser, caplog: pytest.LogCaptureFixture) -> None:
+    sids = []
+    for user in ("alice", "bob"):
+        browser.client.cookies.clear()
+        await browser.post("/login", params={"user": user})
+        sids.append(browser.session_id)
+    browser.client.cookies.clear()
+    with caplog.at_level(logging.INFO, logger="coatcheck.security"):
+        first = await browser.get("/whoami", headers={"cookie": f"sessionid={sids[0]}; sessionid={sids[1]}"})
+        again = await browser.get("/whoami", headers={"cookie": f"sessionid={sids[1]}; sessionid={sids[0]}"})
+    assert (first.text, again.text) == ("alice", "bob")
+    tossed = [r for r in caplog.records if "several live session cookies" in r.getMessage()]
+    assert len(tossed) == 2 and all(r.levelno == logging.WARNING for r in tossed)
+    assert not any(sid in r.getMessage() for r in caplog.records for sid in sids if sid)
+
+
+async def test_r14_many_malformed_cookies_cost_one_log_line(browser: Browser, caplog: pytest.LogCaptureFixture) -> None:
+    header = "; ".join(f"sessionid=bad{i}" for i in range(2000))  # about 30 KiB
+    with caplog.at_level(logging.INFO, logger="coatcheck.security"):
+        response = await browser.get("/whoami", headers={"cookie": header})
+    assert response.text == "anon"
+    [line] = [r for r in caplog.records if r.name == "coatcheck.security"]
+    assert "2000 malformed" in line.getMessage()
+
+
 # 4. Set-Cookie and cache headers -------------------------------------------------------------------------
 
 
@@ -196,6 +221,43 @@ async def test_app_cache_control_is_kept(browser: Browser) -> None:
     response = await browser.get("/cached")
     assert response.headers.get_list("cache-control") == ["private, max-age=60"]
     assert set_cookies(response)
+
+
+@pytest.mark.parametrize(
+    ("app_value", "sent"),
+    [
+        ("public, max-age=3600", "private, max-age=3600"),
+        ("max-age=600", "private, max-age=600"),
+        ("s-maxage=600, max-age=60, must-revalidate", "private, max-age=60, must-revalidate"),
+        ("no-cache", "private, no-cache"),
+        ("public, no-store", "public, no-store"),
+        ("Private", "Private"),
+    ],
+)
+async def test_c39_set_cookie_is_never_storable_by_a_shared_cache(
+    browser: Browser, app_value: str, sent: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_http, "_warned_cacheable", False)
+    with caplog.at_level(logging.WARNING, logger="coatcheck"):
+        for _ in range(3):
+            browser.client.cookies.clear()
+            response = await browser.get("/cached", params={"cc": app_value})
+            assert set_cookies(response)
+            assert response.headers.get_list("cache-control") == [sent]
+    warnings = [r for r in caplog.records if "Cache-Control" in r.getMessage()]
+    assert len(warnings) == (0 if sent == app_value else 1)
+
+
+async def test_r17_a_change_after_the_response_started_is_logged_not_lost_silently(
+    browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="coatcheck"):
+        response = await browser.get("/stream")
+    assert response.text == "first chunk\nsecond chunk\n"
+    assert set_cookies(response)
+    assert (await browser.get("/peek")).json()["data"] == {"before": True}
+    [warning] = [r for r in caplog.records if "after its response started" in r.getMessage()]
+    assert "'after'" in warning.getMessage()
 
 
 @pytest.mark.parametrize(
@@ -358,7 +420,10 @@ async def test_save_on_server_error_is_configurable(kind: str, clock: FakeClock)
 # 8. concurrency on every store ------------------------------------------------------------------------------
 
 
-async def test_fifty_concurrent_requests_each_keep_their_key(kind: str, store: Any, clock: FakeClock) -> None:
+async def test_concurrent_requests_each_keep_their_key_without_errors(kind: str, store: Any, clock: FakeClock) -> None:
+    """A burst on one session (200 coroutines through ASGI, 50 threads through WSGI): commits of
+    one session take turns in the process, so none runs out of compare-and-set attempts."""
+    count = 200 if kind == "asgi" else 50
     manager = SessionManager(store, clock=clock)
     browser = Browser(kind, manager)
     try:
@@ -366,15 +431,15 @@ async def test_fifty_concurrent_requests_each_keep_their_key(kind: str, store: A
         cookie = {"cookie": f"sessionid={browser.session_id}"}
         if kind == "asgi":
             responses = await asyncio.gather(
-                *(browser.post("/set", params={"k": f"k{i}", "v": str(i)}, headers=cookie) for i in range(50))
+                *(browser.post("/set", params={"k": f"k{i}", "v": str(i)}, headers=cookie) for i in range(count))
             )
         else:
-            responses = _threaded(browser, cookie, 50)
-        assert [r.status_code for r in responses] == [200] * 50
+            responses = _threaded(browser, cookie, count)
+        assert [r.status_code for r in responses] == [200] * count
         data = (await browser.get("/peek")).json()["data"]
     finally:
         await browser.close()
-    assert data == {"base": "0", **{f"k{i}": str(i) for i in range(50)}}
+    assert data == {"base": "0", **{f"k{i}": str(i) for i in range(count)}}
 
 
 def _threaded(browser: Browser, cookie: dict[str, str], count: int) -> list[httpx.Response]:

@@ -3,9 +3,12 @@
 The envelope is ``{"v": 1, "c": created_at, "d": {...app data...}}``. App data is nested, so
 no app key can overwrite the metadata, and a record in an unknown format is refused.
 
-Values are checked to be plain JSON (``str``, ``int``, finite ``float``, ``bool``, ``None``,
-lists/tuples and ``str``-keyed dicts of them) before they are encoded, so both encoders accept
-exactly the same values. With the ``fast`` extra (orjson) encoding and decoding run in C.
+Values are checked to be plain JSON that comes back exactly as it went in (``str``, ``int``
+within 64 bits, finite ``float``, ``bool``, ``None``, lists and ``str``-keyed dicts of them)
+before they are encoded, so both encoders accept exactly the same values and every accepted
+value decodes equal to itself, type included. A tuple is refused (it would come back as a
+list), as is an int past 64 bits (orjson would read it back as a float). With the ``fast``
+extra (orjson) encoding and decoding run in C.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ except ImportError:
 
 FORMAT_VERSION = 1
 _MAX_DEPTH = 64
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson reads back as an int
+TOMBSTONE = b"rotated"
+"""What a store without ``rotate`` holds under a rotated-away key until it is deleted: not JSON,
+so it never decodes as a session."""
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _loads = json.JSONDecoder().decode
@@ -34,7 +41,11 @@ class CorruptRecordError(ValueError):
 def check_value(value: Any, depth: int = 0) -> None:
     """Raise ``TypeError`` (``ValueError`` for NaN/infinity) unless ``value`` is plain JSON."""
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise ValueError(f"{value} is outside the 64-bit range of integers that round-trip")
         return
     if kind is float:
         if not math.isfinite(value):
@@ -42,7 +53,7 @@ def check_value(value: Any, depth: int = 0) -> None:
         return
     if depth >= _MAX_DEPTH:
         raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
-    if kind is list or kind is tuple:
+    if kind is list:
         for item in value:
             check_value(item, depth + 1)
         return
@@ -52,15 +63,14 @@ def check_value(value: Any, depth: int = 0) -> None:
                 raise TypeError(f"dict key {key!r} is not a str")
             check_value(item, depth + 1)
         return
+    if kind is tuple:
+        raise TypeError("tuple is not a JSON type: store a list (a tuple would come back as a list)")
     raise TypeError(f"{kind.__name__} is not a JSON type")
 
 
 def _dumps(value: Any) -> bytes:
     if fast_json is not None:
-        try:
-            return bytes(fast_json.dumps(value))
-        except TypeError:  # integers past 64 bits: the standard library handles them
-            pass
+        return bytes(fast_json.dumps(value))
     return _encoder.encode(value).encode()
 
 

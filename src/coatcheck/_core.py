@@ -18,12 +18,12 @@ from typing import Any, NamedTuple
 
 from . import _codec
 from ._ids import is_valid_id, log_handle, store_key
+from ._logs import security_log
 from .config import CookieConfig, SessionConfig
-from .errors import ConcurrentUpdateError, SessionTooLargeError
+from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .session import Session
 from .stores._protocol import Record
 
-security_log = logging.getLogger("coatcheck.security")
 MAX_COOKIE_CANDIDATES = 3
 
 
@@ -34,9 +34,11 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
     """Values of cookie ``name`` in request order, well-formed IDs only; linear in header size.
 
     Pairs that are malformed, nameless (``=name=value``) or of other names are skipped, so one
-    bad cookie never hides the session cookie. Malformed session values are logged (hashed).
+    bad cookie never hides the session cookie. Malformed session values cause one security log
+    line per request however many there are (hashed, and rate-limited per process).
     """
     found: list[str] = []
+    malformed: list[str] = []
     pattern = _cookie_pattern(name)
     for header in cookie_headers:
         if name not in header:
@@ -44,11 +46,16 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
         for value in pattern.findall(header):
             value = value.strip()
             if not is_valid_id(value):
-                security_log.warning("malformed session cookie ignored (sha256 %s)", log_handle(value))
+                malformed.append(value)
             elif value not in found:
                 found.append(value)
                 if len(found) >= MAX_COOKIE_CANDIDATES:
-                    return found
+                    break
+        if len(found) >= MAX_COOKIE_CANDIDATES:
+            break
+    if malformed:
+        first = log_handle(malformed[0][:4096])
+        security_log(logging.WARNING, "%d malformed session cookie value(s) ignored (first: sha256 %s)", len(malformed), first)
     return found
 
 
@@ -122,29 +129,50 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
     return min(now + config.idle_seconds, created_at + config.absolute_seconds)
 
 
+def _live(
+    session_id: str, config: SessionConfig, now: float
+) -> Generator[Call, Any, tuple[Record, float, dict[str, Any]] | None]:
+    """Load the record of ``session_id``: ``(record, created_at, data)`` if it is a live session."""
+    record: Record | None = yield Call("load", (store_key(session_id),))
+    if record is None or record.data == _codec.TOMBSTONE:
+        security_log(logging.INFO, "unknown, expired or rotated session ID (sha256 %s)", log_handle(session_id))
+        return None
+    try:
+        created_at, data = _codec.decode(record.data)
+    except _codec.CorruptRecordError as exc:
+        security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
+        return None
+    if min(record.expires_at, created_at + config.absolute_seconds) <= now:
+        security_log(logging.INFO, "expired session ID (sha256 %s)", log_handle(session_id))
+        return None
+    return record, created_at, data
+
+
 def load_flow(
     candidates: list[str], config: SessionConfig, now: float, make_session: Callable[[str | None], Session]
 ) -> Generator[Call, Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
 
-    Unknown, expired and corrupt records never make their ID adopted (strict mode).
+    Unknown, expired and corrupt records never make their ID adopted (strict mode). When a
+    request carries several well-formed session cookies, the first live one wins and any other
+    live one is logged as a security event (a cookie tossed from a sibling domain, or a path
+    overlap); the others cost a store read only in that case.
     """
-    for session_id in candidates:
-        key = store_key(session_id)
-        record: Record | None = yield Call("load", (key,))
-        if record is None:
-            security_log.info("unknown or expired session ID (sha256 %s)", log_handle(session_id))
+    for position, session_id in enumerate(candidates):
+        found = yield from _live(session_id, config, now)
+        if found is None:
             continue
-        try:
-            created_at, data = _codec.decode(record.data)
-        except _codec.CorruptRecordError as exc:
-            security_log.warning("corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
-            continue
-        if min(record.expires_at, created_at + config.absolute_seconds) <= now:
-            security_log.info("expired session ID (sha256 %s)", log_handle(session_id))
-            continue
+        for other in candidates[position + 1 :]:
+            if (yield from _live(other, config, now)) is not None:
+                security_log(
+                    logging.WARNING,
+                    "several live session cookies in one request; the first was used (sha256 %s, also %s)",
+                    log_handle(session_id),
+                    log_handle(other),
+                )
+        record, created_at, data = found
         session = make_session(session_id)
-        session._adopt(key, record.data, record.version, created_at, record.expires_at, record.user_id, data)
+        session._adopt(store_key(session_id), record.data, record.version, created_at, record.expires_at, record.user_id, data)
         return session
     return make_session(None)
 
@@ -175,6 +203,7 @@ def commit_flow(
     deleted meanwhile (logout, revoke) stays deleted. Changes made while answering a response
     that does not ``keep_changes`` are dropped; a requested logout is applied all the same.
     """
+    session._commit_started = True
     if session._destroy_key is not None:
         return _destroy(session, config, now, keep_changes, capabilities)
     if not keep_changes:
@@ -257,38 +286,59 @@ def _write(
         expires_at = deadline(config, created_at, now) if renew else session._expires_at
         record = Record(raw, expires_at, session._version + 1, session._user_id)
         if new_id is None:
-            new_key = old_key
             saved = yield Call("save", (old_key, record), {"expected_version": session._version})
+        elif "rotate" in capabilities:
+            saved = yield Call("rotate", (old_key, store_key(new_id), record), {"expected_version": session._version})
         else:
-            new_key = store_key(new_id)
-            if "rotate" in capabilities:
-                saved = yield Call("rotate", (old_key, new_key, record), {"expected_version": session._version})
-            else:
-                saved = yield Call("save", (new_key, record), {"expected_version": None})
-                if saved:
-                    yield Call("delete", (old_key,))
+            claimed = yield from _rotate_by_parts(session, old_key, new_id, record, config)
+            saved, new_id = claimed is not None, claimed or new_id
         if saved:
             if new_id is not None:
                 session._id = new_id
+            new_key = old_key if new_id is None else store_key(new_id)
             session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session._data)
             session._rotate = session._user_changed = session._reauthenticated = False
             return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Call("load", (old_key,))
-        if fresh is None:
-            security_log.info(
-                "session ended by a concurrent request; changes dropped (sha256 %s)", log_handle(session._current_id())
-            )
-            return NOTHING
+        if fresh is None or fresh.data == _codec.TOMBSTONE:
+            raise _interrupted(session, "ended or given a new ID")
         if new_id is not None and fresh.version == session._version:
             new_id = session._id_factory()  # the new ID collided; the old record is unchanged
             continue
         try:
             fresh_created, fresh_data = _codec.decode(fresh.data)
         except _codec.CorruptRecordError:
-            return NOTHING
+            raise _interrupted(session, "overwritten with a corrupt record") from None
         _merge(session, changed, fresh, fresh_created, fresh_data)
         created_at = now if session._reauthenticated else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
+
+
+def _interrupted(session: Session, what: str) -> SessionInterruptedError:
+    handle = log_handle(session._current_id())
+    return SessionInterruptedError(f"session {handle} was {what} by a concurrent request; this request's changes were not saved")
+
+
+def _rotate_by_parts(
+    session: Session, old_key: str, new_id: str, record: Record, config: SessionConfig
+) -> Generator[Call, Any, str | None]:
+    """Rotate with the five core store methods, keeping an atomic rotate's guarantees.
+
+    First claim the old record by compare-and-set, replacing it with a tombstone: a concurrent
+    writer or a second rotation then loses its compare-and-set, and a logout that came first
+    makes the claim fail, so nothing is resurrected. Then create the new record (drawing another
+    ID on a collision) and delete the tombstone. Returns the new ID, or None if the claim failed.
+    """
+    assert session._expires_at is not None
+    tombstone = Record(_codec.TOMBSTONE, session._expires_at, session._version + 1, None)
+    if not (yield Call("save", (old_key, tombstone), {"expected_version": session._version})):
+        return None
+    for _ in range(config.max_commit_attempts):
+        if (yield Call("save", (store_key(new_id), record), {"expected_version": None})):
+            yield Call("delete", (old_key,))
+            return new_id
+        new_id = session._id_factory()
+    raise ConcurrentUpdateError("could not find an unused session ID")
 
 
 def _merge(session: Session, changed: set[str], fresh: Record, created_at: float, data: dict[str, Any]) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import AnyStr, Generic
 
+from ._logs import log
 from .errors import CoatcheckError, ConcurrentUpdateError, StoreError
 from .session import Session
-
-log = logging.getLogger("coatcheck")
 
 ErrorResponse = tuple[int, list[tuple[str, str]], bytes]
 ErrorHook = Callable[[CoatcheckError], ErrorResponse]
@@ -57,24 +55,45 @@ class HeaderDialect(Generic[AnyStr]):
     vary_cookie: tuple[AnyStr, AnyStr]
     no_store: tuple[AnyStr, AnyStr]
     encode: Callable[[str], AnyStr]
+    decode: Callable[[AnyStr], str]
+
+
+def _str(value: str) -> str:
+    return value
+
+
+def _from_latin1(value: bytes) -> str:
+    return value.decode("latin-1")
 
 
 WSGI_HEADERS = HeaderDialect(
-    "cache-control", "vary", "cookie", "Set-Cookie", ("Vary", "Cookie"), ("Cache-Control", "no-store"), str
+    "cache-control", "vary", "cookie", "Set-Cookie", ("Vary", "Cookie"), ("Cache-Control", "no-store"), _str, _str
 )
 ASGI_HEADERS = HeaderDialect(
-    b"cache-control", b"vary", b"cookie", b"set-cookie", (b"vary", b"Cookie"), (b"cache-control", b"no-store"), _latin1
+    b"cache-control",
+    b"vary",
+    b"cookie",
+    b"set-cookie",
+    (b"vary", b"Cookie"),
+    (b"cache-control", b"no-store"),
+    _latin1,
+    _from_latin1,
 )
 
 
 def session_headers(
-    session: Session, set_cookie: str | None, headers: Iterable[tuple[AnyStr, AnyStr]], dialect: HeaderDialect[AnyStr]
-) -> list[tuple[AnyStr, AnyStr]]:
-    """The headers to add to a response whose own headers are ``headers``: ``Set-Cookie`` (with
-    ``Cache-Control: no-store`` unless the app set a Cache-Control) and ``Vary: Cookie`` when the
-    session was used (unless the app already varies on Cookie)."""
+    session: Session, set_cookie: str | None, headers: Sequence[tuple[AnyStr, AnyStr]], dialect: HeaderDialect[AnyStr]
+) -> list[tuple[AnyStr, AnyStr]] | None:
+    """The response headers with the session's added, or None when they stay as they are.
+
+    ``Set-Cookie`` goes with ``Cache-Control: no-store`` when the app set no Cache-Control, and
+    when the app's would let a shared cache store the response (``public``, ``s-maxage``, a bare
+    ``max-age``), it is made ``private`` (C-39: one user's cookie must never be served to
+    another). ``Vary: Cookie`` is added when the session was used, unless the app already
+    varies on Cookie.
+    """
     if set_cookie is None and not session.accessed:
-        return []
+        return None
     has_cache_control = varies_on_cookie = False
     for name, value in headers:
         lower = name.lower()
@@ -87,6 +106,39 @@ def session_headers(
         extra.append((dialect.set_cookie, dialect.encode(set_cookie)))
         if not has_cache_control:
             extra.append(dialect.no_store)
+        else:
+            headers = _private(headers, dialect)
     if not varies_on_cookie:
         extra.append(dialect.vary_cookie)
-    return extra
+    if not extra:
+        return None
+    result = list(headers)
+    result.extend(extra)
+    return result
+
+
+_SHARED_ONLY = frozenset({"public", "s-maxage", "proxy-revalidate"})  # directives for shared caches
+_warned_cacheable = False
+
+
+def _private(headers: Sequence[tuple[AnyStr, AnyStr]], dialect: HeaderDialect[AnyStr]) -> Sequence[tuple[AnyStr, AnyStr]]:
+    """``headers`` with a Cache-Control that no shared cache may store (``private`` or
+    ``no-store`` already there wins; else ``private`` replaces the shared-cache directives)."""
+    original = ", ".join(dialect.decode(value) for name, value in headers if name.lower() == dialect.cache_control)
+    directives = [part.strip() for part in original.split(",") if part.strip()]
+    names = {directive.split("=", 1)[0].strip().lower() for directive in directives}
+    if "private" in names or "no-store" in names:
+        return headers
+    global _warned_cacheable
+    if not _warned_cacheable:
+        _warned_cacheable = True
+        log.warning(
+            "a response that sets the session cookie had Cache-Control %r, which lets shared caches store it;"
+            " sent as 'private' (logged once)",
+            original,
+        )
+    kept: list[str] = ["private"]
+    kept += (directive for directive in directives if directive.split("=", 1)[0].strip().lower() not in _SHARED_ONLY)
+    result = [(name, value) for name, value in headers if name.lower() != dialect.cache_control]
+    result.append((dialect.no_store[0], dialect.encode(", ".join(kept))))
+    return result

@@ -133,7 +133,7 @@ def _with_session_headers(message: Message, session: Session, set_cookie: str | 
     """``http.response.start`` plus Set-Cookie / Vary / Cache-Control as the session needs."""
     original = message.get("headers", ())
     headers = original if isinstance(original, (list, tuple)) else list(original)  # any iterable: read it once
-    extra = session_headers(session, set_cookie, headers, ASGI_HEADERS)
-    if extra:
-        return {**message, "headers": [*headers, *extra]}
+    changed = session_headers(session, set_cookie, headers, ASGI_HEADERS)
+    if changed is not None:
+        return {**message, "headers": changed}
     return message if headers is original else {**message, "headers": headers}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,8 +25,8 @@ _ID_LENGTH = 43
 
 def _seconds(name: str, value: timedelta | float) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise ConfigurationError(f"{name} must be a timedelta or a number of seconds, not {value!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise ConfigurationError(f"{name} must be a timedelta or a finite number of seconds, not {value!r}")
     return float(seconds)
 
 
@@ -59,9 +60,11 @@ class CookieConfig:
             raise ConfigurationError(f"same_site must be 'lax', 'strict' or 'none', not {self.same_site!r}")
         if self.same_site == "none" and self.secure is not True:
             raise ConfigurationError("same_site='none' needs secure=True: browsers drop such cookies otherwise")
-        if self.name.startswith("__Host-") and (self.secure is not True or self.path != "/" or self.domain is not None):
+        # Browsers match the prefixes case-insensitively (RFC 6265bis), so "__HOST-" is "__Host-".
+        prefix = self.name[:9].lower()
+        if prefix.startswith("__host-") and (self.secure is not True or self.path != "/" or self.domain is not None):
             raise ConfigurationError("a '__Host-' cookie needs secure=True, path='/' and no domain")
-        if self.name.startswith("__Secure-") and self.secure is not True:
+        if prefix == "__secure-" and self.secure is not True:
             raise ConfigurationError("a '__Secure-' cookie needs secure=True")
         longest = len(self.name) + _ID_LENGTH + len(self.path) + len(self.domain or "") + 128
         if longest > _MAX_COOKIE_BYTES:

@@ -7,6 +7,7 @@
      +- MiddlewareNotInstalledError            session used without the middleware
      +- NotSupportedError                      a store lacks a capability the caller needs
      +- ConcurrentUpdateError                  compare-and-set retries exhausted
+     +- SessionInterruptedError            the session ended or changed ID under this request
      +- SessionTooLargeError                   encoded session over the configured limit
      +- StoreError                             a backend failed; raised ``from`` the driver's error
          +- StoreUnavailableError              connect / timeout / refused
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigurationError",
     "MiddlewareNotInstalledError",
     "NotSupportedError",
+    "SessionInterruptedError",
     "SessionTooLargeError",
     "StoreError",
     "StoreUnavailableError",
@@ -47,6 +49,12 @@ class NotSupportedError(CoatcheckError):
 
 class ConcurrentUpdateError(CoatcheckError):
     """Raised when a commit lost the compare-and-set race more times than configured."""
+
+
+class SessionInterruptedError(ConcurrentUpdateError):
+    """Raised by a commit whose changes cannot be saved because a concurrent request ended the
+    session (logout, ``revoke_user``) or gave it a new ID (``rotate``, ``login``) after this
+    request loaded it. Nothing is written; the middlewares answer 409."""
 
 
 class SessionTooLargeError(CoatcheckError):

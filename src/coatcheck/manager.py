@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from . import _codec, _core
 from ._ids import log_handle, new_session_id, store_key
+from ._keylocks import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
 from .errors import ConfigurationError, NotSupportedError
 from .session import Session
@@ -66,6 +67,8 @@ class SessionManager:
         self._nonblocking = self.supports_sync and getattr(self.store, "nonblocking", False) is True
         self._sync_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, n, None)))
         self._async_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, _ASYNC_NAMES[n], None)))
+        self._turns = KeyTurns()  # commits of one session in this process take turns
+        self._aturns = AsyncKeyTurns()
 
     def __repr__(self) -> str:
         return f"<SessionManager store={type(self.store).__name__}>"
@@ -148,15 +151,38 @@ class SessionManager:
         """Write what the request did to ``session``; return the ``Set-Cookie`` value, if any.
 
         Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
-        requested logout is applied whatever the status.
+        requested logout is applied whatever the status. Commits of one stored session in this
+        process take turns, so their compare-and-set conflicts come only from other processes.
+        Raises :class:`SessionInterruptedError` when a concurrent request ended the session or
+        changed its ID after this one loaded it and this request's changes cannot be saved.
         """
         flow = self._commit_flow(session, status_code, self._sync_caps)
-        return None if flow is None else self._set_cookie(self._run(flow), scheme)
+        if flow is None:
+            return None
+        key = session._loaded_key or session._destroy_key
+        if key is None:
+            return self._set_cookie(self._run(flow), scheme)
+        self._turns.acquire(key)
+        try:
+            result = self._run(flow)
+        finally:
+            self._turns.release(key)
+        return self._set_cookie(result, scheme)
 
     async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
         """Async :meth:`commit`."""
         flow = self._commit_flow(session, status_code, self._async_caps)
-        return None if flow is None else self._set_cookie(await self._arun(flow), scheme)
+        if flow is None:
+            return None
+        key = session._loaded_key or session._destroy_key
+        if key is None:
+            return self._set_cookie(await self._arun(flow), scheme)
+        await self._aturns.acquire(key)
+        try:
+            result = await self._arun(flow)
+        finally:
+            self._aturns.release(key)
+        return self._set_cookie(result, scheme)
 
     # -- per-user operations -------------------------------------------------------------------
 

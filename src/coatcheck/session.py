@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from . import _codec
+from ._logs import log
 from .errors import SessionTooLargeError
 
 __all__ = ["Session"]
@@ -20,13 +21,16 @@ class Session(MutableMapping[str, Any]):
     Values must be JSON (``str``, numbers, ``bool``, ``None``, lists and dicts of them); a
     value that is not raises ``TypeError`` naming the key when it is set. Changes, including
     in-place changes to lists and dicts read from the session, are written when the response
-    starts, merged key by key with concurrent requests on the same session.
+    starts, merged key by key with concurrent requests on the same session. A change made after
+    the response started (in a streamed body, a background task) cannot reach the cookie or the
+    store: it is logged as a warning on the ``coatcheck`` logger and not saved.
     """
 
     __slots__ = (
         "_accessed",
         "_added_size",
         "_base_size",
+        "_commit_started",
         "_created_at",
         "_data",
         "_destroy_key",
@@ -53,6 +57,7 @@ class Session(MutableMapping[str, Any]):
         self._max_size = max_size
         self._destroy_key: str | None = None
         self._accessed = False
+        self._commit_started = False  # set when the commit starts: later changes are not saved
         self._reset(session_id)
 
     def _reset(self, session_id: str | None) -> None:
@@ -123,9 +128,16 @@ class Session(MutableMapping[str, Any]):
         """True when committing this session would write to the store."""
         return bool(self._changed_keys() or self._rotate or self._user_changed or self._destroy_key)
 
+    def _late(self, change: str) -> None:
+        """Log (once per session) a change made after the response started: it is not saved."""
+        self._commit_started = False  # warn once per session
+        log.warning("session changed after its response started (%s); the change is not saved", change)
+
     def rotate(self) -> None:
         """Give the session a new ID when it is committed; the old ID stops working at once."""
         self._accessed = True
+        if self._commit_started:
+            self._late("rotate()")
         if self._loaded_key is not None:
             self._rotate = True
 
@@ -137,6 +149,8 @@ class Session(MutableMapping[str, Any]):
         """
         if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID_LENGTH:
             raise ValueError(f"user_id must be a non-empty str of at most {_MAX_USER_ID_LENGTH} characters")
+        if self._commit_started:
+            self._late("login()")
         if self._user_id is not None and self._user_id != user_id:
             self.clear()
         self.rotate()
@@ -147,6 +161,8 @@ class Session(MutableMapping[str, Any]):
     def logout(self) -> None:
         """Delete the session server-side and clear the cookie; the request goes on anonymous."""
         self._accessed = True
+        if self._commit_started:
+            self._late("logout()")
         if self._loaded_key is not None:
             self._destroy_key = self._loaded_key
         self._reset(None)
@@ -164,6 +180,8 @@ class Session(MutableMapping[str, Any]):
         self._accessed = True
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
+        if self._commit_started:
+            self._late(f"session[{key!r}] set")
         size = len(key) + len(self._check(key, value)) + 4
         added = self._added_size + size - self._set_sizes.get(key, 0)
         if self._base_size + added > self._max_size:  # an over-estimate: check the exact size
@@ -182,6 +200,8 @@ class Session(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         self._accessed = True
         del self._data[key]
+        if self._commit_started:
+            self._late(f"session[{key!r}] deleted")
         self._dirty.add(key)
         self._snapshots.pop(key, None)
         self._added_size -= self._set_sizes.pop(key, 0)
@@ -201,6 +221,8 @@ class Session(MutableMapping[str, Any]):
     def clear(self) -> None:
         """Remove every key (each removal is merged like a ``del``)."""
         self._accessed = True
+        if self._commit_started and self._data:
+            self._late("clear()")
         self._dirty.update(self._data)
         self._data.clear()
         self._snapshots.clear()

@@ -82,7 +82,8 @@ class SessionMiddleware:
             except CoatcheckError as exc:
                 state["error"] = self._refuse(exc, start_response)
                 return lambda data: None
-            return start_response(status, [*headers, *session_headers(session, set_cookie, headers, WSGI_HEADERS)], exc_info)
+            changed = session_headers(session, set_cookie, headers, WSGI_HEADERS)
+            return start_response(status, headers if changed is None else changed, exc_info)
 
         result = self.app(environ, start_with_session)
         if state["error"] is not None:
