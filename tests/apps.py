@@ -1,5 +1,5 @@
 """One small app, written once as ASGI (Starlette) and once as WSGI (Flask), with the routes the
-HTTP-level tests drive:
+HTTP-level tests drive, and ``Browser``, a cookie-keeping client over either middleware:
 
 /public  never touches the session        /peek    returns the session data as JSON
 /set     ?k=&v= writes one key             /login   ?user= logs in (rotates the ID)
@@ -15,14 +15,18 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import flask
+import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from coatcheck import Session
+from coatcheck import Session, SessionManager, StoreUnavailableError
+from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
 from coatcheck.asgi import get_session as asgi_session
+from coatcheck.testing import SpyStore
+from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
 from coatcheck.wsgi import get_session as wsgi_session
 
 CACHE_CONTROL = "private, max-age=60"
@@ -161,3 +165,70 @@ def wsgi_app() -> flask.Flask:
         return flask.Response(body())
 
     return app
+
+
+# -- driving the apps --------------------------------------------------------------------------------
+
+BASE = "https://testserver"
+
+
+class FlakyStore(SpyStore):
+    """A spy whose store calls fail with StoreUnavailableError while ``down`` is set."""
+
+    down = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = super().__getattr__(name)
+        if not callable(method):
+            return method
+
+        def maybe_fail(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise StoreUnavailableError("store is down (test)")
+            return method(*args, **kwargs)
+
+        return maybe_fail
+
+
+class Browser:
+    """A cookie-keeping client over either middleware, with one awaitable API."""
+
+    def __init__(self, kind: str, manager: SessionManager, base_url: str = BASE, **middleware: Any) -> None:
+        self.kind = kind
+        if kind == "asgi":
+            self.app: Any = ASGIMiddleware(asgi_app(), manager, **middleware)
+            self.client: Any = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=base_url)
+        else:
+            self.app = WSGIMiddleware(wsgi_app().wsgi_app, manager, **middleware)
+            self.client = httpx.Client(transport=httpx.WSGITransport(app=self.app), base_url=base_url)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        if self.kind == "asgi":
+            return await self.client.request(method, url, **kwargs)  # type: ignore[no-any-return]
+        return self.client.request(method, url, **kwargs)  # type: ignore[no-any-return]
+
+    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    @property
+    def session_id(self) -> str | None:
+        return self.client.cookies.get("sessionid")  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        if self.kind == "asgi":
+            await self.client.aclose()
+        else:
+            self.client.close()
+            if self.app.expirer is not None:
+                self.app.expirer.stop()
+
+
+def set_cookies(response: httpx.Response) -> list[str]:
+    return response.headers.get_list("set-cookie")
+
+
+def cookie_value(header: str) -> str:
+    return header.split(";", 1)[0].split("=", 1)[1]

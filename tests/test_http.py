@@ -13,69 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from coatcheck import CookieConfig, SessionConfig, SessionManager, StoreUnavailableError, _http
-from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
+from coatcheck import CookieConfig, SessionConfig, SessionManager, _http
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, SpyStore
-from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
-from tests.apps import asgi_app, wsgi_app
+from tests.apps import BASE, Browser, FlakyStore, cookie_value, set_cookies
 
 pytestmark = pytest.mark.anyio
-BASE = "https://testserver"
-
-
-class FlakyStore(SpyStore):
-    """A spy whose store calls fail with StoreUnavailableError while ``down`` is set."""
-
-    down = False
-
-    def __getattr__(self, name: str) -> Any:
-        method = super().__getattr__(name)
-        if not callable(method):
-            return method
-
-        def maybe_fail(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
-                raise StoreUnavailableError("store is down (test)")
-            return method(*args, **kwargs)
-
-        return maybe_fail
-
-
-class Browser:
-    """A cookie-keeping client over either middleware, with one awaitable API."""
-
-    def __init__(self, kind: str, manager: SessionManager, base_url: str = BASE, **middleware: Any) -> None:
-        self.kind = kind
-        if kind == "asgi":
-            self.app: Any = ASGIMiddleware(asgi_app(), manager, **middleware)
-            self.client: Any = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=base_url)
-        else:
-            self.app = WSGIMiddleware(wsgi_app().wsgi_app, manager, **middleware)
-            self.client = httpx.Client(transport=httpx.WSGITransport(app=self.app), base_url=base_url)
-
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        if self.kind == "asgi":
-            return await self.client.request(method, url, **kwargs)  # type: ignore[no-any-return]
-        return self.client.request(method, url, **kwargs)  # type: ignore[no-any-return]
-
-    async def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.request("GET", url, **kwargs)
-
-    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return await self.request("POST", url, **kwargs)
-
-    @property
-    def session_id(self) -> str | None:
-        return self.client.cookies.get("sessionid")  # type: ignore[no-any-return]
-
-    async def close(self) -> None:
-        if self.kind == "asgi":
-            await self.client.aclose()
-        else:
-            self.client.close()
-            if self.app.expirer is not None:
-                self.app.expirer.stop()
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
@@ -99,14 +42,6 @@ async def browser(kind: str, manager: SessionManager, spy: SpyStore) -> AsyncIte
     spy.reset()  # the WSGI middleware's startup check is not a request's cost
     yield b
     await b.close()
-
-
-def set_cookies(response: httpx.Response) -> list[str]:
-    return response.headers.get_list("set-cookie")
-
-
-def cookie_value(header: str) -> str:
-    return header.split(";", 1)[0].split("=", 1)[1]
 
 
 # 1. lazy ------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock
 from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
 from coatcheck.wsgi import get_session as wsgi_session
-from tests.apps import asgi_app
-from tests.test_http import FlakyStore
+from tests.apps import FlakyStore, asgi_app
 
 
 def test_asgi_lifespan_fails_startup_when_the_store_is_down() -> None:

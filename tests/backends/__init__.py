@@ -1,6 +1,7 @@
 """The store matrix. Each backend module offers ``async def open_store(clock, tmp_path) -> store``
-(raising ``ServerMissing`` when its server does not answer) and ``async def close_store(store)``,
-which removes everything the test wrote. Server backends use a unique key prefix or table per
+(raising ``ServerMissing`` when its server does not answer), ``async def close_store(store)``,
+which removes everything the test wrote, and ``async def dump(store) -> bytes``, every key and
+value the store holds, read behind its back (for checks of what is at rest). Server backends use a unique key prefix or table per
 test, so runs never see each other's data."""
 
 from __future__ import annotations
@@ -29,3 +30,18 @@ def backend(name: str) -> ModuleType:
 def server_url(name: str, default: str) -> str:
     """``COATCHECK_TEST_<NAME>_URL`` if set, else the default 127.0.0.1 URL."""
     return os.environ.get(f"COATCHECK_TEST_{name.upper().replace('-', '_')}_URL", default)
+
+
+_BY_TYPE = {
+    "MemoryStore": "memory",
+    "SQLiteStore": "sqlite",
+    "PostgresStore": "postgres",
+    "MySQLStore": "mysql",
+    "RedisStore": "redis",
+    "RedisClusterStore": "redis-cluster",
+}
+
+
+async def dump(store: object) -> bytes:
+    """Every key and value ``store`` (a store of the matrix) holds, read behind its back."""
+    return await backend(_BY_TYPE[type(store).__name__]).dump(store)  # type: ignore[no-any-return]

@@ -12,3 +12,7 @@ async def open_store(clock: FakeClock, tmp_path: Path) -> MemoryStore:
 
 async def close_store(store: MemoryStore) -> None:
     await store.aclose()
+
+
+async def dump(store: MemoryStore) -> bytes:
+    return b"".join(key.encode() + record.data + repr(record).encode() for key, record in store._records.items())

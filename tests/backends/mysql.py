@@ -54,3 +54,10 @@ async def close_store(store: MySQLStore) -> None:
     await store.aclose()
     with admin() as conn, conn.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS `{store.table}`")
+
+
+async def dump(store: MySQLStore) -> bytes:
+    with admin() as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM `{store.table}`")  # noqa: S608 - the store validated the name
+        rows = cur.fetchall()
+    return b"".join(value if isinstance(value, bytes) else str(value).encode() for row in rows for value in row)

@@ -39,3 +39,9 @@ async def close_store(store: PostgresStore) -> None:
     await store.aclose()
     async with await admin() as conn:
         await conn.execute(f'DROP TABLE IF EXISTS "{store.table}"')
+
+
+async def dump(store: PostgresStore) -> bytes:
+    async with await admin() as conn:
+        rows = await (await conn.execute(f'SELECT * FROM "{store.table}"')).fetchall()  # noqa: S608
+    return b"".join(value if isinstance(value, bytes) else str(value).encode() for row in rows for value in row)

@@ -69,3 +69,18 @@ async def close_store(store: RedisStore) -> None:
             own.close()
         store.close()
         await store.aclose()
+
+
+async def dump(store: RedisStore) -> bytes:
+    client = admin(store)
+    parts: list[bytes] = []
+    for key in client.scan_iter(match=f"{store.key_prefix}*", count=500):
+        parts.append(key)
+        kind = client.type(key)
+        if kind == b"hash":
+            parts.extend(f + v for f, v in client.hgetall(key).items())
+        elif kind == b"zset":
+            parts.extend(client.zrange(key, 0, -1))
+        elif kind == b"string":
+            parts.append(client.get(key))
+    return b"".join(parts)

@@ -8,7 +8,7 @@ import redis
 from coatcheck.stores.redis import RedisClusterStore
 from coatcheck.testing import FakeClock
 from tests.backends import ServerMissing, server_url
-from tests.backends.redis import purge, with_prefix
+from tests.backends.redis import dump, purge, with_prefix
 
 URL = server_url("redis-cluster", "redis+cluster://127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003")
 
@@ -33,6 +33,9 @@ def ping(url: str) -> None:
 async def open_store(clock: FakeClock, tmp_path: Path) -> RedisClusterStore:
     ping(URL)
     return RedisClusterStore.from_url(with_prefix(URL), clock=clock)
+
+
+__all__ = ["close_store", "dump", "open_store"]
 
 
 async def close_store(store: RedisClusterStore) -> None:
