@@ -1,17 +1,26 @@
 """Fixtures: the store matrix (see ``tests/backends``). memory and sqlite always run; a server
 store skips when its server does not answer, and fails instead when COATCHECK_REQUIRE_SERVERS=1
-(as in CI)."""
+(as in CI). Also hypothesis's profiles: ``ci`` (the default: the same 200 examples per property
+every run) and ``deep`` (HYPOTHESIS_PROFILE=deep: 5,000 fresh examples per property)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from coatcheck.testing import FakeClock
 from tests.backends import ALL_BACKENDS, SERVER_BACKENDS, ServerMissing, backend, require_servers
+
+# Function-scoped fixtures (the codec switch) hold for every example of a property: that is intended.
+_quiet = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None, database=None, suppress_health_check=_quiet)
+settings.register_profile("deep", max_examples=5000, deadline=None, suppress_health_check=_quiet)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
