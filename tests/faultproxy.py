@@ -2,6 +2,9 @@
 
 * ``cut()``: close every proxied connection and refuse new ones (the listening socket closes).
 * ``blackhole()``: accept new connections and never answer; open connections stall.
+* ``drop_next_reply()``: forward the next request a client sends, then drop the server's reply
+  and close that connection at both ends: the server ran the command, the client never hears of
+  it. ``replies_dropped`` counts the replies dropped so far.
 * ``restore()``: drop whatever the fault left behind and forward again, on the same port.
 
 One daemon thread runs the proxy. It is bounded: it stops itself after ``lifetime`` seconds, on
@@ -33,6 +36,10 @@ class FaultProxy:
         self._selector = selectors.DefaultSelector()
         self._peers: dict[socket.socket, socket.socket] = {}  # both directions of each proxied connection
         self._held: list[socket.socket] = []  # accepted while blackholed, never answered
+        self._clients: set[socket.socket] = set()  # the client end of each proxied connection
+        self._doomed: set[socket.socket] = set()  # server ends whose next reply is dropped
+        self._drop_armed = False
+        self.replies_dropped = 0
         self._commands: queue.Queue[tuple[str, threading.Event]] = queue.Queue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._loop, name=f"faultproxy-{self.port}", daemon=True)
@@ -57,6 +64,10 @@ class FaultProxy:
     def blackhole(self) -> None:
         """Accept new connections but never answer; stall the open ones."""
         self._command("blackhole")
+
+    def drop_next_reply(self) -> None:
+        """Forward the next request, then drop its reply and close its connection."""
+        self._command("drop_next_reply")
 
     def restore(self) -> None:
         """Forward again (connections the fault left behind are closed)."""
@@ -121,6 +132,10 @@ class FaultProxy:
             if name == "stop":
                 done.set()
                 return False
+            if name == "drop_next_reply":  # arms a fault; the mode stays
+                self._drop_armed = True
+                done.set()
+                continue
             if name == "cut":
                 self._drop_connections()
                 self._close_listener()
@@ -129,6 +144,7 @@ class FaultProxy:
                     self._unregister(sock)
                 self._open_listener()
             else:  # restore
+                self._drop_armed = False
                 self._drop_connections()
                 self._open_listener()
             self._mode = "blackhole" if name == "blackhole" else "forward"
@@ -149,6 +165,7 @@ class FaultProxy:
         except OSError:
             client.close()
             return
+        self._clients.add(client)
         for sock, peer in ((client, upstream), (upstream, client)):
             sock.settimeout(5.0)  # bounds sendall below
             self._peers[sock] = peer
@@ -158,14 +175,21 @@ class FaultProxy:
         peer = self._peers.get(sock)
         try:
             data = sock.recv(65536)
-            if data and peer is not None:
+            if data and peer is not None and sock not in self._doomed:
+                if self._drop_armed and sock in self._clients:
+                    self._drop_armed = False
+                    self._doomed.add(peer)
                 peer.sendall(data)
                 return
+            if data and sock in self._doomed:  # the reply to drop: close both ends instead
+                self.replies_dropped += 1
         except OSError:
             pass
         for end in (sock, peer):
             if end is not None:
                 self._peers.pop(end, None)
+                self._clients.discard(end)
+                self._doomed.discard(end)
                 self._unregister(end)
                 end.close()
 
@@ -179,6 +203,8 @@ class FaultProxy:
             sock.close()
         self._peers.clear()
         self._held.clear()
+        self._clients.clear()
+        self._doomed.clear()
 
     def _open_listener(self) -> None:
         if self._listener is None:

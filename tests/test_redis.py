@@ -1,4 +1,5 @@
-"""Redis-specific tests: URLs, key layout, TTLs, the cluster's revocation epoch, and faults.
+"""Redis-specific tests: URLs, key layout, TTLs, the cluster's revocation epoch, "log out
+everywhere" against rotations, retried scripts, maxmemory, and faults.
 
 The conformance suite (tests/test_conformance.py) covers the store contract; these tests check
 what only Redis has, against the real servers (scripts/services.sh) and, for faults, a private
@@ -13,9 +14,10 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -32,10 +34,11 @@ from coatcheck.errors import ConfigurationError, NotSupportedError, StoreError, 
 from coatcheck.manager import SessionManager
 from coatcheck.stores import Record
 from coatcheck.stores._resp import AsyncRespClient, RespClient, RespConnectionError, RespReplyError
-from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
+from coatcheck.stores.redis import _SCRIPTS, CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
 from coatcheck.testing import FakeClock, Ops, cookie_id
 from tests.backends import ServerMissing, backend, require_servers
-from tests.backends.redis import admin
+from tests.backends.redis import URL, admin, ping, with_prefix
+from tests.faultproxy import FaultProxy
 from tests.redis_server import Server
 
 pytestmark = pytest.mark.anyio
@@ -481,3 +484,308 @@ async def test_a_write_that_keeps_owner_and_expiry_keeps_ttl_and_index(rstore: R
     await ops.save(store_key("k"), Record(b"w", expires + 30, 4, "b"), 3)  # a new owner, same expiry
     assert client.hget(key, "u") == b"b" and float(client.hget(key, "c")) == clock()
     assert [k for k, _ in await ops.call("list_user", "b")] == [store_key("k")]
+
+
+# -- flows driven one round trip at a time -------------------------------------------------------
+
+
+def snapshot(store: RedisStore) -> dict[str, Any]:
+    """Every key under the store's prefix: its value and its expiry."""
+    client = raw(store)
+    readers: dict[bytes, Callable[[str], Any]] = {
+        b"hash": client.hgetall,
+        b"zset": lambda key: client.zrange(key, 0, -1, withscores=True),
+        b"string": client.get,
+    }
+    return {key: (readers[client.type(key)](key), client.pexpiretime(key)) for key in redis_keys(store)}
+
+
+async def drive(
+    store: RedisStore,
+    mode: str,
+    flow: Generator[Any, Any, T],
+    between: Callable[[], Awaitable[None]] | None = None,
+    *,
+    twice: bool = False,
+) -> T:
+    """Run a store flow on the ``mode`` client, awaiting ``between()`` before each round trip and
+    after the last. With ``twice``, send each round trip again, as a client does that lost the
+    reply: the second run must change nothing, and the flow goes on with its reply."""
+    side = store._sync_side() if mode == "sync" else store._async
+    assert side is not None
+
+    async def start(op: Any) -> Any:
+        reply = side.start(op)
+        return await reply if mode == "async" else reply
+
+    try:
+        op = next(flow)
+        while True:
+            if between is not None:
+                await between()
+            reply = await start(op)
+            if twice:
+                first = snapshot(store)
+                reply = await start(op)
+                assert snapshot(store) == first, op
+            op = flow.send(reply)
+    except StopIteration as stop:
+        if between is not None:
+            await between()
+        return stop.value  # type: ignore[no-any-return]
+
+
+# -- "log out everywhere" against rotations -----------------------------------------------------
+
+
+async def test_revoke_wins_against_rotations_between_its_round_trips(
+    rstore: RedisStore, mode: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests that loaded alice's sessions before the revoke rotate them before each of its round
+    trips and after the last: afterwards no session of alice loads, under any key."""
+    ops = Ops(mode, rstore, clock)
+    if not isinstance(rstore, RedisClusterStore):  # several round trips on one server too
+        monkeypatch.setattr(rstore, "_delete_batch", 2)
+    current = {store_key(f"alice{n}"): Record(b"a", clock() + 600, 1, "alice") for n in range(5)}
+    for key, record in current.items():
+        assert await ops.save(key, record, None)
+    bob = Record(b"b", clock() + 600, 1, "bob")
+    assert await ops.save(store_key("bob"), bob, None)
+    every_key = set(current)
+    rotations: list[int] = []  # how many rotations succeeded at each point
+
+    async def rotate_every_session() -> None:
+        rotated = 0
+        for key, record in list(current.items()):
+            new_key, moved = store_key(f"{key}+"), record._replace(version=record.version + 1)
+            if await ops.call("rotate", key, new_key, moved, expected_version=record.version):
+                del current[key]
+                current[new_key] = moved
+                every_key.add(new_key)
+                rotated += 1
+        rotations.append(rotated)
+
+    deleted = await drive(rstore, mode, rstore._delete_user_flow("alice"), rotate_every_session)
+
+    assert len(rotations) >= 3 and rotations[0] == 5 and rotations[1] > 0  # the race ran mid-revoke
+    assert [key for key in every_key if await ops.load(key) is not None] == []
+    survivors = [key for key in every_key if raw(rstore).hget(rstore._session_key(key), "u") == b"alice"]
+    assert deleted + len(survivors) == 5  # each session counted once, when deleted
+    if not isinstance(rstore, RedisClusterStore):  # the cluster leaves late rotations to its epoch
+        assert survivors == [] and raw(rstore).exists(rstore._index_key("alice")) == 0
+    assert await ops.load(store_key("bob")) == bob
+
+
+# -- retries: every script may run twice ---------------------------------------------------------
+
+
+async def test_every_write_run_twice_reports_success_and_changes_nothing_more(
+    rstore: RedisStore, mode: str, clock: FakeClock
+) -> None:
+    """Each round trip of a create, compare-and-set saves, a rotate and a touch, sent twice."""
+    ops = Ops(mode, rstore, clock)
+    key, new_key = store_key("k"), store_key("k2")
+    writes = [
+        (key, Record(b"v1", clock() + 60, 1, None), None),  # create
+        (key, Record(b"v2", clock() + 90, 2, "alice"), 1),  # a new owner: the full write
+        (key, Record(b"v3", clock() + 90, 3, "alice"), 2),  # owner and expiry kept: the short path
+    ]
+    for write_key, record, expected in writes:
+        assert await drive(rstore, mode, rstore._save_flow(write_key, record, expected), twice=True) is True
+        assert await ops.load(write_key) == record
+    moved = Record(b"v4", clock() + 120, 4, "alice")
+    assert await drive(rstore, mode, rstore._rotate_flow(key, new_key, moved, 3), twice=True) is True
+    await drive(rstore, mode, rstore._touch_flow(new_key, clock() + 150), twice=True)
+
+    assert await ops.load(key) is None
+    assert await ops.load(new_key) == moved._replace(expires_at=clock() + 150)
+    assert raw(rstore).zscore(rstore._index_key("alice"), new_key) == int((clock() + 150) * 1000)
+    assert [k for k, _ in await ops.call("list_user", "alice")] == [new_key]
+    anonymous = Record(b"v5", clock() + 150, 5, None)  # the owner goes, and its field with it
+    assert await drive(rstore, mode, rstore._save_flow(new_key, anonymous, 4), twice=True) is True
+    assert await ops.load(new_key) == anonymous and raw(rstore).hget(rstore._session_key(new_key), "u") is None
+    assert not await ops.save(new_key, Record(b"other", clock() + 150, 6, None), 4)  # still compare-and-set
+    assert not await ops.save(new_key, Record(b"other", clock() + 150, 5, None), None)  # still create-only
+
+
+@pytest.mark.server
+async def test_a_write_whose_reply_is_lost_is_retried_and_reports_success(mode: str, clock: FakeClock) -> None:
+    """The lean client runs a command again when its connection breaks before the reply: a
+    create, a compare-and-set and a rotate that had already run still report success."""
+    try:
+        ping(URL)
+    except ServerMissing as exc:
+        if require_servers():
+            pytest.fail(f"redis server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"redis server unreachable: {exc}")
+    target = urlsplit(URL)
+    direct = redis.Redis(host=target.hostname or "127.0.0.1", port=target.port or 6379, db=int(target.path.strip("/") or 0))
+    with FaultProxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
+        store = RedisStore.from_url(with_prefix(f"redis://127.0.0.1:{proxy.port}{target.path}"), clock=clock)
+        ops = Ops(mode, store, clock)
+        try:
+            for text in _SCRIPTS.values():  # so that no EVALSHA meets NOSCRIPT
+                direct.script_load(text)
+            key, new_key = store_key("k"), store_key("k2")
+            created, changed = Record(b"v1", clock() + 60, 1, "alice"), Record(b"v2", clock() + 60, 2, "alice")
+            moved = Record(b"v3", clock() + 90, 3, "alice")
+            assert await ops.load(key) is None  # opens the connection the fault will break
+            writes: list[Callable[[], Awaitable[Any]]] = [
+                lambda: ops.save(key, created, None),
+                lambda: ops.save(key, changed, 1),
+                lambda: ops.call("rotate", key, new_key, moved, expected_version=2),
+            ]
+            for n, write in enumerate(writes, 1):
+                proxy.drop_next_reply()
+                assert await write() is True, n
+                assert proxy.replies_dropped == n
+
+            assert await ops.load(new_key) == moved and await ops.load(key) is None
+            prefix = store.key_prefix
+            keys = sorted(k.decode() for k in direct.scan_iter(match=f"{prefix}*", count=500))
+            assert keys == [store._session_key(new_key), store._index_key("alice")]
+            assert [k for k, _ in await ops.call("list_user", "alice")] == [new_key]
+        finally:
+            for stale in direct.scan_iter(match=f"{store.key_prefix}*", count=500):
+                direct.delete(stale)
+            direct.close()
+            store.close()
+            await store.aclose()
+
+
+# -- maxmemory: writes fail, deletes work ---------------------------------------------------------
+
+
+def used_memory(admin_client: redis.Redis) -> int:
+    return int(admin_client.info("memory")["used_memory"])
+
+
+def fill(admin_client: redis.Redis) -> None:
+    """Fill the server, then cap ``maxmemory`` (``noeviction``) below what it uses: every write
+    that may grow memory is refused, with a margin that the memory Redis frees by itself (client
+    buffers) never covers."""
+    admin_client.config_set("maxmemory-policy", "noeviction")
+    admin_client.mset({f"fill:{n}": b"x" * 32768 for n in range(64)})
+    admin_client.config_set("maxmemory", used_memory(admin_client) - 256 * 1024)
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        admin_client.set("fill:more", b"x")
+
+
+async def outcome(write: Callable[[], Awaitable[Any]]) -> str:
+    """``"written"``, ``"refused"`` (out of memory) or how else the write failed."""
+    try:
+        await write()
+    except StoreError as exc:
+        return "refused" if "maxmemory" in str(exc) else f"failed: {exc}"
+    return "written"
+
+
+@pytest.mark.server
+def test_at_maxmemory_redis_refuses_a_script_s_growing_write_only_before_its_first_write(private_redis: Server) -> None:
+    """The rule the scripts' write order rests on: a DEL is a write that Redis allows at maxmemory,
+    and after it the script's HSET is allowed too."""
+    admin_client = private_redis.admin()
+    fill(admin_client)
+    with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+        admin_client.eval("return redis.call('HSET', KEYS[1], 'f', 'v')", 1, "k")
+    assert admin_client.eval("redis.call('DEL', KEYS[2]); return redis.call('HSET', KEYS[1], 'f', 'v')", 2, "k", "absent") == 1
+    admin_client.close()
+
+
+@pytest.mark.server
+async def test_at_maxmemory_writes_fail_and_change_nothing_while_deletes_work(
+    private_redis: Server, mode: str, clock: FakeClock
+) -> None:
+    """A full Redis (noeviction) refuses every write that would grow it, and frees memory on a
+    logout or a revoke."""
+    store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0", clock=clock)
+    # The cluster store's scripts, run on one server: its revoke writes an epoch.
+    cluster = RedisClusterStore(private_redis.admin(), redis.asyncio.Redis(port=private_redis.port), key_prefix="c:", clock=clock)
+    ops, cluster_ops = Ops(mode, store, clock), Ops(mode, cluster, clock)
+    admin_client = private_redis.admin()
+    record = Record(b"x" * 8192, clock() + 60, 1, "alice")
+    try:
+        for name in ("cas", "rotate", "touch", "logout"):
+            assert await ops.save(store_key(name), record, None)
+        assert await cluster_ops.save(store_key("c"), record, None)
+        for text in _SCRIPTS.values():  # loaded now, so that loading them adds no memory below
+            admin_client.script_load(text)
+        fill(admin_client)
+        before = used_memory(admin_client)
+
+        writes: dict[str, Callable[[], Awaitable[Any]]] = {
+            "create": lambda: ops.save(store_key("new"), record, None),
+            "compare-and-set": lambda: ops.save(store_key("cas"), record._replace(data=b"y" * 8192, version=2), 1),
+            "compare-and-set, new expiry": lambda: ops.save(
+                store_key("cas"), record._replace(expires_at=clock() + 90, version=2), 1
+            ),
+            "rotate": lambda: ops.call(
+                "rotate", store_key("rotate"), store_key("rotated"), record._replace(version=2), expected_version=1
+            ),
+            "touch": lambda: ops.call("touch", store_key("touch"), clock() + 120),
+            "cluster create": lambda: cluster_ops.save(store_key("new"), record, None),
+        }
+        assert {name: await outcome(write) for name, write in writes.items()} == dict.fromkeys(writes, "refused")
+        for n in range(50):  # 400 kB of records, had they been written
+            with pytest.raises(StoreError, match="maxmemory"):
+                await ops.save(store_key(f"more{n}"), record, None)
+        assert used_memory(admin_client) < before + 64 * 1024
+        for name in ("cas", "rotate", "touch"):
+            assert await ops.load(store_key(name)) == record, name
+        assert await ops.load(store_key("new")) is None and await ops.load(store_key("rotated")) is None
+
+        await ops.call("delete", store_key("logout"))  # a logout
+        assert await ops.load(store_key("logout")) is None
+        assert await ops.call("delete_user", "alice") == 3
+        assert await cluster_ops.call("delete_user", "alice") == 1
+        assert await cluster_ops.load(store_key("c")) is None
+    finally:
+        admin_client.close()
+        store.close()
+        cluster.close()
+        await store.aclose()
+        await cluster.aclose()
+
+
+async def account_app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    """``/login`` logs alice in, ``/logout`` ends the session, anything else writes to it."""
+    session = get_session(scope)
+    if scope["path"] == "/login":
+        session.login("alice")
+    elif scope["path"] == "/logout":
+        session.logout()
+    else:
+        session["seen"] = True
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.server
+async def test_at_maxmemory_a_login_answers_503_without_a_cookie_and_a_logout_works(private_redis: Server) -> None:
+    manager = SessionManager(f"redis://127.0.0.1:{private_redis.port}/0", config=SessionConfig(cookie=CookieConfig(secure=False)))
+    middleware = SessionMiddleware(account_app, manager)
+    admin_client = private_redis.admin()
+
+    async def get(path: str, session_id: str | None = None) -> httpx.Response:
+        cookies = {"sessionid": session_id} if session_id else None
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=middleware), base_url="https://app", cookies=cookies
+        ) as http:
+            return await http.get(path)
+
+    try:
+        alice = cookie_id((await get("/login")).headers["set-cookie"])
+        anonymous = cookie_id((await get("/visit")).headers["set-cookie"])
+        fill(admin_client)
+        for session_id in (None, anonymous):  # a new session is created, a loaded one rotated
+            response = await get("/login", session_id)
+            assert response.status_code == 503 and "set-cookie" not in response.headers, session_id
+        response = await get("/logout", alice)
+        assert response.status_code == 200 and cookie_id(response.headers["set-cookie"]) == ""
+        assert manager.load(f"sessionid={alice}").is_new
+        kept = manager.load(f"sessionid={anonymous}")
+        assert not kept.is_new and kept.user_id is None
+    finally:
+        admin_client.close()
+        manager.close()
+        await manager.aclose()

@@ -8,8 +8,12 @@ timeout) when the server cannot be used now, :class:`RespReplyError` for an erro
 * :class:`RespClient` keeps one blocking socket per thread. A command that fails with a
   connection error on a reused socket (a server restart) reconnects and runs once more.
 * :class:`AsyncRespClient` keeps one connection per event loop and pipelines every coroutine's
-  commands on it. A reply overdue by ``socket_timeout`` or a lost connection fails every
-  pending command and drops the connection; the next command reconnects.
+  commands on it. A reply overdue by ``socket_timeout`` fails every pending command and drops
+  the connection; the next command reconnects. A lost connection does the same, except that a
+  pending command that found it already open runs once more, on a new connection.
+
+The server may have run a command whose reply was lost, so a retried command must be safe to
+run twice: RedisStore sends only such commands (its scripts are idempotent).
 """
 
 from __future__ import annotations

@@ -26,18 +26,37 @@ Guarantees:
   index is written, listed or revoked, and the index key expires with its longest session.
 * Cluster: a user's sessions live in many slots, so the index is written by a second call and
   ``rotate`` is create-new, then delete-old-at-version (the new record is unreachable until
-  both succeed). "Log out everywhere" first records a revocation epoch; a record whose ``c`` is
-  not after its user's epoch reads as missing, even if its index entry was lost. Each record's
-  TTL is capped at ``c + max_lifetime`` and the epoch lives ``max_lifetime``, so the epoch
-  always outlives the sessions it revokes.
+  both succeed); the old key then holds for a minute only ``r``, the store key of its
+  successor, so that a retried delete knows it ran. "Log out everywhere" first records a
+  revocation epoch; a record whose ``c`` is not after its user's epoch reads as missing, even
+  if its index entry was lost. Each record's TTL is capped at ``c + max_lifetime`` and the
+  epoch lives ``max_lifetime``, so the epoch always outlives the sessions it revokes.
 * Failures: connection errors and timeouts raise :class:`StoreUnavailableError`, other Redis
   errors :class:`StoreError`, both ``from`` the driver's exception. Timeouts are bounded (1 s
   by default) and connections are bounded (redis://: one per thread and one per event loop;
   cluster: a pool per node); clients reconnect by themselves when Redis returns.
+* "Log out everywhere" on one server is a loop of one script call per batch of the user's
+  sessions: each call deletes up to 256 indexed sessions the user owns and drops their index
+  entries, atomically, and the loop ends with the call that leaves the index empty. Every live
+  session of a user is in the user's index (the script that binds a record to its owner, a
+  save or a rotate, indexes it in the same call), so that last call proves that no session of
+  the user is left: a rotation between two calls moves a session to a key the index names, and
+  the next call deletes it. Each rotation only moves a session, so the loop ends after about
+  (sessions + logins meanwhile) / 256 calls.
+* At ``maxmemory`` (``noeviction``) writes fail with :class:`StoreError` and change nothing.
+  Redis refuses a command that may grow memory (HSET, ZADD, SET) inside a script only while the
+  script has written nothing yet; a DEL first would let every later write through. So each
+  script that can grow memory writes first with HSET or ZADD, and the scripts that free memory
+  (revoke, delete) start with a delete, so that an operator can still log users out.
+* Every script is idempotent: run again with the same arguments, it changes nothing more, and a
+  save, rotate or touch that finds its own write reports it as done (a delete run again counts
+  only what it deleted itself). So a client may retry any command whose reply was lost, as the
+  lean client and redis-py's cluster client do after a dropped connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import ssl
 import sys
@@ -70,6 +89,21 @@ _FIELDS = ("d", "e", "v", "u", "c")
 # -- Lua: one prelude, one script per atomic operation ------------------------------------------
 # Times travel as decimal strings of unix seconds (the store's clock), expiries of keys and index
 # scores as integer milliseconds. ``max`` is the lifetime cap in seconds (0: no cap).
+#
+# maxmemory: a script that can grow memory writes first with HSET or ZADD (at maxmemory Redis
+# refuses those, but only in a script that has not written yet); one that frees memory writes
+# first with a delete, which Redis allows there.
+#
+# Idempotency: a client retries a command whose reply was lost, so each script may run twice.
+# * index, delete_owned, revoke, revoke_epoch: naturally (ZADD of the same score, DEL of a gone
+#   key, an epoch never lowered); a retried delete counts only what it deleted itself.
+# * save, rotate: a live record that already is the one they write (same version, expiry, owner
+#   and data) counts as written. For a create and a rotate the key is new, known only to this
+#   call; for a compare-and-set, a concurrent writer that wrote exactly this record left what
+#   this write would have (the session's later commit wins anyway).
+# * touch: an expiry already where it is asked to go is not moved again, but the owner is
+#   returned all the same, so the caller extends the index as after the first run.
+# * delete_if: leaves a marker naming the successor, which a retry recognises.
 
 _PRELUDE = """
 local function deadline_ms(e, c, max)
@@ -90,17 +124,30 @@ local function index_add(idx, member, at, now)
   if top[2] then redis.call('PEXPIREAT', idx, top[2]) end
 end
 -- ARGV: now, expected version, max, member, created, data, expires_at, version[, user]
-local function write(key, idx, created, now, max)
-  redis.call('DEL', key)
+-- Whether the record under key (its v, e and u given) is the one ARGV writes; reads d only then.
+local function written(key, v, e, u)
+  return v == ARGV[8] and e == ARGV[7] and u == (ARGV[9] or false) and redis.call('HGET', key, 'd') == ARGV[6]
+end
+-- Write the record over whatever key holds (its owner so far: u); HSET first, for maxmemory.
+local function write(key, idx, u, created, now, max)
   if ARGV[9] then
     redis.call('HSET', key, 'd', ARGV[6], 'e', ARGV[7], 'v', ARGV[8], 'c', created, 'u', ARGV[9])
   else
     redis.call('HSET', key, 'd', ARGV[6], 'e', ARGV[7], 'v', ARGV[8], 'c', created)
+    if u then redis.call('HDEL', key, 'u') end
   end
   local at = deadline_ms(ARGV[7], created, max)
   redis.call('PEXPIREAT', key, at)
   if idx then index_add(idx, ARGV[4], at, now) end
   return at
+end
+-- Delete key if user owns it; 1 if it was live, else 0.
+local function delete_owned(key, user, now, max)
+  local cur = redis.call('HMGET', key, 'u', 'e', 'c')
+  if cur[1] ~= user then return 0 end
+  redis.call('DEL', key)
+  if live(cur[2], cur[3], now, max) then return 1 end
+  return 0
 end
 """
 
@@ -116,52 +163,60 @@ _SAVE = (
 local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
 local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'c', 'u')
 local created
-if ARGV[2] == '' then
-  if live(cur[2], cur[3], now, max) then return 0 end
+if not live(cur[2], cur[3], now, max) then
+  if ARGV[2] ~= '' then return 0 end
   created = ARGV[5] ~= '' and ARGV[5] or ARGV[1]
+elseif cur[1] ~= ARGV[2] then
+  if written(KEYS[1], cur[1], cur[2], cur[4]) then return deadline_ms(cur[2], cur[3], max) end
+  return 0
+elseif cur[4] ~= (ARGV[9] or false) then
+  created = ARGV[1]
+elseif cur[2] == ARGV[7] then
+  redis.call('HSET', KEYS[1], 'd', ARGV[6], 'v', ARGV[8])
+  return deadline_ms(cur[2], cur[3], max)
 else
-  if not live(cur[2], cur[3], now, max) or cur[1] ~= ARGV[2] then return 0 end
-  if cur[4] ~= (ARGV[9] or false) then
-    created = ARGV[1]
-  elseif cur[2] == ARGV[7] then
-    redis.call('HSET', KEYS[1], 'd', ARGV[6], 'v', ARGV[8])
-    return deadline_ms(cur[2], cur[3], max)
-  else
-    created = cur[3]
-  end
+  created = cur[3]
 end
-return write(KEYS[1], KEYS[2], created, now, max)
+return write(KEYS[1], KEYS[2], cur[4], created, now, max)
 """
 )
 
-# KEYS: old, new[, user index]. Delete old at version ARGV[2] and create new only if absent. The
-# new record keeps the old creation time when its owner is unchanged (a revocation still holds).
+# KEYS: old, new[, user index]. Create new only if absent and delete old at version ARGV[2], in
+# that order (the first write is the new record's HSET). The new record keeps the old creation
+# time when its owner is unchanged (a revocation still holds). Returns as _SAVE.
 _ROTATE = (
     _PRELUDE
     + """
 local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
+local new = redis.call('HMGET', KEYS[2], 'v', 'e', 'c', 'u')
+if live(new[2], new[3], now, max) then
+  if written(KEYS[2], new[1], new[2], new[4]) then return deadline_ms(new[2], new[3], max) end
+  return 0
+end
 local old = redis.call('HMGET', KEYS[1], 'v', 'e', 'c', 'u')
 if not live(old[2], old[3], now, max) or old[1] ~= ARGV[2] then return 0 end
-local new = redis.call('HMGET', KEYS[2], 'e', 'c')
-if live(new[1], new[2], now, max) then return 0 end
 local created = ARGV[1]
 if old[4] == (ARGV[9] or false) then created = old[3] end
+local at = write(KEYS[2], KEYS[3], new[4], created, now, max)
 redis.call('DEL', KEYS[1])
-return write(KEYS[2], KEYS[3], created, now, max)
+return at
 """
 )
 
 # KEYS: session. ARGV: now, expires_at, max. Forward only, never creates. Returns {owner, expiry
-# ms} when it moved the expiry of an owned record, so the caller can extend the user index.
+# ms} when an owned record's expiry is then at ARGV[2] (moved by this run or an earlier one), so
+# the caller can extend the user index.
 _TOUCH = (
     _PRELUDE
     + """
-local now, max = tonumber(ARGV[1]), tonumber(ARGV[3])
+local now, max, e = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[2])
 local cur = redis.call('HMGET', KEYS[1], 'e', 'c', 'u')
-if not live(cur[1], cur[2], now, max) or tonumber(ARGV[2]) <= tonumber(cur[1]) then return false end
-redis.call('HSET', KEYS[1], 'e', ARGV[2])
+if not live(cur[1], cur[2], now, max) or e < tonumber(cur[1]) then return false end
 local at = deadline_ms(ARGV[2], cur[2], max)
-redis.call('PEXPIREAT', KEYS[1], at)
+if e > tonumber(cur[1]) then
+  redis.call('HSET', KEYS[1], 'e', ARGV[2])
+  redis.call('PEXPIREAT', KEYS[1], at)
+end
 if cur[3] then return {cur[3], at} end
 return false
 """
@@ -176,14 +231,19 @@ return 1
 """
 )
 
-# KEYS: session. ARGV: now, max, version, created. Delete only that exact live record.
+# KEYS: session. ARGV: now, max, version, created, successor (the new store key). Replace only
+# that exact live record with a marker naming its successor, for a minute: a load reads it as
+# missing, a retry of this call finds it and reports the delete done.
 _DELETE_IF = (
     _PRELUDE
     + """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'c')
+local cur = redis.call('HMGET', KEYS[1], 'v', 'e', 'c', 'r')
+if cur[4] == ARGV[5] then return 1 end
 if not live(cur[2], cur[3], tonumber(ARGV[1]), tonumber(ARGV[2])) or cur[1] ~= ARGV[3]
    or tonumber(cur[3]) ~= tonumber(ARGV[4]) then return 0 end
 redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'r', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], 60000)
 return 1
 """
 )
@@ -192,22 +252,35 @@ return 1
 _DELETE_OWNED = (
     _PRELUDE
     + """
-local now, max, n = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
-for _, key in ipairs(KEYS) do
-  local cur = redis.call('HMGET', key, 'u', 'e', 'c')
-  if cur[1] == ARGV[1] then
-    if live(cur[2], cur[3], now, max) then n = n + 1 end
-    redis.call('DEL', key)
-  end
-end
+local n = 0
+for _, key in ipairs(KEYS) do n = n + delete_owned(key, ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])) end
 return n
 """
 )
 
-# KEYS: user index, revocation epoch. ARGV: now, epoch expiry ms ('' = no epoch). Raise the
-# epoch to now (never lower it) and return the indexed store keys.
-_REVOKE = """
-if ARGV[2] ~= '' and tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[2]) or '-1') then
+# One server. KEYS: user index. ARGV: user, now, max, session key prefix, batch. Delete up to
+# ``batch`` indexed sessions the user owns and drop their entries (the index goes with its last
+# one). It reaches the sessions through the index, by keys not in KEYS: a cluster would refuse
+# that. Returns {live sessions deleted, entries left}.
+_REVOKE = (
+    _PRELUDE
+    + """
+local now, max, n = tonumber(ARGV[2]), tonumber(ARGV[3]), 0
+local members = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[5]) - 1)
+if #members == 0 then return {0, 0} end
+for _, member in ipairs(members) do n = n + delete_owned(ARGV[4] .. member, ARGV[1], now, max) end
+redis.call('ZREM', KEYS[1], unpack(members))
+return {n, redis.call('ZCARD', KEYS[1])}
+"""
+)
+
+# Cluster. KEYS: user index, revocation epoch. ARGV: now, epoch expiry ms. Prune the index's
+# expired entries, raise the epoch to now (never lower it) and return the indexed store keys.
+# The prune is the first write, so the SET runs at maxmemory too: a revoke frees memory.
+_REVOKE_EPOCH = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', math.floor(now * 1000))
+if now > tonumber(redis.call('GET', KEYS[2]) or '-1') then
   redis.call('SET', KEYS[2], ARGV[1], 'PXAT', ARGV[2])
 end
 return redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -221,6 +294,7 @@ _SCRIPTS = {
     "delete_if": _DELETE_IF,
     "delete_owned": _DELETE_OWNED,
     "revoke": _REVOKE,
+    "revoke_epoch": _REVOKE_EPOCH,
 }
 
 # -- operations: one description, run by a sync or an async driver -----------------------------
@@ -352,7 +426,7 @@ class RedisStore:
     expires_natively: ClassVar[bool] = True
     _inline_index: ClassVar[bool] = True  # the user index is written by the record's own script
     _revocation_epochs: ClassVar[bool] = False
-    _delete_batch: ClassVar[int] = 256  # session keys per delete_owned call
+    _delete_batch: ClassVar[int] = 256  # sessions per call of a revoke
 
     def __init__(
         self,
@@ -512,23 +586,18 @@ class RedisStore:
         args = [_num(now), str(expected_version), self._max_arg, new_key, "", *_record_args(record)]
         return bool((yield _eval("rotate", keys, args)))
 
-    def _epoch_until(self, now: float) -> str:
-        return str(math.floor((now + self._max) * 1000)) if self._revocation_epochs else ""
-
     def _delete_user_flow(self, user_id: str) -> Flow[int]:
+        # One batch per call; the call that leaves the index empty ends it (module docstring).
         if not user_id:
             return 0
         now = self._clock()
-        index = self._index_key(user_id)
-        revoke = _eval("revoke", [index, self._epoch_key(user_id)], [_num(now), self._epoch_until(now)])
-        members = [m.decode() for m in (yield revoke)]
+        args = [user_id, _num(now), self._max_arg, self._session_key(""), self._delete_batch]
         deleted = 0
-        for start in range(0, len(members), self._delete_batch):
-            keys = [self._session_key(m) for m in members[start : start + self._delete_batch]]
-            deleted += yield _eval("delete_owned", keys, [user_id, _num(now), self._max_arg])
-        if members:
-            yield _call("zrem", index, *members)
-        return deleted
+        while True:
+            count, left = yield _eval("revoke", [self._index_key(user_id)], args)
+            deleted += int(count)
+            if not left:
+                return deleted
 
     def _list_user_flow(self, user_id: str) -> Flow[list[tuple[str, Record]]]:
         if not user_id:
@@ -641,12 +710,16 @@ class RedisClusterStore(RedisStore):
     per-user revocation epoch that revokes every older session of the user on every node, even
     one whose index entry was lost; loading an owned record costs one more GET for it. Records
     live at most ``max_lifetime`` seconds (default 30 days) from creation.
+
+    redis-py's async cluster client fails a command at once when a node's pool is full, so a
+    burst of requests would answer 503 while Redis is fine: ``max_concurrency`` operations (the
+    URL's ``max_connections``) run at a time per event loop, and the others wait for a turn up
+    to ``pool_timeout`` seconds, then raise :class:`StoreUnavailableError`.
     """
 
     _inline_index = False
     _revocation_epochs = True
     _open, _close = "{", "}"
-    _delete_batch = 1  # one slot per call
 
     def __init__(
         self,
@@ -658,7 +731,14 @@ class RedisClusterStore(RedisStore):
         clock: Callable[[], float] = time.time,
         client_factory: Callable[[], Any] | None = None,
         where: str | None = None,
+        max_concurrency: int | None = None,
+        pool_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ConfigurationError("max_concurrency must be at least 1 (or None: no limit)")
+        self._max_concurrency = max_concurrency
+        self._pool_timeout = pool_timeout
+        self._turns: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
             raise ConfigurationError("a Redis Cluster key_prefix must be a str without '{' or '}' (hash tags)")
         if max_lifetime is None:
@@ -717,7 +797,39 @@ class RedisClusterStore(RedisStore):
             retry=_retry_once(redis.asyncio.retry.Retry),
             **common,
         )
-        return cls(None, async_client, client_factory=connect, clock=clock, where=where, **_store_options(options))
+        return cls(
+            None,
+            async_client,
+            client_factory=connect,
+            clock=clock,
+            where=where,
+            max_concurrency=pool_options["max_connections"],
+            pool_timeout=options.get("pool_timeout", DEFAULT_TIMEOUT),
+            **_store_options(options),
+        )
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        if self._max_concurrency is None:
+            return await super()._arun(flow)
+        loop = asyncio.get_running_loop()
+        turns = self._turns.get(loop)
+        if turns is None:
+            self._turns = {other: sem for other, sem in self._turns.items() if not other.is_closed()}
+            turns = self._turns[loop] = asyncio.Semaphore(self._max_concurrency)
+        if turns.locked():  # only a full house pays for a timed wait
+            try:
+                await asyncio.wait_for(turns.acquire(), self._pool_timeout)
+            except asyncio.TimeoutError:
+                flow.close()
+                raise StoreUnavailableError(
+                    f"Redis store {self._where} unavailable: no free connection within {self._pool_timeout} s"
+                ) from None
+        else:
+            await turns.acquire()
+        try:
+            return await super()._arun(flow)
+        finally:
+            turns.release()
 
     def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         # Two slots, so no single script: create the new record first (unreachable: its ID has
@@ -730,11 +842,27 @@ class RedisClusterStore(RedisStore):
         keep_created = _num(created) if old.user_id == record.user_id else ""
         if not (yield from self._save_flow(new_key, record, None, keep_created)):
             return False
-        args = [_num(now), self._max_arg, str(expected_version), _num(created)]
+        args = [_num(now), self._max_arg, str(expected_version), _num(created), new_key]
         if (yield _eval("delete_if", [self._session_key(old_key)], args)):
             return True
         yield _call("delete", self._session_key(new_key))
         return False
+
+    def _delete_user_flow(self, user_id: str) -> Flow[int]:
+        # The epoch first: it revokes every older session of the user, indexed or not, on every
+        # node, and a rotation keeps the old creation time; then delete the indexed ones.
+        if not user_id:
+            return 0
+        now = self._clock()
+        index = self._index_key(user_id)
+        until = str(math.floor((now + self._max) * 1000))
+        members = [m.decode() for m in (yield _eval("revoke_epoch", [index, self._epoch_key(user_id)], [_num(now), until]))]
+        deleted = 0
+        for member in members:  # one slot per call
+            deleted += yield _eval("delete_owned", [self._session_key(member)], [user_id, _num(now), self._max_arg])
+        if members:
+            yield _call("zrem", index, *members)
+        return deleted
 
 
 # -- URL options ---------------------------------------------------------------------------------
