@@ -1,0 +1,113 @@
+"""R-01, R-02, R-03, R-23 through real servers: Redis, PostgreSQL and MariaDB behind a TCP proxy
+that refuses connections, stalls (open, silent), or cuts a connection after the server ran a
+request but before its reply arrived, with each middleware in front.
+
+While the store misbehaves every request is answered within the store's configured bound: 503
+without Set-Cookie (a lost reply may be retried by the store when that is safe: then 200). What
+was committed before the fault is never lost, and once the line is restored the same app object
+serves the same session again, without a restart. ``COATCHECK_FAULTS=full`` cycles each fault
+several times per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from coatcheck import SessionManager
+from coatcheck.testing import FakeClock
+from tests.apps import Browser, set_cookies
+from tests.faultproxy import FaultProxy
+from tests.faults.conftest import Server, scaled
+
+pytestmark = pytest.mark.anyio
+T = TypeVar("T")
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@contextlib.contextmanager
+def within(seconds: float) -> Iterator[None]:
+    start = time.monotonic()
+    yield
+    elapsed = time.monotonic() - start
+    assert elapsed < seconds, f"took {elapsed:.2f} s, bound {seconds} s"
+
+
+async def eventually(attempt: Callable[[], Awaitable[T]], *, deadline: float = 20.0) -> T:
+    """Retry ``attempt`` until it stops raising AssertionError, or the deadline passes."""
+    give_up = time.monotonic() + deadline
+    while True:
+        try:
+            return await attempt()
+        except AssertionError:
+            if time.monotonic() > give_up:
+                raise
+        await asyncio.sleep(0.05)
+
+
+FAULTS: dict[str, Callable[[FaultProxy], None]] = {
+    "refuse": FaultProxy.cut,  # open connections closed, new ones refused
+    "stall": FaultProxy.blackhole,  # connections accepted, nothing ever answered
+    "lost-reply": FaultProxy.drop_next_reply,  # the server ran the request; its reply never came
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_store_fault_answers_503_in_time_loses_nothing_and_recovers(
+    server: Server, kind: str, fault: str, clock: FakeClock, cleanup: list[Any]
+) -> None:
+    with FaultProxy(server.host, server.port) as proxy:
+        store = server.build(proxy.port, clock)
+        cleanup.append(store)
+        if hasattr(store, "migrate"):
+            store.migrate()
+        browser = Browser(kind, SessionManager(store, clock=clock), purge_interval=None)
+        try:
+            await browser.post("/login", params={"user": "alice"})
+            await browser.post("/set", params={"k": "cart", "v": "3 items"})
+            sid = browser.session_id
+            assert sid is not None
+            cookie = {"cookie": f"sessionid={sid}"}
+
+            async def request(headers: dict[str, str]) -> httpx.Response:
+                browser.client.cookies.clear()
+                return await browser.post("/set", params={"k": "during", "v": "fault"}, headers=headers)
+
+            for _ in range(scaled(1, 5)):
+                FAULTS[fault](proxy)
+                for headers in (cookie, {}):  # a live session, and a new one
+                    with within(server.bound):
+                        response = await request(headers)
+                    if fault == "lost-reply":
+                        assert response.status_code in (200, 503)
+                        proxy.restore()
+                        proxy.drop_next_reply()
+                    else:
+                        assert response.status_code == 503, response.text
+                    if response.status_code == 503:
+                        assert not set_cookies(response)
+                        assert "Traceback" not in response.text
+                proxy.restore()
+
+                async def served() -> dict[str, Any]:
+                    browser.client.cookies.clear()
+                    response = await browser.get("/peek", headers=cookie)
+                    assert response.status_code == 200, response.status_code
+                    return dict(response.json())
+
+                seen = await eventually(served)
+                assert seen["user"] == "alice" and seen["data"]["cart"] == "3 items"  # nothing committed earlier lost
+                browser.client.cookies.clear()
+                assert (await browser.post("/set", params={"k": "after", "v": "1"})).status_code == 200
+        finally:
+            await browser.close()
