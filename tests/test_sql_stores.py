@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
@@ -329,7 +330,7 @@ async def test_purge_deletes_in_batches(
     module = postgres if db.name == "postgres" else mysql
     statements: list[str] = []
     drive, adrive = module._drive, module._adrive
-    monkeypatch.setattr(module, "_drive", lambda conn, flow: drive(conn, _recording(flow, statements)))
+    monkeypatch.setattr(module, "_drive", lambda conn, flow, *a: drive(conn, _recording(flow, statements), *a))
     monkeypatch.setattr(module, "_adrive", lambda conn, flow, *a: adrive(conn, _recording(flow, statements), *a))
     assert await call(mode, store, "delete_expired", now) == 2500
     assert statements == [store._flows.sql["purge"]] * 3
@@ -443,11 +444,11 @@ async def test_cut_connection_fails_fast_and_recovers(db: Database, make: Maker,
 
 @pytest.mark.server
 async def test_blackholed_server_is_bounded_by_timeouts(db: Database, make: Maker, clock: FakeClock) -> None:
-    """A server that accepts and never answers. For a fresh store the connect timeout bounds the
-    wait. On MySQL a connection that stalls mid-conversation is bounded too (client read timeout,
-    or a per-statement deadline on the async side); psycopg has no client-side read timeout, so a
-    stalled established PostgreSQL connection waits for TCP keepalive, which a proxy on loopback
-    cannot imitate."""
+    """A server that accepts and never answers. For a fresh store the connect and pool timeouts
+    bound the wait; an established pooled connection that stalls mid-conversation is bounded by
+    the per-statement deadline (MySQL: the client read timeout, or a deadline around each async
+    statement; PostgreSQL, whose driver has no read timeout: the store shuts the socket down).
+    Both stores work again once the server answers."""
     key = _ids.store_key("kept")
     with FaultProxy(*db.address) as proxy:
         warm = make(FAST, url=db.via(proxy.port))
@@ -456,7 +457,7 @@ async def test_blackholed_server_is_bounded_by_timeouts(db: Database, make: Make
         cold = make(FAST + f"&table={warm.table}", url=db.via(proxy.port))
 
         proxy.blackhole()
-        stores = [cold, warm] if db.name == "mysql" else [cold]
+        stores = [cold, warm]
         for store in stores:
             for _ in range(2):
                 with within(db.bound), pytest.raises(StoreUnavailableError):
@@ -472,6 +473,24 @@ async def test_blackholed_server_is_bounded_by_timeouts(db: Database, make: Make
 
         for store in stores:
             await eventually(functools.partial(loaded, store))
+
+
+@pytest.mark.server
+async def test_connection_failures_say_why(db: Database, make: Maker, mode: str) -> None:
+    """A database that does not exist and a port where nothing listens: the error names the
+    driver's reason, not only that no connection came, and comes within the configured bounds."""
+    missing = urlsplit(db.url)._replace(path="/coatcheck_no_such_db").geturl()
+    with socket.socket() as closed_port:  # bound, never listening: connections to it are refused
+        closed_port.bind(("127.0.0.1", 0))
+        refused = db.via(closed_port.getsockname()[1])
+        reasons = {
+            missing: '(?i)database "coatcheck_no_such_db" does not exist|unknown database',
+            refused: "(?i)connection refused",
+        }
+        for url, reason in reasons.items():
+            store = make("connect_timeout=1&statement_timeout=1&pool_timeout=0.5", url=url)
+            with within(db.bound), pytest.raises(StoreError, match=reason):
+                await call(mode, store, "load", _ids.store_key("k"))
 
 
 @pytest.mark.server

@@ -1,16 +1,28 @@
 """What the SQL stores share: their Store and AsyncStore methods, each one line over a flow.
 
-A SQL store provides ``_flows`` (generators of statements, one per operation), ``_run`` and
-``_arun`` (its sync and async drivers), ``_clock`` and ``purge_batch``; this class turns those
-into the public methods, so PostgreSQL and MySQL cannot drift apart.
+A SQL store provides ``_flows`` (generators of statements, one per operation), ``_once`` and
+``_aonce`` (run a flow once on a sync or async connection), ``_transient`` and ``_error`` (what
+its driver's errors mean), ``_clock`` and ``purge_batch``; this class turns those into the public
+methods, so PostgreSQL and MySQL cannot drift apart.
+
+A flow that failed with a deadlock or a serialization failure was rolled back by the server and
+is run again from its start (a generator cannot be rewound, so the methods pass a builder), at
+most ``RETRIES`` times after short random pauses. Every flow is one statement or one transaction
+(a purge: statements each complete in itself), so what the failure rolled back is all there is
+to do again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar, cast
+from functools import partial
+from typing import Any, ClassVar, TypeVar, cast
 
+from ..errors import StoreError
 from ._protocol import Record
 from ._urls import flag
 
@@ -31,6 +43,9 @@ SQL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 Statement = tuple[str, tuple[Any, ...]]
 Result = tuple[int, list[tuple[Any, ...]]]
 Flow = Generator[Statement, Result, T]
+
+RETRIES = 3  # runs of a flow after the first one that lost a deadlock or a serialization check
+BACKOFF = 0.01  # seconds: the n-th retry waits between BACKOFF and 2 * BACKOFF times 2 ** (n - 1)
 
 
 class SQLFlows(ABC):
@@ -58,6 +73,12 @@ class SQLFlows(ABC):
     def migrate(self) -> Flow[None]:
         """Create the table and its indexes if missing."""
 
+    def lock_user(self, user_id: str | None, *, exclusive: bool) -> Flow[None]:
+        """Inside a transaction: what keeps a revoke of ``user_id`` (``exclusive``) from missing
+        a row that a rotation (shared) writes for that user. Nothing by default: a database whose
+        deletes read the latest committed rows needs nothing."""
+        yield from ()
+
     def rowcount(self, name: str, *params: Any) -> Flow[int]:
         count, _ = yield self.sql[name], params
         return count
@@ -77,6 +98,7 @@ class SQLFlows(ABC):
 
     def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
         yield "BEGIN", ()
+        yield from self.lock_user(r.user_id, exclusive=False)
         ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
             yield from self.create(new_key, r, now)
         )
@@ -97,92 +119,139 @@ class SQLFlows(ABC):
 
 
 class SQLStoreMethods(ABC):
-    """The public methods of a SQL store, written once over its flows and drivers."""
+    """The public methods of a SQL store, written once over its flows and its run-once drivers."""
 
     _flows: Any
     _clock: Callable[[], float]
+    _schema_pending: bool
     purge_batch: int
+    _driver_errors: ClassVar[tuple[type[Exception], ...]]  # what ``_once`` and ``_aonce`` may raise
 
     @abstractmethod
-    def _run(self, flow: Generator[Any, Any, T]) -> T:
-        """Run a flow on a sync connection."""
+    def _once(self, flow: Flow[T]) -> T:
+        """Run a flow on a sync connection; the driver's errors propagate."""
 
     @abstractmethod
-    async def _arun(self, flow: Generator[Any, Any, T]) -> T:
-        """Run a flow on an async connection."""
+    async def _aonce(self, flow: Flow[T]) -> T:
+        """Run a flow on an async connection; the driver's errors propagate."""
+
+    @abstractmethod
+    def _transient(self, exc: Exception) -> bool:
+        """True for a deadlock or a serialization failure: the flow was rolled back."""
+
+    @abstractmethod
+    def _error(self, exc: Exception) -> StoreError:
+        """The StoreError (StoreUnavailableError when it may pass) to raise for a driver error."""
+
+    # -- drivers -----------------------------------------------------------------------------------
+
+    def _schema_first(self, flow: Flow[T]) -> Flow[T]:
+        if self._schema_pending:
+            yield from self._flows.migrate()
+            self._schema_pending = False
+        return (yield from flow)
+
+    def _retry_pause(self, exc: Exception, runs: int) -> float:
+        """Seconds to wait before running a flow that failed ``runs`` times again; raises the
+        StoreError instead when it should not run again."""
+        if runs > RETRIES or not self._transient(exc):
+            raise self._error(exc) from exc
+        return BACKOFF * 2.0 ** (runs - 1) * random.uniform(1.0, 2.0)  # noqa: S311 (jitter, not a secret)
+
+    def _run(self, build: Callable[[], Flow[T]]) -> T:
+        """Run the flow ``build()`` makes on a sync connection, again after a transient failure."""
+        runs = 0
+        while True:
+            try:
+                return self._once(self._schema_first(build()))
+            except self._driver_errors as exc:
+                runs += 1
+                pause = self._retry_pause(exc, runs)
+            time.sleep(pause)
+
+    async def _arun(self, build: Callable[[], Flow[T]]) -> T:
+        """Async :meth:`_run`."""
+        runs = 0
+        while True:
+            try:
+                return await self._aonce(self._schema_first(build()))
+            except self._driver_errors as exc:
+                runs += 1
+                pause = self._retry_pause(exc, runs)
+            await asyncio.sleep(pause)
 
     # -- schema ------------------------------------------------------------------------------------
 
     def migrate(self) -> None:
         """Create the table and its indexes if missing (idempotent, safe to run concurrently)."""
-        self._run(self._flows.migrate())
+        self._run(self._flows.migrate)
 
     async def amigrate(self) -> None:
         """Async :meth:`migrate`."""
-        await self._arun(self._flows.migrate())
+        await self._arun(self._flows.migrate)
 
     # -- Store and AsyncStore --------------------------------------------------------------------
 
     def load(self, key: str) -> Record | None:
         """The live record under ``key``, or None."""
-        return cast("Record | None", self._run(self._flows.load(key, self._clock())))
+        return cast("Record | None", self._run(partial(self._flows.load, key, self._clock())))
 
     async def aload(self, key: str) -> Record | None:
         """Async :meth:`load`."""
-        return cast("Record | None", await self._arun(self._flows.load(key, self._clock())))
+        return cast("Record | None", await self._arun(partial(self._flows.load, key, self._clock())))
 
     def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Create (``expected_version=None``, replacing only an expired row) or compare-and-set."""
-        return bool(self._run(self._flows.save(key, record, expected_version, self._clock())))
+        return bool(self._run(partial(self._flows.save, key, record, expected_version, self._clock())))
 
     async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Async :meth:`save`."""
-        return bool(await self._arun(self._flows.save(key, record, expected_version, self._clock())))
+        return bool(await self._arun(partial(self._flows.save, key, record, expected_version, self._clock())))
 
     def touch(self, key: str, expires_at: float) -> None:
         """Move a live record's expiry forward (never backward)."""
-        self._run(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
+        self._run(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at))
 
     async def atouch(self, key: str, expires_at: float) -> None:
         """Async :meth:`touch`."""
-        await self._arun(self._flows.rowcount("touch", expires_at, key, self._clock(), expires_at))
+        await self._arun(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at))
 
     def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """In one transaction: delete ``old_key`` at ``expected_version`` and create ``new_key``."""
-        return bool(self._run(self._flows.rotate(old_key, new_key, record, expected_version, self._clock())))
+        return bool(self._run(partial(self._flows.rotate, old_key, new_key, record, expected_version, self._clock())))
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Async :meth:`rotate`."""
-        return bool(await self._arun(self._flows.rotate(old_key, new_key, record, expected_version, self._clock())))
+        return bool(await self._arun(partial(self._flows.rotate, old_key, new_key, record, expected_version, self._clock())))
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        self._run(self._flows.rowcount("delete", key))
+        self._run(partial(self._flows.rowcount, "delete", key))
 
     async def adelete(self, key: str) -> None:
         """Async :meth:`delete`."""
-        await self._arun(self._flows.rowcount("delete", key))
+        await self._arun(partial(self._flows.rowcount, "delete", key))
 
     def delete_expired(self, now: float) -> int:
         """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many."""
-        return int(self._run(self._flows.purge(now, self.purge_batch)))
+        return int(self._run(partial(self._flows.purge, now, self.purge_batch)))
 
     async def adelete_expired(self, now: float) -> int:
         """Async :meth:`delete_expired`."""
-        return int(await self._arun(self._flows.purge(now, self.purge_batch)))
+        return int(await self._arun(partial(self._flows.purge, now, self.purge_batch)))
 
     def delete_user(self, user_id: str) -> int:
         """Remove every session of ``user_id``; return how many were live."""
-        return int(self._run(self._flows.delete_user(user_id, self._clock())))
+        return int(self._run(partial(self._flows.delete_user, user_id, self._clock())))
 
     async def adelete_user(self, user_id: str) -> int:
         """Async :meth:`delete_user`."""
-        return int(await self._arun(self._flows.delete_user(user_id, self._clock())))
+        return int(await self._arun(partial(self._flows.delete_user, user_id, self._clock())))
 
     def list_user(self, user_id: str) -> list[tuple[str, Record]]:
         """The live ``(key, record)`` pairs of ``user_id``."""
-        return self._run(self._flows.list_user(user_id, self._clock()))
+        return self._run(partial(self._flows.list_user, user_id, self._clock()))
 
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
         """Async :meth:`list_user`."""
-        return await self._arun(self._flows.list_user(user_id, self._clock()))
+        return await self._arun(partial(self._flows.list_user, user_id, self._clock()))

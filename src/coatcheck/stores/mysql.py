@@ -16,8 +16,13 @@ Guarantees: create-only is one ``INSERT ... ON DUPLICATE KEY UPDATE`` whose ever
 to right), read through affected rows: 1 inserted, 2 replaced an expired row, 0 a live row was
 there. Connections never set ``CLIENT.FOUND_ROWS``, so affected rows mean *changed* rows; every
 successful save bumps ``version``, so a compare-and-set that matched always changes its row.
-``rotate`` is one transaction. "Now" is always the store's clock, sent as a parameter. Purges
-delete at most ``purge_batch`` rows per statement.
+``rotate`` and ``delete_user`` are one transaction each. "Now" is always the store's clock, sent
+as a parameter. Purges delete at most ``purge_batch`` rows per statement.
+
+"Log out everywhere" needs no extra lock against a rotation here: InnoDB's DELETE reads the
+latest committed rows (a locking read), so a revoke that waited for a rotation's transaction
+sees the row it inserted. A revoke can lose a deadlock against concurrent writers instead; the
+store then runs it again (see ``_sql``).
 
 Connect, statement (client read/write timeout, server lock-wait timeouts) and pool-acquire times
 are bounded; running out of any of them, or losing the server, raises
@@ -31,12 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import re
 import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import aiomysql
@@ -83,6 +89,7 @@ _SQL = {
 # Refused, lost, gone, too many connections, server shutdown, lock wait / statement time exceeded.
 _UNAVAILABLE = frozenset({1040, 1053, 1205, 1927, 1969, 2002, 2003, 2005, 2006, 2013, 2055, 3024, 4031})
 _NO_SUCH_TABLE = 1146
+_DEADLOCK = 1213
 
 
 class _Flows(SQLFlows):
@@ -100,8 +107,10 @@ class _Flows(SQLFlows):
         return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, *replace)) in (1, 2)
 
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
+        yield "BEGIN", ()  # both deletes or neither: run again after a deadlock, it counts right
         live = yield from self.rowcount("delete_user_live", user_id, now)
         yield from self.rowcount("delete_user_all", user_id)
+        yield "COMMIT", ()
         return live
 
     def migrate(self) -> Flow[None]:
@@ -223,6 +232,20 @@ class _AsyncPool:
             conn.close()
 
 
+def _why(exc: BaseException) -> str:
+    """An error's message; an OS error's own words for its errno ("Connection refused") first,
+    since asyncio's say only "Connect call failed"."""
+    if isinstance(exc, OSError) and exc.errno and exc.strerror != os.strerror(exc.errno):
+        return f"{os.strerror(exc.errno)} ({exc})"
+    return str(exc) or type(exc).__name__
+
+
+def _code(exc: Exception) -> int | None:
+    """The server's or the client's error number (1213, 2003, ...), or None."""
+    code = exc.args[0] if isinstance(exc, pymysql.err.Error) and exc.args else None
+    return code if isinstance(code, int) else None
+
+
 def _close(conn: pymysql.connections.Connection[Any]) -> None:
     if conn.open:
         conn.close()
@@ -259,6 +282,7 @@ class MySQLStore(SQLStoreMethods):
     """
 
     expires_natively = False
+    _driver_errors: ClassVar[tuple[type[Exception], ...]] = (pymysql.err.Error, OSError, asyncio.TimeoutError)
 
     def __init__(
         self,
@@ -356,22 +380,24 @@ class MySQLStore(SQLStoreMethods):
         timeout = self.statement_timeout
         return pymysql.connect(**self._args, database=self.database, read_timeout=timeout, write_timeout=timeout)
 
-    def _error(self, exc: BaseException) -> StoreError:
-        code = exc.args[0] if isinstance(exc, pymysql.err.Error) and exc.args else None
-        if code == _NO_SUCH_TABLE:
+    def _transient(self, exc: Exception) -> bool:
+        return _code(exc) == _DEADLOCK
+
+    def _unavailable(self, exc: Exception) -> bool:
+        return _code(exc) in _UNAVAILABLE or isinstance(exc, (OSError, asyncio.TimeoutError))
+
+    def _error(self, exc: Exception) -> StoreError:
+        if _code(exc) == _NO_SUCH_TABLE:
             return StoreError(
                 f"the session table {self.table!r} does not exist in MySQL {self._where}: run"
                 " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
             )
-        if code in _UNAVAILABLE or isinstance(exc, (OSError, asyncio.TimeoutError)):
-            return StoreUnavailableError(f"MySQL store {self._where} unavailable: {exc or type(exc).__name__}")
-        return StoreError(f"MySQL store {self._where} failed: {exc}")
-
-    def _schema_first(self, flow: Flow[T]) -> Flow[T]:
-        if self._schema_pending:
-            yield from self._flows.migrate()
-            self._schema_pending = False
-        return (yield from flow)
+        reason = _why(exc)
+        if exc.__cause__ is not None:  # aiomysql says only "Can't connect"; what it wraps says why
+            reason = f"{reason}: {_why(exc.__cause__)}"
+        if self._unavailable(exc) or self._transient(exc):  # transient: the retries ran out
+            return StoreUnavailableError(f"MySQL store {self._where} unavailable: {reason}")
+        return StoreError(f"MySQL store {self._where} failed: {reason}")
 
     def _sync_pool(self) -> _Pool:
         with self._lock:
@@ -385,27 +411,25 @@ class MySQLStore(SQLStoreMethods):
             self._apool = _AsyncPool(args, self.pool_size, self.pool_timeout, self.connect_timeout)
         return self._apool
 
-    def _run(self, flow: Flow[T]) -> T:
+    def _once(self, flow: Flow[T]) -> T:
         pool = self._sync_pool()
         try:
             with pool.connection() as conn, conn.cursor() as cur:
-                return _drive(cur, self._schema_first(flow))
-        except (pymysql.err.Error, OSError) as exc:
-            error = self._error(exc)
-            if isinstance(error, StoreUnavailableError):
+                return _drive(cur, flow)
+        except self._driver_errors as exc:
+            if self._unavailable(exc):  # the server went away: the idle connections are dead too
                 pool.clear()
-            raise error from exc
+            raise
 
-    async def _arun(self, flow: Flow[T]) -> T:
+    async def _aonce(self, flow: Flow[T]) -> T:
         pool = self._async_pool()
         try:
             async with pool.connection() as conn:
-                return await _adrive(await conn.cursor(), self._schema_first(flow), self.statement_timeout)
-        except (pymysql.err.Error, OSError, asyncio.TimeoutError) as exc:
-            error = self._error(exc)
-            if isinstance(error, StoreUnavailableError):
+                return await _adrive(await conn.cursor(), flow, self.statement_timeout)
+        except self._driver_errors as exc:
+            if self._unavailable(exc):
                 await pool.clear()
-            raise error from exc
+            raise
 
     def close(self) -> None:
         """Close the sync connections (a later call opens new ones)."""

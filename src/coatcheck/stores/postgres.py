@@ -13,10 +13,34 @@ Schema (created by :meth:`PostgresStore.migrate`, or on first use with ``create_
 
 Guarantees: every write is one statement (``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired``
 for create-only, ``UPDATE ... WHERE version = N AND live`` for compare-and-set) except
-``rotate``, which is one transaction. "Now" is always the store's clock, sent as a parameter.
-Purges delete at most ``purge_batch`` rows per statement. Connect, statement and pool-acquire
-times are bounded; running out of any of them, or losing the server, raises
-:class:`~coatcheck.errors.StoreUnavailableError`, and the pools reconnect by themselves.
+``rotate`` and ``delete_user``, which are one transaction each. "Now" is always the store's
+clock, sent as a parameter. Purges delete at most ``purge_batch`` rows per statement.
+
+"Log out everywhere" wins against any rotation. At READ COMMITTED a ``DELETE ... WHERE user_id``
+that waits for a row a rotation deleted skips it once the rotation commits, and never sees the
+row the rotation inserted: it was not in the statement's snapshot. So a rotation that writes a
+row for a user first takes a shared transaction-level advisory lock on (table, user), and
+``delete_user`` takes the exclusive one in its own transaction before its DELETE:
+
+* rotation first: the revoke waits for the lock until the rotation has committed; its DELETE
+  then starts with a snapshot that holds the new row, and deletes it;
+* revoke first: the rotation waits for the lock until the revoke has committed; its DELETE of
+  the old row at its version then finds the row gone, and the rotation rolls back (False).
+
+Anything else that writes a user's row changes a row in place (compare-and-set, ``touch``), which
+a waiting DELETE re-checks, or creates a new session, which is a login after the revoke. The
+locks are transaction-level, so they end with the transaction however it ends (PgBouncer in
+transaction mode included), and PostgreSQL queues a shared request behind a waiting exclusive
+one, so a stream of rotations cannot starve a revoke. A hash collision only makes unrelated
+users wait for each other.
+
+Connect, statement and pool-acquire times are bounded, and so is every round trip on the client
+side: libpq has no read timeout and ``statement_timeout`` acts on the server only, so a statement
+whose reply has not come ``statement_timeout`` + 1 s after it was sent has its socket shut down
+(see ``_watchdog``) and fails at once, however silent the server or the network. Running out of
+any of them, or losing the server, raises :class:`~coatcheck.errors.StoreUnavailableError`
+(with the reason of the last failed connection attempt when no connection came); the broken
+connection is discarded, the idle ones with it, and the pools reconnect by themselves.
 
 SQL text and the statement sequences ("flows") are shared by the sync and async sides; each
 public method is a one-line driver call.
@@ -25,21 +49,24 @@ public method is a one-line driver call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg.pq import TransactionStatus
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
 from ._sql import SQL_URL_OPTIONS, Flow, SQLFlows, SQLStoreMethods
+from ._watchdog import WATCHDOG
 
 __all__ = ["PostgresStore"]
 
@@ -53,6 +80,10 @@ _SCHEMA = (
     'CREATE INDEX IF NOT EXISTS "{t}_user_id" ON "{t}" (user_id) WHERE user_id IS NOT NULL',
 )
 _MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtext(%s))"
+_USER_LOCKS = {  # (table, user): shared by rotations, exclusive for a revoke; see the module docstring
+    False: "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, 0))",
+    True: "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+}
 _SQL = {
     "load": 'SELECT data, expires_at, version, user_id FROM "{t}" WHERE key = %s AND expires_at > %s',
     "create": (
@@ -75,6 +106,9 @@ _SQL = {
 }
 # A dead peer is noticed by TCP keepalive within about a minute (libpq defaults: hours).
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
+_REPLY_MARGIN = 1.0  # seconds past statement_timeout before a silent server's socket is shut down
+_TRANSIENT = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_connect_failures: dict[str, str] = {}  # conninfo -> why the last attempt to connect with it failed
 
 
 class _Flows(SQLFlows):
@@ -90,8 +124,15 @@ class _Flows(SQLFlows):
     def create(self, key: str, r: Record, now: float) -> Flow[bool]:
         return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, now)) == 1
 
+    def lock_user(self, user_id: str | None, *, exclusive: bool) -> Flow[None]:
+        if user_id is not None:
+            yield _USER_LOCKS[exclusive], (f"coatcheck:{self.table}:user:{user_id}",)
+
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
+        yield "BEGIN", ()
+        yield from self.lock_user(user_id, exclusive=True)  # the DELETE's snapshot comes after it
         rows = yield from self.rows("delete_user", user_id, now)
+        yield "COMMIT", ()
         return int(rows[0][0])
 
     def migrate(self) -> Flow[None]:
@@ -102,26 +143,71 @@ class _Flows(SQLFlows):
         yield "COMMIT", ()
 
 
-def _drive(conn: psycopg.Connection[Any], flow: Flow[T]) -> T:
+@contextlib.contextmanager
+def _noting_failure(conninfo: str) -> Iterator[None]:
+    """Keep why connecting failed, for the error a pool timeout becomes (the pool only logs it)."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        _connect_failures[conninfo] = " ".join(str(exc).split())
+        raise
+    _connect_failures.pop(conninfo, None)
+
+
+class _Connection(psycopg.Connection[Any]):
+    """The sync pool's connections: a failed attempt leaves its reason behind."""
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> _Connection:
+        with _noting_failure(conninfo):
+            return super().connect(conninfo, **kwargs)
+
+
+class _AsyncConnection(psycopg.AsyncConnection[Any]):
+    """The async pool's connections: a failed attempt leaves its reason behind."""
+
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> _AsyncConnection:
+        with _noting_failure(conninfo):
+            return await super().connect(conninfo, **kwargs)
+
+
+def _drive(conn: _Connection, flow: Flow[T], limit: float) -> T:
+    """Run ``flow``, each statement within ``limit`` seconds; a failed transaction is rolled back."""
+    fd = conn.fileno()
     with conn.cursor() as cur:
         try:
             sql, params = next(flow)
             while True:
-                cur.execute(sql, params or None)
+                with WATCHDOG.deadline(fd, limit):
+                    cur.execute(sql, params or None)
                 sql, params = flow.send((cur.rowcount, cur.fetchall() if cur.description else []))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except psycopg.Error:
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                with WATCHDOG.deadline(fd, limit):
+                    conn.rollback()
+            raise
 
 
-async def _adrive(conn: psycopg.AsyncConnection[Any], flow: Flow[T]) -> T:
+async def _adrive(conn: _AsyncConnection, flow: Flow[T], limit: float) -> T:
+    """Async :func:`_drive`."""
+    fd = conn.fileno()
     async with conn.cursor() as cur:
         try:
             sql, params = next(flow)
             while True:
-                await cur.execute(sql, params or None)
+                with WATCHDOG.deadline(fd, limit):
+                    await cur.execute(sql, params or None)
                 sql, params = flow.send((cur.rowcount, await cur.fetchall() if cur.description else []))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
+        except psycopg.Error:
+            if conn.info.transaction_status == TransactionStatus.INERROR:
+                with WATCHDOG.deadline(fd, limit):
+                    await conn.rollback()
+            raise
 
 
 class PostgresStore(SQLStoreMethods):
@@ -132,10 +218,12 @@ class PostgresStore(SQLStoreMethods):
     async call. ``close()`` releases the sync pool, ``aclose()`` the async one.
 
     Timeouts (seconds): ``connect_timeout`` (libpq; at least 2), ``statement_timeout`` (set on
-    every connection), ``pool_timeout`` (waiting for a free connection).
+    every connection; the client gives up on a reply 1 s later), ``pool_timeout`` (waiting for a
+    free connection).
     """
 
     expires_natively = False
+    _driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error, TimeoutError)
 
     def __init__(
         self,
@@ -174,16 +262,18 @@ class PostgresStore(SQLStoreMethods):
         self._where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
         self.table = table
         self.create_schema = create_schema
+        self.statement_timeout = statement_timeout
         self.pool_timeout = pool_timeout
         self.pool_size = pool_size
         self.purge_batch = purge_batch
         self._clock = clock
         self._flows = _Flows(table)
         self._schema_pending = create_schema
+        self._reply_timeout = statement_timeout + _REPLY_MARGIN
         self._lock = threading.Lock()
         self._alock = asyncio.Lock()
-        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
-        self._apool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = None
+        self._pool: ConnectionPool[_Connection] | None = None
+        self._apool: AsyncConnectionPool[_AsyncConnection] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresStore:
@@ -222,60 +312,59 @@ class PostgresStore(SQLStoreMethods):
             "name": f"coatcheck-{self.table}",
         }
 
-    def _error(self, exc: psycopg.Error) -> StoreError:
+    def _transient(self, exc: Exception) -> bool:
+        return isinstance(exc, _TRANSIENT)
+
+    def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, psycopg.errors.UndefinedTable):
             return StoreError(
                 f"the session table {self.table!r} does not exist in PostgreSQL {self._where}: run"
                 " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
             )
-        if isinstance(exc, psycopg.OperationalError):  # refused, lost, statement or pool timeout
+        if isinstance(exc, PoolTimeout) and (why := _connect_failures.get(self._conninfo)):
+            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {exc}; last connection attempt: {why}")
+        if isinstance(exc, (psycopg.OperationalError, TimeoutError)):  # refused, lost, statement, reply or pool timeout
             return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {exc}")
         return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
 
-    def _schema_first(self, flow: Flow[T]) -> Flow[T]:
-        if self._schema_pending:
-            yield from self._flows.migrate()
-            self._schema_pending = False
-        return (yield from flow)
-
-    def _sync_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
+    def _sync_pool(self) -> ConnectionPool[_Connection]:
         with self._lock:
             if self._pool is None:
-                self._pool = ConnectionPool(self._conninfo, **self._pool_args())
+                self._pool = ConnectionPool(self._conninfo, connection_class=_Connection, **self._pool_args())
                 self._pool.open()
             return self._pool
 
-    async def _async_pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+    async def _async_pool(self) -> AsyncConnectionPool[_AsyncConnection]:
         async with self._alock:  # two first uses at once open one pool
             if self._apool is None:
-                pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(self._conninfo, **self._pool_args())
+                pool = AsyncConnectionPool(self._conninfo, connection_class=_AsyncConnection, **self._pool_args())
                 await pool.open()
                 self._apool = pool
             return self._apool
 
-    def _run(self, flow: Flow[T]) -> T:
+    def _once(self, flow: Flow[T]) -> T:
         pool = self._sync_pool()
-        try:
-            with pool.connection() as conn:
-                try:
-                    return _drive(conn, self._schema_first(flow))
-                finally:
-                    if conn.broken:  # the server went away: the idle connections are dead too
-                        getattr(pool, "drain", pool.check)()  # psycopg_pool < 3.3 has no drain()
-        except psycopg.Error as exc:
-            raise self._error(exc) from exc
+        with pool.connection() as conn:
+            try:
+                return _drive(conn, flow, self._reply_timeout)
+            except TimeoutError:
+                conn.close()  # its socket was shut down
+                raise
+            finally:
+                if conn.closed:  # lost or shut down: the idle connections are suspect too
+                    pool.drain()
 
-    async def _arun(self, flow: Flow[T]) -> T:
+    async def _aonce(self, flow: Flow[T]) -> T:
         pool = await self._async_pool()
-        try:
-            async with pool.connection() as conn:
-                try:
-                    return await _adrive(conn, self._schema_first(flow))
-                finally:
-                    if conn.broken:
-                        await getattr(pool, "drain", pool.check)()
-        except psycopg.Error as exc:
-            raise self._error(exc) from exc
+        async with pool.connection() as conn:
+            try:
+                return await _adrive(conn, flow, self._reply_timeout)
+            except TimeoutError:
+                await conn.close()
+                raise
+            finally:
+                if conn.closed:
+                    await pool.drain()
 
     def close(self) -> None:
         """Close the sync pool (a later call opens a new one)."""
