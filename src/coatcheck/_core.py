@@ -25,6 +25,7 @@ from .session import Session
 from .stores._protocol import Record
 
 MAX_COOKIE_CANDIDATES = 3
+MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this server's clock
 
 
 # -- cookies ----------------------------------------------------------------------------------
@@ -44,7 +45,7 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
         if name not in header:
             continue
         for value in pattern.findall(header):
-            value = value.strip()
+            value = value.strip(" \t")  # RFC 6265 OWS only: other padding makes a value malformed
             if not is_valid_id(value):
                 malformed.append(value)
             elif value not in found:
@@ -141,6 +142,9 @@ def _live(
         created_at, data = _codec.decode(record.data)
     except _codec.CorruptRecordError as exc:
         security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
+        return None
+    if created_at > now + MAX_CLOCK_SKEW:  # a record claiming a future creation would outlive the absolute timeout
+        security_log(logging.WARNING, "session record created in the future ignored (sha256 %s)", log_handle(session_id))
         return None
     if min(record.expires_at, created_at + config.absolute_seconds) <= now:
         security_log(logging.INFO, "expired session ID (sha256 %s)", log_handle(session_id))
@@ -259,7 +263,8 @@ def _touch(
     assert session._created_at is not None and session._loaded_key is not None
     expires_at = deadline(config, session._created_at, now)
     if "touch" in capabilities:
-        yield Call("touch", (session._loaded_key, expires_at))
+        if (yield Call("touch", (session._loaded_key, expires_at))) is False:
+            return NOTHING  # deleted meanwhile (a logout), or refreshed further by a concurrent write
     else:
         assert session._raw is not None
         record = Record(session._raw, expires_at, session._version + 1, session._user_id)

@@ -10,7 +10,9 @@ key; ``expected_version=N`` replaces the record only if the stored version is ``
 
 Optional capabilities (the manager detects them when it is built):
 
-* ``touch(key, expires_at)``: move a live record's expiry forward without rewriting its data.
+* ``touch(key, expires_at)``: move a live record's expiry forward without rewriting its data;
+  return False when no live record moved (deleted meanwhile, or already refreshed further), so
+  no cookie is sent for it (None, from a store that cannot tell, counts as moved).
 * ``rotate(old_key, new_key, record, expected_version=N)``: atomically delete ``old_key`` (only
   at version ``N``) and create ``new_key`` (only if absent); ``False`` if either check fails.
 * ``delete_user(user_id)`` / ``list_user(user_id)``: the per-user index behind

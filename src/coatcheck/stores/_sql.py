@@ -208,13 +208,13 @@ class SQLStoreMethods(ABC):
         """Async :meth:`save`."""
         return bool(await self._arun(partial(self._flows.save, key, record, expected_version, self._clock())))
 
-    def touch(self, key: str, expires_at: float) -> None:
-        """Move a live record's expiry forward (never backward)."""
-        self._run(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at))
+    def touch(self, key: str, expires_at: float) -> bool:
+        """Move a live record's expiry forward (never backward); False if none moved."""
+        return bool(self._run(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at)) == 1)
 
-    async def atouch(self, key: str, expires_at: float) -> None:
+    async def atouch(self, key: str, expires_at: float) -> bool:
         """Async :meth:`touch`."""
-        await self._arun(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at))
+        return bool(await self._arun(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at)) == 1)
 
     def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """In one transaction: delete ``old_key`` at ``expected_version`` and create ``new_key``."""

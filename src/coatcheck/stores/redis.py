@@ -217,8 +217,7 @@ if e > tonumber(cur[1]) then
   redis.call('HSET', KEYS[1], 'e', ARGV[2])
   redis.call('PEXPIREAT', KEYS[1], at)
 end
-if cur[3] then return {cur[3], at} end
-return false
+return {cur[3] or '', at}
 """
 )
 
@@ -574,11 +573,14 @@ class RedisStore:
             yield self._index_op(record.user_id, key, at, now)
         return at > 0
 
-    def _touch_flow(self, key: str, expires_at: float) -> Flow[None]:
+    def _touch_flow(self, key: str, expires_at: float) -> Flow[bool]:
         now = self._clock()
         moved = yield _eval("touch", [self._session_key(key)], [_num(now), _num(expires_at), self._max_arg])
-        if moved and moved[0]:
+        if not moved:
+            return False
+        if moved[0]:
             yield self._index_op(moved[0].decode(), key, moved[1], now)
+        return True
 
     def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         now = self._clock()
@@ -631,9 +633,9 @@ class RedisStore:
         """Create (``expected_version=None``) or compare-and-set, in one script call."""
         return self._run(self._save_flow(key, record, expected_version))
 
-    def touch(self, key: str, expires_at: float) -> None:
-        """Move a live record's expiry (and TTL) forward, never backward."""
-        self._run(self._touch_flow(key, expires_at))
+    def touch(self, key: str, expires_at: float) -> bool:
+        """Move a live record's expiry (and TTL) forward, never backward; False if none is live."""
+        return self._run(self._touch_flow(key, expires_at))
 
     def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Delete ``old_key`` at ``expected_version`` and create ``new_key``, all or nothing."""
@@ -673,7 +675,7 @@ class RedisStore:
         """Async :meth:`save`."""
         return self._arun(self._save_flow(key, record, expected_version))
 
-    def atouch(self, key: str, expires_at: float) -> Coroutine[Any, Any, None]:
+    def atouch(self, key: str, expires_at: float) -> Coroutine[Any, Any, bool]:
         """Async :meth:`touch`."""
         return self._arun(self._touch_flow(key, expires_at))
 
