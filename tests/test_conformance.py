@@ -3,11 +3,15 @@ that has only the five core methods (so the manager's fallbacks for missing capa
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import pytest
 
-from coatcheck import Record
+from coatcheck import NotSupportedError, Record
+from coatcheck._ids import store_key
 from coatcheck.stores.memory import MemoryStore
-from coatcheck.testing import FakeClock, StoreConformance
+from coatcheck.testing import FakeClock, Ops, StoreConformance, cookie_id
 
 
 class TestStores(StoreConformance):
@@ -56,3 +60,48 @@ class TestCoreOnlyStore(StoreConformance):
     @pytest.fixture
     def store(self, clock: FakeClock) -> CoreOnlyStore:
         return CoreOnlyStore(clock)
+
+    # What the suite skips on a store without a capability is what the manager does without it:
+
+    async def test_touch_moves_expiry_forward_only(self, ops: Ops, clock: FakeClock) -> None:
+        """Without ``touch``, a due refresh rewrites the record by compare-and-set."""
+        sid = await ops.new_saved(a=1)
+        before = await ops.load(store_key(sid))
+        clock.advance(ops.config.touch_seconds + 1)
+        assert (await ops.session(sid))["a"] == 1
+        await ops.commit(await ops.session(sid))
+        after = await ops.load(store_key(sid))
+        assert before is not None and after is not None
+        assert after.expires_at > before.expires_at and after.version == before.version + 1
+
+    async def test_rotate_is_atomic_and_checked(self, ops: Ops, clock: FakeClock) -> None:
+        """Without ``rotate``, a rotation leaves the new record and nothing (not even its tombstone)
+        under the old key."""
+        sid = await ops.new_saved(a=1)
+        session = await ops.session(sid)
+        session.rotate()
+        new_id = cookie_id(await ops.commit(session))
+        assert await ops.load(store_key(sid)) is None
+        moved = await ops.load(store_key(new_id))
+        assert moved is not None and moved.version == 2
+
+    async def _without_user_index(self, ops: Ops) -> None:
+        with pytest.raises(NotSupportedError):
+            await ops.revoke_user("alice")
+        listing = ops.manager.list_sessions if ops.mode == "sync" else ops.manager.alist_sessions
+        with pytest.raises(NotSupportedError):
+            await _maybe(listing("alice"))
+
+    async def test_user_index_follows_saves_and_deletes(self, ops: Ops, clock: FakeClock) -> None:
+        await self._without_user_index(ops)
+
+    async def test_revoke_is_not_undone_by_a_concurrent_commit(self, ops: Ops) -> None:
+        await self._without_user_index(ops)
+
+    async def test_revoke_user_ends_only_that_users_sessions(self, ops: Ops) -> None:
+        await self._without_user_index(ops)
+
+
+async def _maybe(value: Any) -> Any:
+    """``value``, awaited if it is awaitable."""
+    return await value if inspect.isawaitable(value) else value

@@ -230,8 +230,10 @@ def _destroy(
     session: Session, config: SessionConfig, now: float, keep_changes: bool, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult]:
     """Delete the ended session's record, then persist what the request put in its fresh one."""
-    yield Call("delete", (session._destroy_key,))
-    session._destroy_key = None
+    ended, session._destroy_key = session._destroy_key, None
+    assert ended is not None
+    yield Call("delete", (ended,))
+    security_log(logging.INFO, "session ended (sha256 %s)", ended[:16])
     rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
     return CommitResult(clear=True) if rest is None else (yield from rest)
 
@@ -251,6 +253,7 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Ca
         key = store_key(session._current_id())
         if (yield Call("save", (key, record), {"expected_version": None})):
             session._adopt(key, raw, 1, now, expires_at, session._user_id, session._data)
+            security_log(logging.INFO, "session created (sha256 %s)", key[:16])
             return _result(session, expires_at, now)
         session._id = session._id_factory()  # an ID collision: never overwrite, draw again
     raise ConcurrentUpdateError("could not find an unused session ID")
@@ -298,9 +301,10 @@ def _write(
             claimed = yield from _rotate_by_parts(session, old_key, new_id, record, config)
             saved, new_id = claimed is not None, claimed or new_id
         if saved:
+            new_key = old_key
             if new_id is not None:
-                session._id = new_id
-            new_key = old_key if new_id is None else store_key(new_id)
+                session._id, new_key = new_id, store_key(new_id)
+                security_log(logging.INFO, "session ID rotated (sha256 %s, now %s)", old_key[:16], new_key[:16])
             session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session._data)
             session._rotate = session._user_changed = session._reauthenticated = False
             return _result(session, expires_at, now) if renew else NOTHING

@@ -2,7 +2,8 @@
 
 ``coatcheck`` gets operational lines (store failures, purges, dropped changes);
 ``coatcheck.security`` gets security events (malformed, unknown or duplicate session cookies,
-corrupt records). A client decides how many security events it causes, so those lines pass
+corrupt records) at WARNING and INFO, and the sessions' lifecycle (created, rotated, ended) at
+INFO. A client decides how many security events it causes, so those lines pass
 through :class:`RateLimitedLog`: at most ``burst`` lines per ``window`` seconds per process, then
 one line saying how many were suppressed. No line ever holds a raw session ID.
 """

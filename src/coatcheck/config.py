@@ -21,6 +21,7 @@ _PATH = re.compile(r"/[\x21-\x3a\x3c-\x7e]*")  # visible ASCII except ';'
 _DOMAIN = re.compile(r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _MAX_COOKIE_BYTES = 4096
 _ID_LENGTH = 43
+MAX_LIFETIME = 400 * 24 * 3600.0  # seconds: the longest a browser keeps a cookie (RFC 6265bis)
 
 
 def _seconds(name: str, value: timedelta | float) -> float:
@@ -103,6 +104,8 @@ class SessionConfig:
             raise ConfigurationError("idle_timeout and absolute_timeout must be positive")
         if idle > absolute:
             raise ConfigurationError("idle_timeout cannot be longer than absolute_timeout")
+        if absolute > MAX_LIFETIME:
+            raise ConfigurationError("absolute_timeout cannot pass 400 days, the longest a browser keeps a cookie")
         if not 0 <= touch < idle:
             raise ConfigurationError("touch_interval must be at least 0 and shorter than idle_timeout")
         if isinstance(self.max_size, bool) or not isinstance(self.max_size, int) or self.max_size < 64:

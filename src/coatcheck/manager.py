@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _codec, _core
-from ._ids import log_handle, new_session_id, store_key
+from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._keylocks import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
 from .errors import ConfigurationError, NotSupportedError
@@ -58,7 +58,7 @@ class SessionManager:
         self.config = config
         self._cookie_attributes = {secure: _core.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
         self.clock = clock
-        self._id_factory = id_factory
+        self._id_factory = id_factory if id_factory is new_session_id else _checked(id_factory)
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
         self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
         self.supports_async = all(callable(getattr(self.store, _ASYNC_NAMES[name], None)) for name in _CORE)
@@ -256,6 +256,19 @@ class SessionManager:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         await self._arun(iter_call(_core.Call("close", ())))
+
+
+def _checked(id_factory: Callable[[], str]) -> Callable[[], str]:
+    """``id_factory``, refusing what is not a session ID: 43 characters of ``[A-Za-z0-9_-]``, as
+    ``secrets.token_urlsafe(32)`` makes (anything else could split a header or never load)."""
+
+    def checked() -> str:
+        session_id = id_factory()
+        if not isinstance(session_id, str) or not is_valid_id(session_id):
+            raise ConfigurationError("id_factory must return 43 characters of [A-Za-z0-9_-], like secrets.token_urlsafe(32)")
+        return session_id
+
+    return checked
 
 
 def _probe() -> _core.Call:

@@ -101,21 +101,25 @@ class Session(MutableMapping[str, Any]):
     @property
     def is_new(self) -> bool:
         """True when this session was not loaded from the store in this request."""
+        self._accessed = True  # the answer depends on the cookie: the response varies on it
         return self._loaded_key is None
 
     @property
     def user_id(self) -> str | None:
         """The user bound by :meth:`login`, or None."""
+        self._accessed = True  # the answer depends on the cookie: the response varies on it
         return self._user_id
 
     @property
     def created_at(self) -> float | None:
         """Unix time the session was created (or its user logged in); None if not yet stored."""
+        self._accessed = True  # the answer depends on the cookie: the response varies on it
         return self._created_at
 
     @property
     def expires_at(self) -> float | None:
         """Unix time the stored session expires unless refreshed; None if not yet stored."""
+        self._accessed = True  # the answer depends on the cookie: the response varies on it
         return self._expires_at
 
     @property
@@ -230,7 +234,7 @@ class Session(MutableMapping[str, Any]):
         self._added_size = 0
 
     def __repr__(self) -> str:
-        state = "new" if self.is_new else "loaded"
+        state = "new" if self._loaded_key is None else "loaded"
         return f"<Session {state} user_id={self._user_id!r} keys={sorted(self._data)!r}>"
 
     def _changed_keys(self) -> set[str]:

@@ -195,6 +195,13 @@ class StoreConformance:
         loaded = await ops.load(_KEY("a"))
         assert loaded is not None and (loaded.data, loaded.version) == (b"v2", 2)
 
+    async def test_compare_and_set_never_moves_the_expiry_back(self, ops: Ops, clock: FakeClock) -> None:
+        await ops.save(_KEY("a"), _record(b"v1", expires_at=clock() + 600, version=1), None)
+        assert await ops.save(_KEY("a"), _record(b"v2", expires_at=clock() + 300, version=2), 1) is True
+        assert await ops.load(_KEY("a")) == _record(b"v2", expires_at=clock() + 600, version=2)
+        assert await ops.save(_KEY("a"), _record(b"v3", expires_at=clock() + 900, version=3), 2) is True
+        assert await ops.load(_KEY("a")) == _record(b"v3", expires_at=clock() + 900, version=3)
+
     async def test_compare_and_set_never_resurrects(self, ops: Ops, clock: FakeClock) -> None:
         await ops.save(_KEY("a"), _record(expires_at=clock() + 60), None)
         await ops.call("delete", _KEY("a"))
@@ -238,7 +245,7 @@ class StoreConformance:
         await ops.call("touch", _KEY("a"), clock() + 500)
         await ops.call("touch", _KEY("a"), clock() + 200)
         assert await ops.load(_KEY("a")) == _record(b"d", expires_at=clock() + 500, version=3)
-        await ops.call("touch", _KEY("ghost"), clock() + 500)
+        assert await ops.call("touch", _KEY("ghost"), clock() + 500) is not True  # False (None: a store that cannot tell)
         assert await ops.load(_KEY("ghost")) is None
 
     async def test_rotate_is_atomic_and_checked(self, ops: Ops, clock: FakeClock) -> None:
@@ -335,7 +342,10 @@ class StoreConformance:
         logout.logout()
         await ops.commit(logout)
         assert slow["user"] == "alice"
-        await ops.commit(slow)  # nothing was changed, so nothing is lost: no error
+        cookie = await ops.commit(slow)  # nothing was changed, so nothing is lost: no error
+        touch_tells = not ops.has("touch") or await ops.call("touch", _KEY("ghost"), clock() + 1) is not None
+        if touch_tells:
+            assert cookie is None  # no cookie for the ended session
         assert await ops.load(_KEY(sid)) is None
 
     async def test_revoke_is_not_undone_by_a_concurrent_commit(self, ops: Ops) -> None:

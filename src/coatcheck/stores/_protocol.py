@@ -5,8 +5,10 @@ The key is ``sha256(session_id)`` in hex, never the cookie value. A store never 
 :class:`~coatcheck.errors.StoreError`.
 
 ``save(key, record, expected_version=None)`` creates the record only if no live record has that
-key; ``expected_version=N`` replaces the record only if the stored version is ``N``. Both return
-``False`` when the condition fails: that is normal control flow, not an error.
+key; ``expected_version=N`` replaces the record only if the stored version is ``N``, keeping the
+later of the stored and the new expiry (an out-of-order refresh, or servers whose clocks differ,
+never shortens a session). Both return ``False`` when the condition fails: that is normal
+control flow, not an error.
 
 Optional capabilities (the manager detects them when it is built):
 

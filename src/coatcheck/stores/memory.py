@@ -4,18 +4,21 @@ Per process and volatile: every worker process has its own sessions, and a resta
 Use SQLite, PostgreSQL, MySQL or Redis when more than one process serves the app.
 
 No global lock: a CAS write takes one of 64 striped locks; expiry is kept in time buckets, so a
-purge visits only expired sessions and a write never scans.
+purge visits only expired sessions and a write never scans. Only ``delete_user`` (a revoke, not
+a request) takes every stripe lock, which makes it atomic against rotations.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
+from .._logs import log
 from ..errors import ConfigurationError
 from ._protocol import Record
 
@@ -24,66 +27,131 @@ __all__ = ["MemoryStore"]
 _STRIPES = 64
 _BUCKET_SECONDS = 10.0
 _PURGE_STEP = 1000
+_MAX_ENTRIES = 1_000_000
+_MAX_BYTES = 256 * 1024 * 1024
+
+
+def _stripe(key: str) -> int:
+    return hash(key) % _STRIPES
+
+
+def _size(key: str, record: Record) -> int:
+    """What ``max_bytes`` counts for one record: its data plus its key."""
+    return len(key) + len(record.data)
 
 
 class MemoryStore:
-    """An in-process store with per-key CAS, a user index and bounded size (``max_entries``).
+    """An in-process store with per-key CAS, a user index and bounded size.
+
+    ``max_entries`` bounds the number of records and ``max_bytes`` the sum of their data and key
+    sizes; at either bound a write first purges expired records, then evicts the soonest-expiring.
 
     ``nonblocking`` tells the manager that the sync methods never block, so async code may
     call them directly instead of awaiting the (equivalent) async twins.
+
+    Locks, always taken in this order: key stripe locks (by ascending stripe), then at most one
+    user index lock. ``_bytes[i]`` is the size of stripe ``i``'s records, kept under its lock.
     """
 
     nonblocking: ClassVar[bool] = True
 
-    def __init__(self, *, max_entries: int = 1_000_000, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, *, max_entries: int = _MAX_ENTRIES, max_bytes: int = _MAX_BYTES, clock: Callable[[], float] = time.time
+    ) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be positive")
+        if max_bytes < 1:
+            raise ConfigurationError("max_bytes must be positive")
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._clock = clock
         self._records: dict[str, Record] = {}
         self._users: dict[str, set[str]] = {}
         self._buckets: dict[int, set[str]] = {}
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._user_locks = [threading.Lock() for _ in range(_STRIPES)]
+        self._bytes = [0] * _STRIPES
+        workers = os.environ.get("WEB_CONCURRENCY", "")
+        if workers.isdigit() and int(workers) > 1:
+            log.warning(
+                "the memory store keeps sessions in this process only, but WEB_CONCURRENCY=%s: each worker would"
+                " see its own sessions; use sqlite://, redis:// or a database for more than one process",
+                workers,
+            )
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> MemoryStore:
-        """``memory://`` (optionally ``memory://?max_entries=N``)."""
+        """``memory://``, optionally ``memory://?max_entries=N&max_bytes=N``."""
         from urllib.parse import parse_qs, urlsplit
 
         query = parse_qs(urlsplit(url).query)
-        try:
-            max_entries = int(query.get("max_entries", ["1000000"])[0])
-        except ValueError as exc:
-            raise ConfigurationError("memory:// max_entries must be an integer") from exc
-        return cls(max_entries=max_entries, clock=clock)
+
+        def limit(name: str, default: int) -> int:
+            try:
+                return int(query[name][0]) if name in query else default
+            except ValueError as exc:
+                raise ConfigurationError(f"memory:// {name} must be an integer") from exc
+
+        return cls(max_entries=limit("max_entries", _MAX_ENTRIES), max_bytes=limit("max_bytes", _MAX_BYTES), clock=clock)
 
     def __len__(self) -> int:
         return len(self._records)
 
+    def size_bytes(self) -> int:
+        """The size ``max_bytes`` bounds: every record's data plus its key, summed over the stripes."""
+        return sum(self._bytes)
+
     def _lock(self, key: str) -> threading.Lock:
-        return self._locks[hash(key) % _STRIPES]
+        return self._locks[_stripe(key)]
+
+    def _user_lock(self, user_id: str) -> threading.Lock:
+        return self._user_locks[_stripe(user_id)]
+
+    def _hold(self, stack: contextlib.ExitStack, stripes: Iterable[int]) -> None:
+        """Take the key locks of ``stripes`` into ``stack`` in ascending order (the one order: no deadlock)."""
+        for stripe in sorted(set(stripes)):
+            stack.enter_context(self._locks[stripe])
 
     def _live(self, key: str) -> Record | None:
         record = self._records.get(key)
         return record if record is not None and record.expires_at > self._clock() else None
 
-    def _put(self, key: str, record: Record, previous: Record | None) -> None:
-        self._records[key] = record
-        bucket = int(record.expires_at // _BUCKET_SECONDS)
-        keys = self._buckets.get(bucket)
-        if keys is None:
-            keys = self._buckets[bucket] = set()
-        keys.add(key)
-        if previous is not None and previous.user_id and previous.user_id != record.user_id:
-            self._users.get(previous.user_id, set()).discard(key)
-        if record.user_id:
-            self._users.setdefault(record.user_id, set()).add(key)
+    # -- the user index: its own striped locks, always taken innermost ---------------------------
 
-    def _drop(self, key: str) -> bool:
+    def _index(self, user_id: str, key: str) -> None:
+        with self._user_lock(user_id):
+            self._users.setdefault(user_id, set()).add(key)
+
+    def _unindex(self, user_id: str, key: str) -> None:
+        """Remove ``key`` from the user's set, and the set itself once empty."""
+        with self._user_lock(user_id):
+            keys = self._users.get(user_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._users[user_id]
+
+    # -- writes: the caller holds the key's stripe lock ------------------------------------------
+
+    def _put(self, key: str, record: Record) -> None:
+        previous = self._records.get(key)
+        self._records[key] = record
+        self._buckets.setdefault(int(record.expires_at // _BUCKET_SECONDS), set()).add(key)
+        self._bytes[_stripe(key)] += _size(key, record) - (0 if previous is None else _size(key, previous))
+        old_user = None if previous is None else previous.user_id
+        if old_user != record.user_id:
+            if old_user:
+                self._unindex(old_user, key)
+            if record.user_id:
+                self._index(record.user_id, key)
+
+    def _drop(self, key: str) -> Record | None:
         record = self._records.pop(key, None)
-        if record is not None and record.user_id:
-            self._users.get(record.user_id, set()).discard(key)
-        return record is not None
+        if record is not None:
+            self._bytes[_stripe(key)] -= _size(key, record)
+            if record.user_id:
+                self._unindex(record.user_id, key)
+        return record
 
     # -- Store -----------------------------------------------------------------------------------
 
@@ -93,32 +161,35 @@ class MemoryStore:
 
     def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Create (``expected_version=None``) or compare-and-set; False when the check fails."""
-        if expected_version is None and len(self._records) >= self.max_entries:
-            self._make_room()
+        self._ensure_room(key, key, record)
         with self._lock(key):
             current = self._live(key)
             if (current.version if current is not None else None) != expected_version:
                 return False
-            self._put(key, record, current)
+            if current is not None and record.expires_at < current.expires_at:  # never moves the expiry back
+                record = record._replace(expires_at=current.expires_at)
+            self._put(key, record)
             return True
 
-    def touch(self, key: str, expires_at: float) -> None:
-        """Move a live record's expiry forward (never backward)."""
+    def touch(self, key: str, expires_at: float) -> bool:
+        """Move a live record's expiry forward (never backward); False if none moved."""
         with self._lock(key):
             current = self._live(key)
-            if current is not None and expires_at > current.expires_at:
-                self._put(key, Record(current.data, expires_at, current.version, current.user_id), current)
+            if current is None or expires_at <= current.expires_at:
+                return False
+            self._put(key, Record(current.data, expires_at, current.version, current.user_id))
+            return True
 
     def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Atomically replace ``old_key`` (at ``expected_version``) by a new ``new_key``."""
+        self._ensure_room(old_key, new_key, record)
         with contextlib.ExitStack() as stack:
-            for lock in sorted({self._lock(old_key), self._lock(new_key)}, key=id):
-                stack.enter_context(lock)
+            self._hold(stack, (_stripe(old_key), _stripe(new_key)))
             current = self._live(old_key)
             if current is None or current.version != expected_version or self._live(new_key) is not None:
                 return False
             self._drop(old_key)
-            self._put(new_key, record, None)
+            self._put(new_key, record)
             return True
 
     def delete(self, key: str) -> None:
@@ -140,19 +211,42 @@ class MemoryStore:
                 for key in keys[start : start + _PURGE_STEP]:
                     with self._lock(key):
                         record = self._records.get(key)
-                        if record is not None and record.expires_at <= now and self._drop(key):
+                        if record is not None and record.expires_at <= now:
+                            self._drop(key)
                             deleted += 1
                         elif record is not None and int(record.expires_at // _BUCKET_SECONDS) == bucket:
                             self._buckets.setdefault(bucket, set()).add(key)  # not yet due within its bucket
                 yield deleted
 
-    def _make_room(self) -> None:
-        """At capacity: purge expired records, then evict the soonest-expiring 1%."""
-        if self.delete_expired(self._clock()) or len(self._records) < self.max_entries:
+    # -- bounds ----------------------------------------------------------------------------------
+
+    def _ensure_room(self, replaced: str, key: str, record: Record) -> None:
+        """Before writing ``record`` under ``key`` in place of ``replaced``: make room if the write
+        would pass ``max_entries`` or ``max_bytes``.
+
+        The checks read without a lock (the byte count sums the stripes), so concurrent writes
+        may pass a bound by what they write at the same moment.
+        """
+        previous = self._records.get(replaced)
+        grow = _size(key, record) - (0 if previous is None else _size(replaced, previous))
+        new_entry = previous is None
+        if (new_entry and len(self._records) >= self.max_entries) or (grow > 0 and self.size_bytes() + grow > self.max_bytes):
+            self._make_room(int(new_entry), grow)
+
+    def _make_room(self, entries: int, grow: int) -> None:
+        """Purge expired records; if still short of room for ``entries`` more records and ``grow``
+        more bytes, evict the soonest-expiring until 1% under each bound that was passed."""
+        self.delete_expired(self._clock())
+        over_entries = len(self._records) + entries - self.max_entries
+        over_bytes = self.size_bytes() + grow - self.max_bytes
+        if over_entries <= 0 and over_bytes <= 0:
             return
-        budget = max(1, self.max_entries // 100)
+        over_entries += self.max_entries // 100 if over_entries > 0 else 0
+        over_bytes += self.max_bytes // 100 if over_bytes > 0 else 0
         for bucket in sorted(self._buckets):
-            keys = self._buckets.get(bucket, set())
+            keys = self._buckets.get(bucket)
+            if not keys:
+                continue  # an emptied bucket: listing it would walk the set's whole (unshrunk) table
             for key in list(keys):
                 keys.discard(key)
                 with self._lock(key):
@@ -160,24 +254,33 @@ class MemoryStore:
                     if record is None or int(record.expires_at // _BUCKET_SECONDS) != bucket:
                         continue  # a stale entry: the key was deleted or moved to a later bucket
                     self._drop(key)
-                budget -= 1
-                if budget <= 0:
+                over_entries -= 1
+                over_bytes -= _size(key, record)
+                if over_entries <= 0 and over_bytes <= 0:
                     return
 
+    # -- the user index --------------------------------------------------------------------------
+
     def delete_user(self, user_id: str) -> int:
-        """Remove every session of ``user_id``; return how many were live."""
-        deleted = 0
-        for key in list(self._users.pop(user_id, ())):
-            with self._lock(key):
-                record = self._records.get(key)
-                if record is not None and record.user_id == user_id:
-                    deleted += record.expires_at > self._clock()
-                    self._drop(key)
-        return deleted
+        """Remove every session of ``user_id``; return how many were live.
+
+        Holds every key stripe lock (a revoke is rare, not a request), so it runs between writes,
+        never beside one: a rotation racing it either ran first (and its new session goes too) or
+        finds the old session gone and fails.
+        """
+        with contextlib.ExitStack() as stack:
+            self._hold(stack, range(_STRIPES))
+            now = self._clock()
+            with self._user_lock(user_id):
+                keys = self._users.pop(user_id, set())
+            dropped = [self._drop(key) for key in keys]
+        return sum(record is not None and record.expires_at > now for record in dropped)
 
     def list_user(self, user_id: str) -> list[tuple[str, Record]]:
         """The live ``(key, record)`` pairs of ``user_id``."""
-        return [(key, record) for key in list(self._users.get(user_id, ())) if (record := self._live(key)) is not None]
+        with self._user_lock(user_id):
+            keys = list(self._users.get(user_id, ()))
+        return [(key, record) for key in keys if (record := self._live(key)) is not None and record.user_id == user_id]
 
     def close(self) -> None:
         """Nothing to release."""
@@ -190,8 +293,8 @@ class MemoryStore:
     async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         return self.save(key, record, expected_version=expected_version)
 
-    async def atouch(self, key: str, expires_at: float) -> None:
-        self.touch(key, expires_at)
+    async def atouch(self, key: str, expires_at: float) -> bool:
+        return self.touch(key, expires_at)
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         return self.rotate(old_key, new_key, record, expected_version=expected_version)

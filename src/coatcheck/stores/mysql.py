@@ -75,7 +75,7 @@ _SQL = {
         " user_id = IF(expires_at <= %s, %s, user_id), expires_at = IF(expires_at <= %s, %s, expires_at)"
     ),
     "update": (
-        "UPDATE `{t}` SET data = %s, expires_at = %s, version = %s, user_id = %s"
+        "UPDATE `{t}` SET data = %s, expires_at = GREATEST(expires_at, %s), version = %s, user_id = %s"
         " WHERE `key` = %s AND version = %s AND expires_at > %s"
     ),
     "touch": "UPDATE `{t}` SET expires_at = %s WHERE `key` = %s AND expires_at > %s AND expires_at < %s",

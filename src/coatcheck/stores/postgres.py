@@ -92,7 +92,7 @@ _SQL = {
         " version = EXCLUDED.version, user_id = EXCLUDED.user_id WHERE t.expires_at <= %s"
     ),
     "update": (
-        'UPDATE "{t}" SET data = %s, expires_at = %s, version = %s, user_id = %s'
+        'UPDATE "{t}" SET data = %s, expires_at = GREATEST(expires_at, %s), version = %s, user_id = %s'
         " WHERE key = %s AND version = %s AND expires_at > %s"
     ),
     "touch": 'UPDATE "{t}" SET expires_at = %s WHERE key = %s AND expires_at > %s AND expires_at < %s',

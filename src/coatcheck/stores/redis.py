@@ -126,7 +126,8 @@ end
 -- ARGV: now, expected version, max, member, created, data, expires_at, version[, user]
 -- Whether the record under key (its v, e and u given) is the one ARGV writes; reads d only then.
 local function written(key, v, e, u)
-  return v == ARGV[8] and e == ARGV[7] and u == (ARGV[9] or false) and redis.call('HGET', key, 'd') == ARGV[6]
+  return v == ARGV[8] and tonumber(e) >= tonumber(ARGV[7]) and u == (ARGV[9] or false)
+    and redis.call('HGET', key, 'd') == ARGV[6]
 end
 -- Write the record over whatever key holds (its owner so far: u); HSET first, for maxmemory.
 local function write(key, idx, u, created, now, max)
@@ -154,8 +155,9 @@ end
 # KEYS: session[, user index]. Create when ARGV[2] is '', else compare-and-set. ``c`` is the time
 # the record was bound to its current owner: kept by a write for the same owner, reset otherwise
 # (a revocation epoch then judges the binding, not the record). A write that keeps the owner and
-# the expiry (most writes: the expiry moves once per touch interval) sets just the data and the
-# version; the key's TTL and index entry already match. Returns the key's expiry in ms, or 0 when
+# does not move the expiry forward (most writes: the expiry moves once per touch interval) sets
+# just the data and the version: the key's TTL and index entry already match, and an expiry is
+# never moved back (an out-of-order refresh, or servers whose clocks differ). Returns the key's expiry in ms, or 0 when
 # the condition fails.
 _SAVE = (
     _PRELUDE
@@ -171,7 +173,7 @@ elseif cur[1] ~= ARGV[2] then
   return 0
 elseif cur[4] ~= (ARGV[9] or false) then
   created = ARGV[1]
-elseif cur[2] == ARGV[7] then
+elseif tonumber(cur[2]) >= tonumber(ARGV[7]) then
   redis.call('HSET', KEYS[1], 'd', ARGV[6], 'v', ARGV[8])
   return deadline_ms(cur[2], cur[3], max)
 else

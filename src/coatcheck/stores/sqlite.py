@@ -4,11 +4,17 @@ Safe for several threads (one connection per thread) and several processes on on
 a busy timeout, single-statement compare-and-set). The async side runs each operation in a
 worker thread with ``asyncio.to_thread``: SQLite has no asynchronous API, so this is the one
 documented thread hop in coatcheck.
+
+A connection recovers from what happens to the file while the app runs: one opened while the
+file was read-only is dropped at its first failed write, and before each operation one
+``os.stat`` compares the file's (device, inode) with the one the connection opened, so a
+deleted or replaced file is reopened instead of split between old and new connections.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -37,7 +43,8 @@ _CREATE = (
     f" version = excluded.version, user_id = excluded.user_id WHERE {_TABLE}.expires_at <= ?"
 )
 _UPDATE = (
-    f"UPDATE {_TABLE} SET data = ?, expires_at = ?, version = ?, user_id = ? WHERE key = ? AND version = ? AND expires_at > ?"
+    f"UPDATE {_TABLE} SET data = ?, expires_at = max(expires_at, ?), version = ?, user_id = ?"
+    " WHERE key = ? AND version = ? AND expires_at > ?"
 )
 _TOUCH = f"UPDATE {_TABLE} SET expires_at = ? WHERE key = ? AND expires_at > ? AND expires_at < ?"
 _DELETE = f"DELETE FROM {_TABLE} WHERE key = ?"
@@ -46,6 +53,37 @@ _PURGE = f"DELETE FROM {_TABLE} WHERE key IN (SELECT key FROM {_TABLE} WHERE exp
 _DELETE_USER = f"DELETE FROM {_TABLE} WHERE user_id = ? AND expires_at > ?"
 _DELETE_USER_ALL = f"DELETE FROM {_TABLE} WHERE user_id = ?"
 _LIST_USER = f"SELECT key, data, expires_at, version, user_id FROM {_TABLE} WHERE user_id = ? AND expires_at > ?"
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.001, 0.05  # between attempts to set up a connection on a busy file
+
+# Serialises the first connections to each file (by absolute path) within this process.
+_OPENING: dict[str, threading.Lock] = {}
+
+_Identity = tuple[int, int]  # a file's (st_dev, st_ino)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _set_up(conn: sqlite3.Connection) -> None:
+    """WAL, ``synchronous=NORMAL`` and the schema; idempotent, so safe to retry."""
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    for statement in _SCHEMA:
+        conn.execute(statement)
+
+
+def _retry_while_busy(step: Callable[[], None], deadline: float) -> None:
+    """Run ``step``, again after a short, growing pause while it fails as busy, until ``deadline``."""
+    pause = _FIRST_PAUSE
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(2 * pause, _LONGEST_PAUSE)
 
 
 class SQLiteStore:
@@ -69,6 +107,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
+        self._opening = _OPENING.setdefault(os.path.abspath(self.path), threading.Lock())
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> SQLiteStore:
@@ -81,24 +120,68 @@ class SQLiteStore:
             raise ConfigurationError("sqlite:// URL needs a file path, e.g. sqlite:///sessions.db")
         return cls(path, clock=clock)
 
+    def _identity(self) -> _Identity | None:
+        """The database file's (device, inode), or None when it is missing."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
+        """This thread's connection, reopened if the file was deleted or replaced since it opened."""
+        opened: tuple[sqlite3.Connection, _Identity | None] | None = getattr(self._local, "opened", None)
+        if opened is not None:
+            identity = self._identity()
+            if identity is not None and identity == opened[1]:
+                return opened[0]
+            self._drop_connection()
+        conn, identity = self._open()
+        self._local.opened = conn, identity
         return conn
+
+    def _open(self) -> tuple[sqlite3.Connection, _Identity | None]:
+        """Connect and set up, waiting up to ``timeout`` for the file like any write.
+
+        Setting WAL mode on a new file can fail at once with "database is locked" (SQLite does
+        not call the busy handler there), so the first connections in this process take turns
+        and each retries with a short backoff while another process holds the lock.
+        """
+        deadline = time.monotonic() + self.timeout
+        if not self._opening.acquire(timeout=self.timeout):
+            raise StoreUnavailableError(f"SQLite store {self.path!r} unavailable: other threads are still opening it")
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            try:
+                _retry_while_busy(lambda: _set_up(conn), deadline)
+            except BaseException:
+                conn.close()
+                raise
+            identity = self._identity()
+        finally:
+            self._opening.release()
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn, identity
+
+    def _drop_connection(self) -> None:
+        """Close this thread's connection; its next operation opens a new one."""
+        opened: tuple[sqlite3.Connection, _Identity | None] | None = getattr(self._local, "opened", None)
+        if opened is None:
+            return
+        self._local.opened = None
+        with self._connections_lock:
+            if opened[0] in self._connections:
+                self._connections.remove(opened[0])
+        opened[0].close()
 
     def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return operation(self._connection())
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc) or "unable to open" in str(exc):
+            if "readonly" in str(exc):  # opened while the file was read-only: reopen next time
+                self._drop_connection()
+            if _is_busy(exc) or "unable to open" in str(exc):
                 raise StoreUnavailableError(f"SQLite store {self.path!r} unavailable: {exc}") from exc
             raise StoreError(f"SQLite store {self.path!r} failed: {exc}") from exc
         except sqlite3.Error as exc:
@@ -121,9 +204,9 @@ class SQLiteStore:
             return self._execute(_CREATE, key, r.data, r.expires_at, r.version, r.user_id, self._clock()) == 1
         return self._execute(_UPDATE, r.data, r.expires_at, r.version, r.user_id, key, expected_version, self._clock()) == 1
 
-    def touch(self, key: str, expires_at: float) -> None:
-        """Move a live record's expiry forward (never backward)."""
-        self._execute(_TOUCH, expires_at, key, self._clock(), expires_at)
+    def touch(self, key: str, expires_at: float) -> bool:
+        """Move a live record's expiry forward (never backward); False if none moved."""
+        return self._execute(_TOUCH, expires_at, key, self._clock(), expires_at) == 1
 
     def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Atomically delete ``old_key`` at ``expected_version`` and create ``new_key``."""
@@ -185,8 +268,8 @@ class SQLiteStore:
     async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         return await asyncio.to_thread(lambda: self.save(key, record, expected_version=expected_version))
 
-    async def atouch(self, key: str, expires_at: float) -> None:
-        await asyncio.to_thread(self.touch, key, expires_at)
+    async def atouch(self, key: str, expires_at: float) -> bool:
+        return await asyncio.to_thread(self.touch, key, expires_at)
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         return await asyncio.to_thread(lambda: self.rotate(old_key, new_key, record, expected_version=expected_version))
