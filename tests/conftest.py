@@ -6,7 +6,8 @@ every run) and ``deep`` (HYPOTHESIS_PROFILE=deep: 5,000 fresh examples per prope
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from coatcheck.testing import FakeClock
 from tests.backends import ALL_BACKENDS, SERVER_BACKENDS, ServerMissing, backend, require_servers
+from tests.redis_server import Server
 
 # Function-scoped fixtures (the codec switch) hold for every example of a property: that is intended.
 _quiet = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
@@ -48,3 +50,18 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
         pytest.skip(f"{request.param} server unreachable: {exc}")
     yield opened
     await module.close_store(opened)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[Server]:
+    """A redis-server of the test's own on a free port (killed afterwards), for faults that would
+    disturb the shared one."""
+    if shutil.which("redis-server") is None:
+        if require_servers():
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    server = Server().start()
+    try:
+        yield server
+    finally:
+        server.kill()
