@@ -63,7 +63,7 @@ FAULTS: dict[str, Callable[[FaultProxy], None]] = {
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-async def test_store_fault_answers_503_in_time_loses_nothing_and_recovers(
+async def test_r02_store_fault_answers_503_in_time_loses_nothing_and_recovers(
     server: Server, kind: str, fault: str, clock: FakeClock, cleanup: list[Any]
 ) -> None:
     with FaultProxy(server.host, server.port) as proxy:

@@ -61,7 +61,7 @@ async def outcome(write: Callable[[], Awaitable[Any]]) -> str:
 
 
 @pytest.mark.server
-def test_at_maxmemory_redis_refuses_a_script_s_growing_write_only_before_its_first_write(private_redis: Server) -> None:
+def test_r11_redis_refuses_a_script_s_growing_write_only_before_its_first_write(private_redis: Server) -> None:
     """The rule the scripts' write order rests on: a DEL is a write that Redis allows at maxmemory,
     and after it the script's HSET is allowed too."""
     admin_client = private_redis.admin()
@@ -73,7 +73,7 @@ def test_at_maxmemory_redis_refuses_a_script_s_growing_write_only_before_its_fir
 
 
 @pytest.mark.server
-async def test_at_maxmemory_writes_fail_and_change_nothing_while_deletes_work(
+async def test_r11_writes_fail_and_change_nothing_while_deletes_work(
     private_redis: Server, mode: str, clock: FakeClock
 ) -> None:
     """A full Redis (noeviction) refuses every write that would grow it, and frees memory on a
@@ -141,7 +141,7 @@ async def account_app(scope: MutableMapping[str, Any], receive: Any, send: Any) 
 
 
 @pytest.mark.server
-async def test_at_maxmemory_a_login_answers_503_without_a_cookie_and_a_logout_works(private_redis: Server) -> None:
+async def test_r11_a_login_answers_503_without_a_cookie_and_a_logout_works(private_redis: Server) -> None:
     manager = SessionManager(f"redis://127.0.0.1:{private_redis.port}/0", config=SessionConfig(cookie=CookieConfig(secure=False)))
     middleware = SessionMiddleware(account_app, manager)
     admin_client = private_redis.admin()
