@@ -14,8 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from coatcheck import SessionManager
+from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock
-from tests.backends import ALL_BACKENDS, SERVER_BACKENDS, ServerMissing, backend, require_servers
+from tests.apps import Browser, FlakyStore
+from tests.backends import ALL_BACKENDS, SERVER_BACKENDS, opened, require_servers
 from tests.redis_server import Server
 
 # Function-scoped fixtures (the codec switch) hold for every example of a property: that is intended.
@@ -41,15 +44,8 @@ def _param(name: str) -> Any:
 
 @pytest.fixture(params=[_param(name) for name in ALL_BACKENDS])
 async def store(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Any]:
-    module = backend(request.param)
-    try:
-        opened = await module.open_store(clock, tmp_path)
-    except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"{request.param} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"{request.param} server unreachable: {exc}")
-    yield opened
-    await module.close_store(opened)
+    async with opened(request.param, clock, tmp_path) as each:
+        yield each
 
 
 @pytest.fixture
@@ -65,3 +61,32 @@ def private_redis() -> Iterator[Server]:
         yield server
     finally:
         server.kill()
+
+
+# -- the HTTP level: either middleware over a spied memory store ------------------------------------
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Which middleware: ``asgi`` (the Starlette app) or ``wsgi`` (the Flask app) of tests/apps.py."""
+    return str(request.param)
+
+
+@pytest.fixture
+def spy(clock: FakeClock) -> FlakyStore:
+    """An in-memory store that counts calls per method and can be switched ``down``."""
+    return FlakyStore(MemoryStore(clock=clock))
+
+
+@pytest.fixture
+def manager(spy: FlakyStore, clock: FakeClock) -> SessionManager:
+    return SessionManager(spy, clock=clock)
+
+
+@pytest.fixture
+async def browser(kind: str, manager: SessionManager, spy: FlakyStore) -> AsyncIterator[Browser]:
+    """A cookie-keeping client over ``kind``'s middleware on the spied memory store."""
+    b = Browser(kind, manager)
+    spy.reset()  # the WSGI middleware's startup check is not a request's cost
+    yield b
+    await b.close()

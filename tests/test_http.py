@@ -7,7 +7,6 @@ import asyncio
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,29 +18,6 @@ from coatcheck.testing import FakeClock, SpyStore
 from tests.apps import BASE, Browser, FlakyStore, cookie_value, set_cookies
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def spy(clock: FakeClock) -> FlakyStore:
-    return FlakyStore(MemoryStore(clock=clock))
-
-
-@pytest.fixture
-def manager(spy: FlakyStore, clock: FakeClock) -> SessionManager:
-    return SessionManager(spy, clock=clock)
-
-
-@pytest.fixture
-async def browser(kind: str, manager: SessionManager, spy: SpyStore) -> AsyncIterator[Browser]:
-    b = Browser(kind, manager)
-    spy.reset()  # the WSGI middleware's startup check is not a request's cost
-    yield b
-    await b.close()
 
 
 # 1. lazy ------------------------------------------------------------------------------------------

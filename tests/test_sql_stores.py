@@ -7,9 +7,8 @@ import asyncio
 import contextlib
 import functools
 import socket
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -33,6 +32,7 @@ from tests.backends import ServerMissing, require_servers
 from tests.backends import mysql as mysql_backend
 from tests.backends import postgres as pg_backend
 from tests.faultproxy import FaultProxy
+from tests.waiting import eventually, within
 
 pytestmark = pytest.mark.anyio
 
@@ -140,29 +140,6 @@ async def call(mode: str, store: Any, method: str, *args: Any, **kwargs: Any) ->
     if mode == "sync":
         return getattr(store, method)(*args, **kwargs)
     return await getattr(store, "a" + method)(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    """Assert the block finishes (raising or not) within ``seconds``."""
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        elapsed = time.monotonic() - start
-        assert elapsed < seconds, f"took {elapsed:.2f} s, bound {seconds} s"
-
-
-async def eventually(attempt: Callable[[], Awaitable[T]], *, deadline: float = 20.0) -> T:
-    """Retry ``attempt`` until it stops raising StoreError or AssertionError, or the deadline passes."""
-    give_up = time.monotonic() + deadline
-    while True:
-        try:
-            return await attempt()
-        except (StoreError, AssertionError):
-            if time.monotonic() > give_up:
-                raise
-        await asyncio.sleep(0.05)
 
 
 def _record(expires_at: float, user_id: str | None = None) -> Record:

@@ -6,8 +6,17 @@ test, so runs never see each other's data."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from coatcheck.testing import FakeClock
 from types import ModuleType
 
 SERVER_BACKENDS = ["redis", "redis-cluster", "postgres", "mysql"]
@@ -45,3 +54,20 @@ _BY_TYPE = {
 async def dump(store: object) -> bytes:
     """Every key and value ``store`` (a store of the matrix) holds, read behind its back."""
     return await backend(_BY_TYPE[type(store).__name__]).dump(store)  # type: ignore[no-any-return]
+
+
+@contextlib.asynccontextmanager
+async def opened(name: str, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Any]:
+    """A store of the matrix by name, emptied and closed afterwards: a server that does not answer
+    skips the test, or fails it under COATCHECK_REQUIRE_SERVERS=1."""
+    module = backend(name)
+    try:
+        store = await module.open_store(clock, tmp_path)
+    except ServerMissing as exc:
+        if require_servers():
+            pytest.fail(f"{name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"{name} server unreachable: {exc}")
+    try:
+        yield store
+    finally:
+        await module.close_store(store)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -40,13 +41,28 @@ class Server:
     timeouts (``bound``: the longest a request may take while the server misbehaves)."""
 
     name: str
-    host: str
-    port: int
+    url: str
+    store_class: Any
+    options: Callable[[], str]  # the store URL's query: a fresh namespace and short timeouts
     bound: float
-    build: Callable[[int, FakeClock], Any]
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or {"redis": 6379, "postgres": 5432, "mysql": 3306}[self.name]
+
+    def build(self, port: int, clock: FakeClock) -> Any:
+        """A store on this server through a proxy listening on 127.0.0.1:``port``."""
+        parts = urlsplit(self.url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = f"{userinfo + '@' if userinfo else ''}127.0.0.1:{port}"
+        return self.store_class.from_url(parts._replace(netloc=netloc, query=self.options()).geturl(), clock=clock)
 
     def check(self) -> None:
-        """Raise ServerMissing unless the real server answers."""
+        """Raise unless the real server answers."""
         if self.name == "redis":
             redis_backend.ping(redis_backend.URL)
         elif self.name == "postgres":
@@ -55,48 +71,20 @@ class Server:
             mysql_backend.admin().close()
 
 
-def _via(url: str, port: int, query: str) -> str:
-    from urllib.parse import urlsplit
+def _table() -> str:
+    return f"table=cc_{uuid.uuid4().hex[:16]}&connect_timeout=1&statement_timeout=1&pool_timeout=1"
 
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo + '@' if userinfo else ''}127.0.0.1:{port}"
-    return parts._replace(netloc=netloc, query=query).geturl()
-
-
-_SQL_FAST = "connect_timeout=1&statement_timeout=1&pool_timeout=1"  # PostgreSQL rounds connect_timeout up to 2 s
 
 SERVERS = {
     "redis": Server(
         "redis",
-        "127.0.0.1",
-        6379,
+        redis_backend.URL,
+        RedisStore,
+        lambda: f"socket_timeout=0.5&socket_connect_timeout=0.5&key_prefix=cc-fault:{uuid.uuid4().hex}:",
         bound=2.0,
-        build=lambda port, clock: RedisStore.from_url(
-            _via(
-                redis_backend.URL, port, f"socket_timeout=0.5&socket_connect_timeout=0.5&key_prefix=cc-fault:{uuid.uuid4().hex}:"
-            ),
-            clock=clock,
-        ),
     ),
-    "postgres": Server(
-        "postgres",
-        "127.0.0.1",
-        5432,
-        bound=4.5,
-        build=lambda port, clock: PostgresStore.from_url(
-            _via(pg_backend.URL, port, f"table=cc_{uuid.uuid4().hex[:16]}&{_SQL_FAST}"), clock=clock
-        ),
-    ),
-    "mysql": Server(
-        "mysql",
-        "127.0.0.1",
-        3306,
-        bound=2.5,
-        build=lambda port, clock: MySQLStore.from_url(
-            _via(mysql_backend.URL, port, f"table=cc_{uuid.uuid4().hex[:16]}&{_SQL_FAST}"), clock=clock
-        ),
-    ),
+    "postgres": Server("postgres", pg_backend.URL, PostgresStore, _table, bound=4.5),  # connect_timeout rounds up to 2 s
+    "mysql": Server("mysql", mysql_backend.URL, MySQLStore, _table, bound=2.5),
 }
 
 

@@ -11,10 +11,7 @@ several times per test.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -25,34 +22,10 @@ from coatcheck.testing import FakeClock
 from tests.apps import Browser, set_cookies
 from tests.faultproxy import FaultProxy
 from tests.faults.conftest import Server, scaled
+from tests.waiting import eventually, within
 
 pytestmark = pytest.mark.anyio
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@contextlib.contextmanager
-def within(seconds: float) -> Iterator[None]:
-    start = time.monotonic()
-    yield
-    elapsed = time.monotonic() - start
-    assert elapsed < seconds, f"took {elapsed:.2f} s, bound {seconds} s"
-
-
-async def eventually(attempt: Callable[[], Awaitable[T]], *, deadline: float = 20.0) -> T:
-    """Retry ``attempt`` until it stops raising AssertionError, or the deadline passes."""
-    give_up = time.monotonic() + deadline
-    while True:
-        try:
-            return await attempt()
-        except AssertionError:
-            if time.monotonic() > give_up:
-                raise
-        await asyncio.sleep(0.05)
 
 
 FAULTS: dict[str, Callable[[FaultProxy], None]] = {

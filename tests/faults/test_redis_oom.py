@@ -73,9 +73,7 @@ def test_r11_redis_refuses_a_script_s_growing_write_only_before_its_first_write(
 
 
 @pytest.mark.server
-async def test_r11_writes_fail_and_change_nothing_while_deletes_work(
-    private_redis: Server, mode: str, clock: FakeClock
-) -> None:
+async def test_r11_writes_fail_and_change_nothing_while_deletes_work(private_redis: Server, mode: str, clock: FakeClock) -> None:
     """A full Redis (noeviction) refuses every write that would grow it, and frees memory on a
     logout or a revoke."""
     store = RedisStore.from_url(f"redis://127.0.0.1:{private_redis.port}/0", clock=clock)

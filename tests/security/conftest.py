@@ -36,35 +36,9 @@ from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock
 from coatcheck.wsgi import get_session as wsgi_session
 from tests.apps import BASE, Browser, FlakyStore, cookie_value, set_cookies
-from tests.backends import ServerMissing, backend, require_servers
+from tests.backends import opened
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    """Which middleware: ``asgi`` (Starlette app) or ``wsgi`` (Flask app)."""
-    return str(request.param)
-
-
-@pytest.fixture
-def spy(clock: FakeClock) -> FlakyStore:
-    """An in-memory store that counts calls per method and can be switched ``down``."""
-    return FlakyStore(MemoryStore(clock=clock))
-
-
-@pytest.fixture
-def manager(spy: FlakyStore, clock: FakeClock) -> SessionManager:
-    return SessionManager(spy, clock=clock)
-
-
-@pytest.fixture
-async def browser(kind: str, manager: SessionManager, spy: FlakyStore) -> AsyncIterator[Browser]:
-    """A cookie-keeping client over ``kind``'s middleware on the spied memory store."""
-    b = Browser(kind, manager)
-    spy.reset()  # the WSGI middleware's startup check is not a request's cost
-    yield b
-    await b.close()
 
 
 @pytest.fixture
@@ -395,23 +369,6 @@ def take_store_down_in_handler(browser: Browser, spy: FlakyStore) -> None:
         return inner(environ, start_response)
 
     browser.app.app = wsgi
-
-
-@contextlib.asynccontextmanager
-async def opened(name: str, clock: FakeClock, tmp_path: Path) -> AsyncIterator[Any]:
-    """A store of the matrix by name, opened as the ``store`` fixture opens it: a server that does
-    not answer skips the test, or fails it under COATCHECK_REQUIRE_SERVERS=1."""
-    module = backend(name)
-    try:
-        store = await module.open_store(clock, tmp_path)
-    except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"{name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"{name} server unreachable: {exc}")
-    try:
-        yield store
-    finally:
-        await module.close_store(store)
 
 
 @pytest.fixture(params=[pytest.param(name, marks=pytest.mark.server) for name in ("redis", "redis-cluster")])

@@ -38,7 +38,7 @@ from coatcheck.stores.sqlite import SQLiteStore
 from coatcheck.testing import FakeClock, SpyStore
 from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
 from tests.apps import BASE, Browser, FlakyStore, asgi_app, cookie_value, set_cookies, wsgi_app
-from tests.backends import backend, dump
+from tests.backends import backend, dump, opened
 from tests.backends.redis import admin
 from tests.security.conftest import (
     PARSE_BOUND,
@@ -48,7 +48,6 @@ from tests.security.conftest import (
     issued_id,
     manager_call,
     open_browser,
-    opened,
     plant,
     send_with,
     serve_actions,
