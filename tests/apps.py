@@ -7,6 +7,7 @@ HTTP-level tests drive, and ``Browser``, a cookie-keeping client over either mid
 /id      writes, then returns session.id   /fail    writes, then answers 500
 /cached  writes, and sets its own Cache-Control (?cc=, default "private, max-age=60")
 /stream  writes ?k=before, starts a streamed body, then writes ?k=after (too late to be saved)
+/append  makes session["cart"] a list, then on later visits appends a tuple to it in place
 """
 
 from __future__ import annotations
@@ -34,6 +35,15 @@ CACHE_CONTROL = "private, max-age=60"
 
 def _peek(session: Session) -> Any:
     return {"data": dict(session), "user": session.user_id}
+
+
+def _append(session: Session) -> str:
+    cart = session.get("cart")
+    if cart is None:
+        session["cart"] = []
+    else:
+        cart.append((len(cart), "item"))  # a tuple, in place: JSON would bring it back as a list
+    return "ok"
 
 
 def asgi_app() -> Starlette:
@@ -71,6 +81,9 @@ def asgi_app() -> Starlette:
         asgi_session(request.scope)["seen"] = True
         return PlainTextResponse("cached", headers={"Cache-Control": request.query_params.get("cc", CACHE_CONTROL)})
 
+    async def append(request: Request) -> Response:
+        return PlainTextResponse(_append(asgi_session(request.scope)))
+
     async def stream(request: Request) -> Response:
         session = asgi_session(request.scope)
         session["before"] = True
@@ -98,6 +111,7 @@ def asgi_app() -> Starlette:
         Route("/fail", fail),
         Route("/cached", cached),
         Route("/stream", stream),
+        Route("/append", append),
         WebSocketRoute("/ws", ws),
     ]
     return Starlette(routes=routes)
@@ -151,6 +165,10 @@ def wsgi_app() -> flask.Flask:
     def cached() -> flask.Response:
         session()["seen"] = True
         return flask.Response("cached", headers={"Cache-Control": flask.request.args.get("cc", CACHE_CONTROL)})
+
+    @app.get("/append")
+    def append() -> str:
+        return _append(session())
 
     @app.get("/stream")
     def stream() -> flask.Response:

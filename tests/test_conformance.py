@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from coatcheck import NotSupportedError, Record
+from coatcheck import NotSupportedError, Record, SessionInterruptedError, SessionManager, _core
 from coatcheck._ids import store_key
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, Ops, StoreConformance, cookie_id
@@ -56,12 +56,9 @@ class CoreOnlyStore:
         self.close()
 
 
-class TestCoreOnlyStore(StoreConformance):
-    @pytest.fixture
-    def store(self, clock: FakeClock) -> CoreOnlyStore:
-        return CoreOnlyStore(clock)
-
-    # What the suite skips on a store without a capability is what the manager does without it:
+class WithoutTouchOrRotate(StoreConformance):
+    """What the suite skips on a store without ``touch`` or ``rotate`` is what the manager does
+    without them: these replace the skipped tests."""
 
     async def test_touch_moves_expiry_forward_only(self, ops: Ops, clock: FakeClock) -> None:
         """Without ``touch``, a due refresh rewrites the record by compare-and-set."""
@@ -84,6 +81,68 @@ class TestCoreOnlyStore(StoreConformance):
         assert await ops.load(store_key(sid)) is None
         moved = await ops.load(store_key(new_id))
         assert moved is not None and moved.version == 2
+
+
+class NoRotateStore(CoreOnlyStore):
+    """A store with the core methods and a user index, but no ``rotate`` and no ``touch``."""
+
+    def delete_user(self, user_id: str) -> int:
+        return self._records.delete_user(user_id)
+
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
+        return self._records.list_user(user_id)
+
+    async def adelete_user(self, user_id: str) -> int:
+        return self.delete_user(user_id)
+
+    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
+        return self.list_user(user_id)
+
+
+class TestNoRotateStore(WithoutTouchOrRotate):
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> NoRotateStore:
+        return NoRotateStore(clock)
+
+
+@pytest.mark.parametrize("revoke_at", range(4))
+def test_a_revoke_wins_at_every_step_of_a_rotation_without_rotate(revoke_at: int) -> None:
+    """Rotation by parts (create the new record, claim the old one, delete it) on a store with a
+    user index: "log out everywhere" run before any of its store calls, or after the last, leaves
+    no session of the user live and the rotation's request is told so."""
+    clock = FakeClock()
+    store = NoRotateStore(clock)
+    manager = SessionManager(store, clock=clock)
+    alice = manager.new_session()
+    alice.login("alice")
+    manager.commit(alice)
+    rotating = manager.load(f"sessionid={alice.id}")
+    rotating.rotate()
+    rotating["step"] = revoke_at
+    flow = _core.commit_flow(rotating, manager.config, clock(), keep_changes=True, capabilities=frozenset({"delete_user"}))
+    assert flow is not None
+    calls = 0
+    try:
+        call = next(flow)
+        while True:
+            if calls == revoke_at:
+                store.delete_user("alice")
+            calls += 1
+            call = flow.send(getattr(store, call.method)(*call.args, **call.kwargs))
+    except StopIteration:
+        if calls <= revoke_at:
+            store.delete_user("alice")
+    except SessionInterruptedError:
+        assert revoke_at < calls
+    assert store.list_user("alice") == []
+    assert manager.load(f"sessionid={alice.id}").is_new
+    assert manager.load(f"sessionid={rotating.id}").is_new
+
+
+class TestCoreOnlyStore(WithoutTouchOrRotate):
+    @pytest.fixture
+    def store(self, clock: FakeClock) -> CoreOnlyStore:
+        return CoreOnlyStore(clock)
 
     async def _without_user_index(self, ops: Ops) -> None:
         with pytest.raises(NotSupportedError):

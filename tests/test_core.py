@@ -256,16 +256,17 @@ def test_commit_fallbacks_without_touch_and_rotate() -> None:
     assert dict(manager.load(f"sessionid={loaded.id}")) == {"a": 1}
 
 
-def test_r14_security_log_lines_are_rate_limited_per_process(caplog: pytest.LogCaptureFixture) -> None:
+def test_r14_security_log_lines_are_rate_limited_per_kind(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock(start=1000.0)
     limited = RateLimitedLog(logging.getLogger("coatcheck.security.test"), burst=3, window=10.0, clock=clock)
     with caplog.at_level(logging.INFO, logger="coatcheck.security.test"):
         for i in range(50):
-            limited(logging.WARNING, "event %d", i)
-        assert [r.getMessage() for r in caplog.records] == ["event 0", "event 1", "event 2"]
+            limited(logging.INFO, "flood %d", i)
+        limited(logging.WARNING, "rare %s", "event")  # a flood of one kind never hides another
+        assert [r.getMessage() for r in caplog.records] == ["flood 0", "flood 1", "flood 2", "rare event"]
         clock.advance(10)
-        limited(logging.INFO, "event %d", 50)
-    assert [r.getMessage() for r in caplog.records][3:] == [
-        "47 security log lines suppressed in the last 10 s (rate limit)",
-        "event 50",
+        limited(logging.INFO, "flood %d", 50)
+    assert [r.getMessage() for r in caplog.records][4:] == [
+        "47 lines like 'flood %d' were suppressed (at most 3 every 10 s)",
+        "flood 50",
     ]

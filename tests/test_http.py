@@ -159,6 +159,18 @@ async def test_c39_set_cookie_is_never_storable_by_a_shared_cache(
     assert len(warnings) == (0 if sent == app_value else 1)
 
 
+async def test_a_non_json_value_put_in_place_answers_500_naming_the_key_without_a_traceback(
+    browser: Browser, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert (await browser.get("/append")).status_code == 200
+    with caplog.at_level(logging.ERROR, logger="coatcheck"):
+        response = await browser.get("/append")
+    assert response.status_code == 500 and not set_cookies(response) and "Traceback" not in response.text
+    [line] = [r.getMessage() for r in caplog.records if r.name == "coatcheck"]
+    assert "SessionValueError" in line and "session['cart']" in line
+    assert (await browser.get("/peek")).json()["data"] == {"cart": []}
+
+
 async def test_r17_a_change_after_the_response_started_is_logged_not_lost_silently(
     browser: Browser, caplog: pytest.LogCaptureFixture
 ) -> None:

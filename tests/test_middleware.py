@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -52,6 +53,39 @@ def test_websocket_sees_the_session() -> None:
         client.post("/set", params={"k": "a", "v": "1"})
         with client.websocket_connect("/ws", headers={"cookie": f"sessionid={client.cookies['sessionid']}"}) as ws:
             assert ws.receive_json() == {"data": {"a": "1"}, "user": None}
+
+
+def test_a_websocket_write_is_logged_not_dropped_silently(caplog: pytest.LogCaptureFixture) -> None:
+    """A WebSocket has no response headers to carry a cookie, so its session is read-only: a
+    write is logged (once) and not saved."""
+
+    async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": message["type"] + ".complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        session = asgi_session(scope)
+        session["from_ws"] = True
+        session["again"] = True
+        await send({"type": "websocket.send", "text": "ok"})
+        await send({"type": "websocket.close", "code": 1000})
+
+    manager = SessionManager(MemoryStore())
+    seeded = manager.new_session()
+    seeded["a"] = 1
+    manager.commit(seeded)
+    with (
+        caplog.at_level(logging.WARNING, logger="coatcheck"),
+        TestClient(ASGIMiddleware(app, manager)) as client,
+        client.websocket_connect("/ws", headers={"cookie": f"sessionid={seeded.id}"}) as ws,
+    ):
+        assert ws.receive_text() == "ok"
+    [line] = [r.getMessage() for r in caplog.records if "WebSocket" in r.getMessage()]
+    assert "session['from_ws'] set" in line
+    assert dict(manager.load(f"sessionid={seeded.id}")) == {"a": 1}
 
 
 async def _get_with_generator_headers(headers: list[tuple[bytes, bytes]], *, write: bool) -> httpx.Response:

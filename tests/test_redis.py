@@ -637,3 +637,26 @@ async def test_a_write_whose_reply_is_lost_is_retried_and_reports_success(mode: 
             direct.close()
             store.close()
             await store.aclose()
+
+
+# -- a touch keeps the session in its user's index ------------------------------------------------
+
+
+async def test_a_touch_extends_the_user_index_in_the_same_round_trip_on_one_server(
+    rstore: RedisStore, mode: str, clock: FakeClock
+) -> None:
+    """Every live session of a user is in the user's index: on one server a touch that moves an
+    owned session's expiry moves its index entry in the same script call, so no lost second call
+    can leave a session that "log out everywhere" cannot find (the cluster's epoch covers it)."""
+    ops = Ops(mode, rstore, clock)
+    await ops.save(store_key("a"), Record(b"x", clock() + 60, 1, "alice"), None)
+    round_trips = 0
+
+    async def count() -> None:
+        nonlocal round_trips
+        round_trips += 1
+
+    assert await drive(rstore, mode, rstore._touch_flow(store_key("a"), clock() + 3600), count) is True
+    index = raw(rstore).zrange(rstore._index_key("alice"), 0, -1, withscores=True)
+    assert index == [(store_key("a").encode(), float(int((clock() + 3600) * 1000)))]
+    assert round_trips - 1 == (2 if isinstance(rstore, RedisClusterStore) else 1)

@@ -14,6 +14,7 @@ from .errors import (
     NotSupportedError,
     SessionInterruptedError,
     SessionTooLargeError,
+    SessionValueError,
     StoreError,
     StoreUnavailableError,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "SessionInterruptedError",
     "SessionManager",
     "SessionTooLargeError",
+    "SessionValueError",
     "Store",
     "StoreError",
     "StoreUnavailableError",

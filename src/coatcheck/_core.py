@@ -132,9 +132,10 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
 
 def _live(
     session_id: str, config: SessionConfig, now: float
-) -> Generator[Call, Any, tuple[Record, float, dict[str, Any]] | None]:
-    """Load the record of ``session_id``: ``(record, created_at, data)`` if it is a live session."""
-    record: Record | None = yield Call("load", (store_key(session_id),))
+) -> Generator[Call, Any, tuple[str, Record, float, dict[str, Any]] | None]:
+    """Load the record of ``session_id``: ``(key, record, created_at, data)`` if it is a live session."""
+    key = store_key(session_id)
+    record: Record | None = yield Call("load", (key,))
     if record is None or record.data == _codec.TOMBSTONE:
         security_log(logging.INFO, "unknown, expired or rotated session ID (sha256 %s)", log_handle(session_id))
         return None
@@ -149,7 +150,7 @@ def _live(
     if min(record.expires_at, created_at + config.absolute_seconds) <= now:
         security_log(logging.INFO, "expired session ID (sha256 %s)", log_handle(session_id))
         return None
-    return record, created_at, data
+    return key, record, created_at, data
 
 
 def load_flow(
@@ -174,9 +175,9 @@ def load_flow(
                     log_handle(session_id),
                     log_handle(other),
                 )
-        record, created_at, data = found
+        key, record, created_at, data = found
         session = make_session(session_id)
-        session._adopt(store_key(session_id), record.data, record.version, created_at, record.expires_at, record.user_id, data)
+        session._adopt(key, record.data, record.version, created_at, record.expires_at, record.user_id, data)
         return session
     return make_session(None)
 
@@ -207,7 +208,6 @@ def commit_flow(
     deleted meanwhile (logout, revoke) stays deleted. Changes made while answering a response
     that does not ``keep_changes`` are dropped; a requested logout is applied all the same.
     """
-    session._commit_started = True
     if session._destroy_key is not None:
         return _destroy(session, config, now, keep_changes, capabilities)
     if not keep_changes:
@@ -309,15 +309,17 @@ def _write(
             session._rotate = session._user_changed = session._reauthenticated = False
             return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Call("load", (old_key,))
+        if fresh is None and min(session._expires_at, session._created_at + config.absolute_seconds) <= now:
+            raise _interrupted(session, "expired while this request ran")
         if fresh is None or fresh.data == _codec.TOMBSTONE:
-            raise _interrupted(session, "ended or given a new ID")
+            raise _interrupted(session, "ended or given a new ID by a concurrent request")
         if new_id is not None and fresh.version == session._version:
             new_id = session._id_factory()  # the new ID collided; the old record is unchanged
             continue
         try:
             fresh_created, fresh_data = _codec.decode(fresh.data)
         except _codec.CorruptRecordError:
-            raise _interrupted(session, "overwritten with a corrupt record") from None
+            raise _interrupted(session, "overwritten with a corrupt record by a concurrent request") from None
         _merge(session, changed, fresh, fresh_created, fresh_data)
         created_at = now if session._reauthenticated else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
@@ -325,7 +327,7 @@ def _write(
 
 def _interrupted(session: Session, what: str) -> SessionInterruptedError:
     handle = log_handle(session._current_id())
-    return SessionInterruptedError(f"session {handle} was {what} by a concurrent request; this request's changes were not saved")
+    return SessionInterruptedError(f"session {handle} was {what}; this request's changes were not saved")
 
 
 def _rotate_by_parts(
@@ -333,21 +335,26 @@ def _rotate_by_parts(
 ) -> Generator[Call, Any, str | None]:
     """Rotate with the five core store methods, keeping an atomic rotate's guarantees.
 
-    First claim the old record by compare-and-set, replacing it with a tombstone: a concurrent
-    writer or a second rotation then loses its compare-and-set, and a logout that came first
-    makes the claim fail, so nothing is resurrected. Then create the new record (drawing another
-    ID on a collision) and delete the tombstone. Returns the new ID, or None if the claim failed.
+    Create the new record first (drawing another ID on a collision; no one knows its ID yet),
+    then claim the old one by compare-and-set, replacing it with a tombstone that reads as
+    missing, and delete the tombstone. A writer, a rotation or a logout that reached the old
+    record first makes the claim fail, and the new record is deleted again: nothing is lost or
+    resurrected. At every step the session is under a key in the user index, so a concurrent
+    revoke finds it. Returns the new ID, or None if the claim failed.
     """
     assert session._expires_at is not None
-    tombstone = Record(_codec.TOMBSTONE, session._expires_at, session._version + 1, None)
-    if not (yield Call("save", (old_key, tombstone), {"expected_version": session._version})):
-        return None
     for _ in range(config.max_commit_attempts):
         if (yield Call("save", (store_key(new_id), record), {"expected_version": None})):
-            yield Call("delete", (old_key,))
-            return new_id
+            break
         new_id = session._id_factory()
-    raise ConcurrentUpdateError("could not find an unused session ID")
+    else:
+        raise ConcurrentUpdateError("could not find an unused session ID")
+    tombstone = Record(_codec.TOMBSTONE, session._expires_at, session._version + 1, None)
+    if not (yield Call("save", (old_key, tombstone), {"expected_version": session._version})):
+        yield Call("delete", (store_key(new_id),))
+        return None
+    yield Call("delete", (old_key,))
+    return new_id
 
 
 def _merge(session: Session, changed: set[str], fresh: Record, created_at: float, data: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@
 ``coatcheck.security`` gets security events (malformed, unknown or duplicate session cookies,
 corrupt records) at WARNING and INFO, and the sessions' lifecycle (created, rotated, ended) at
 INFO. A client decides how many security events it causes, so those lines pass
-through :class:`RateLimitedLog`: at most ``burst`` lines per ``window`` seconds per process, then
-one line saying how many were suppressed. No line ever holds a raw session ID.
+through :class:`RateLimitedLog`: at most ``burst`` lines of each kind per ``window`` seconds per
+process, then one line saying how many of that kind were suppressed. No line ever holds a raw session ID.
 """
 
 from __future__ import annotations
@@ -21,11 +21,23 @@ __all__ = ["RateLimitedLog", "log", "security_log"]
 log = logging.getLogger("coatcheck")
 
 
-class RateLimitedLog:
-    """A logger wrapper that lets ``burst`` lines through per ``window`` seconds, then counts.
+class _Budget:
+    """One kind of line's window: when it started, lines sent in it, lines suppressed."""
 
-    The first line of the next window reports how many were suppressed. Logging is skipped
-    entirely (no formatting, no counting) when the logger would not emit the level.
+    __slots__ = ("sent", "started", "suppressed")
+
+    def __init__(self, started: float) -> None:
+        self.started, self.sent, self.suppressed = started, 0, 0
+
+
+class RateLimitedLog:
+    """A logger wrapper that lets ``burst`` lines of each kind (each message template) through
+    per ``window`` seconds, then counts, so a flood of one kind (malformed cookies from a bot, or
+    busy INFO traffic) never hides another (two live cookies, a corrupt record).
+
+    The next line of a kind after its window reports how many of that kind were suppressed.
+    Logging is skipped entirely (no formatting, no counting) when the logger would not emit the
+    level.
     """
 
     def __init__(
@@ -36,26 +48,28 @@ class RateLimitedLog:
         self.window = window
         self._clock = clock
         self._lock = threading.Lock()  # held for a few integer operations, never for I/O
-        self._window_start = -window
-        self._sent = 0
-        self._suppressed = 0
+        self._budgets: dict[str, _Budget] = {}  # by message template: a fixed set in the code
 
     def __call__(self, level: int, message: str, *args: Any) -> None:
         if not self.logger.isEnabledFor(level):
             return
         now = self._clock()
         with self._lock:
-            if now - self._window_start >= self.window:
-                suppressed, self._suppressed = self._suppressed, 0
-                self._window_start, self._sent = now, 0
-            else:
-                suppressed = 0
-            if self._sent >= self.burst:
-                self._suppressed += 1
+            budget = self._budgets.get(message)
+            if budget is None:
+                budget = self._budgets[message] = _Budget(now)
+            suppressed = 0
+            if now - budget.started >= self.window:
+                suppressed = budget.suppressed
+                budget.started, budget.sent, budget.suppressed = now, 0, 0
+            if budget.sent >= self.burst:
+                budget.suppressed += 1
                 return
-            self._sent += 1
+            budget.sent += 1
         if suppressed:
-            self.logger.warning("%d security log lines suppressed in the last %.0f s (rate limit)", suppressed, self.window)
+            self.logger.warning(
+                "%d lines like %r were suppressed (at most %d every %.0f s)", suppressed, message, self.burst, self.window
+            )
         self.logger.log(level, message, *args)
 
 

@@ -72,6 +72,7 @@ class SessionMiddleware:
             return
         scope["session"] = session
         if kind == "websocket":  # no response headers to carry a cookie: read-only by nature
+            session._freeze()
             await self.app(scope, receive, send)
             return
         failed = False
@@ -87,6 +88,8 @@ class SessionMiddleware:
                     failed = True
                     await self._refuse(kind, exc, send)
                     return
+                finally:
+                    session._freeze()
                 if set_cookie is not None or session.accessed:
                     message = _with_session_headers(message, session, set_cookie)
             elif failed:

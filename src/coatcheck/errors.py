@@ -9,6 +9,7 @@
      +- ConcurrentUpdateError                  compare-and-set retries exhausted
      +- SessionInterruptedError            the session ended or changed ID under this request
      +- SessionTooLargeError                   encoded session over the configured limit
+ +- SessionValueError (also TypeError)     a value that is not JSON that comes back exactly
      +- StoreError                             a backend failed; raised ``from`` the driver's error
          +- StoreUnavailableError              connect / timeout / refused
 
@@ -26,6 +27,7 @@ __all__ = [
     "NotSupportedError",
     "SessionInterruptedError",
     "SessionTooLargeError",
+    "SessionValueError",
     "StoreError",
     "StoreUnavailableError",
 ]
@@ -54,11 +56,19 @@ class ConcurrentUpdateError(CoatcheckError):
 class SessionInterruptedError(ConcurrentUpdateError):
     """Raised by a commit whose changes cannot be saved because a concurrent request ended the
     session (logout, ``revoke_user``) or gave it a new ID (``rotate``, ``login``) after this
-    request loaded it. Nothing is written; the middlewares answer 409."""
+    request loaded it, or because it expired while the request ran. Nothing is written; the
+    middlewares answer 409."""
 
 
 class SessionTooLargeError(CoatcheckError):
     """Raised when the encoded session would exceed ``SessionConfig.max_size`` bytes."""
+
+
+class SessionValueError(CoatcheckError, TypeError):
+    """A session value that would not come back exactly as it was stored (not JSON, a tuple, an
+    int past 64 bits). Raised naming the key when the value is set, or, for a list or dict read
+    from the session and then changed in place, when the session is committed (the middlewares
+    then answer 500, without a traceback, with the key in the error log line)."""
 
 
 class StoreError(CoatcheckError):

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from . import _codec, _core
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
-from ._keylocks import AsyncKeyTurns, KeyTurns
+from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
 from .errors import ConfigurationError, NotSupportedError
 from .session import Session
@@ -152,21 +152,16 @@ class SessionManager:
 
         Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
         requested logout is applied whatever the status. Commits of one stored session in this
-        process take turns, so their compare-and-set conflicts come only from other processes.
+        process take turns (each waits at most ``TURN_WAIT`` seconds), so their compare-and-set
+        conflicts come mostly from other processes.
         Raises :class:`SessionInterruptedError` when a concurrent request ended the session or
         changed its ID after this one loaded it and this request's changes cannot be saved.
         """
         flow = self._commit_flow(session, status_code, self._sync_caps)
         if flow is None:
             return None
-        key = session._loaded_key or session._destroy_key
-        if key is None:
-            return self._set_cookie(self._run(flow), scheme)
-        self._turns.acquire(key)
-        try:
+        with self._turns.hold(session._loaded_key or session._destroy_key):
             result = self._run(flow)
-        finally:
-            self._turns.release(key)
         return self._set_cookie(result, scheme)
 
     async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
@@ -174,14 +169,8 @@ class SessionManager:
         flow = self._commit_flow(session, status_code, self._async_caps)
         if flow is None:
             return None
-        key = session._loaded_key or session._destroy_key
-        if key is None:
-            return self._set_cookie(await self._arun(flow), scheme)
-        await self._aturns.acquire(key)
-        try:
+        async with self._aturns.hold(session._loaded_key or session._destroy_key):
             result = await self._arun(flow)
-        finally:
-            self._aturns.release(key)
         return self._set_cookie(result, scheme)
 
     # -- per-user operations -------------------------------------------------------------------

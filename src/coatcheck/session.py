@@ -7,7 +7,7 @@ from typing import Any
 
 from . import _codec
 from ._logs import log
-from .errors import SessionTooLargeError
+from .errors import SessionTooLargeError, SessionValueError
 
 __all__ = ["Session"]
 
@@ -18,24 +18,26 @@ _MUTABLE = (list, dict)
 class Session(MutableMapping[str, Any]):
     """One browser's session, as seen by one request.
 
-    Values must be JSON (``str``, numbers, ``bool``, ``None``, lists and dicts of them); a
-    value that is not raises ``TypeError`` naming the key when it is set. Changes, including
+    Values must be JSON that comes back exactly (``str``, ints within 64 bits, finite floats,
+    ``bool``, ``None``, lists and dicts of them); a value that is not raises
+    :class:`SessionValueError` (a ``TypeError``) naming the key when it is set. Changes, including
     in-place changes to lists and dicts read from the session, are written when the response
     starts, merged key by key with concurrent requests on the same session. A change made after
-    the response started (in a streamed body, a background task) cannot reach the cookie or the
-    store: it is logged as a warning on the ``coatcheck`` logger and not saved.
+    the response started (in a streamed body, a background task), or in a WebSocket, cannot
+    reach the cookie or the store: it is logged as a warning on the ``coatcheck`` logger and not
+    saved.
     """
 
     __slots__ = (
         "_accessed",
         "_added_size",
         "_base_size",
-        "_commit_started",
         "_created_at",
         "_data",
         "_destroy_key",
         "_dirty",
         "_expires_at",
+        "_frozen",
         "_id",
         "_id_factory",
         "_loaded_key",
@@ -57,7 +59,7 @@ class Session(MutableMapping[str, Any]):
         self._max_size = max_size
         self._destroy_key: str | None = None
         self._accessed = False
-        self._commit_started = False  # set when the commit starts: later changes are not saved
+        self._frozen = False  # set by a middleware once changes can no longer be saved
         self._reset(session_id)
 
     def _reset(self, session_id: str | None) -> None:
@@ -132,15 +134,20 @@ class Session(MutableMapping[str, Any]):
         """True when committing this session would write to the store."""
         return bool(self._changed_keys() or self._rotate or self._user_changed or self._destroy_key)
 
+    def _freeze(self) -> None:
+        """Called by a middleware once no change can be saved any more: its response started (the
+        commit is done), or the session is a WebSocket's. Later changes are logged, once."""
+        self._frozen = True
+
     def _late(self, change: str) -> None:
-        """Log (once per session) a change made after the response started: it is not saved."""
-        self._commit_started = False  # warn once per session
-        log.warning("session changed after its response started (%s); the change is not saved", change)
+        """Log (once per session) a change made after the session was frozen: it is not saved."""
+        self._frozen = False  # warn once per session
+        log.warning("session changed after its response started, or in a WebSocket (%s); the change is not saved", change)
 
     def rotate(self) -> None:
         """Give the session a new ID when it is committed; the old ID stops working at once."""
         self._accessed = True
-        if self._commit_started:
+        if self._frozen:
             self._late("rotate()")
         if self._loaded_key is not None:
             self._rotate = True
@@ -153,7 +160,7 @@ class Session(MutableMapping[str, Any]):
         """
         if not isinstance(user_id, str) or not 0 < len(user_id) <= _MAX_USER_ID_LENGTH:
             raise ValueError(f"user_id must be a non-empty str of at most {_MAX_USER_ID_LENGTH} characters")
-        if self._commit_started:
+        if self._frozen:
             self._late("login()")
         if self._user_id is not None and self._user_id != user_id:
             self.clear()
@@ -165,7 +172,7 @@ class Session(MutableMapping[str, Any]):
     def logout(self) -> None:
         """Delete the session server-side and clear the cookie; the request goes on anonymous."""
         self._accessed = True
-        if self._commit_started:
+        if self._frozen:
             self._late("logout()")
         if self._loaded_key is not None:
             self._destroy_key = self._loaded_key
@@ -184,7 +191,7 @@ class Session(MutableMapping[str, Any]):
         self._accessed = True
         if not isinstance(key, str):
             raise TypeError(f"session keys must be str, not {type(key).__name__}")
-        if self._commit_started:
+        if self._frozen:
             self._late(f"session[{key!r}] set")
         size = len(key) + len(self._check(key, value)) + 4
         added = self._added_size + size - self._set_sizes.get(key, 0)
@@ -204,7 +211,7 @@ class Session(MutableMapping[str, Any]):
     def __delitem__(self, key: str) -> None:
         self._accessed = True
         del self._data[key]
-        if self._commit_started:
+        if self._frozen:
             self._late(f"session[{key!r}] deleted")
         self._dirty.add(key)
         self._snapshots.pop(key, None)
@@ -225,7 +232,7 @@ class Session(MutableMapping[str, Any]):
     def clear(self) -> None:
         """Remove every key (each removal is merged like a ``del``)."""
         self._accessed = True
-        if self._commit_started and self._data:
+        if self._frozen and self._data:
             self._late("clear()")
         self._dirty.update(self._data)
         self._data.clear()
@@ -240,12 +247,12 @@ class Session(MutableMapping[str, Any]):
     def _changed_keys(self) -> set[str]:
         """Keys set or deleted in this request, plus lists/dicts read and then mutated in place.
 
-        Raises ``TypeError`` naming the key if a changed value is no longer plain JSON (a list
-        or dict that was given a non-JSON item after it was set).
+        Raises :class:`SessionValueError` naming the key if a changed value is no longer plain
+        JSON (a list or dict given a non-JSON item in place).
         """
         changed = set(self._dirty)
         for key, snapshot in self._snapshots.items():
-            if key in self._data and _codec.encode_value(self._data[key]) != snapshot:
+            if key in self._data and self._check(key, self._data[key]) != snapshot:
                 changed.add(key)
         for key in changed:
             if key in self._data and type(self._data[key]) in _MUTABLE:
@@ -257,4 +264,4 @@ class Session(MutableMapping[str, Any]):
         try:
             return _codec.encode_value(value)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"session[{key!r}]: {type(value).__name__} value is not JSON-serialisable ({exc})") from None
+            raise SessionValueError(f"session[{key!r}]: {type(value).__name__} value is not JSON-serialisable ({exc})") from None

@@ -82,6 +82,8 @@ class SessionMiddleware:
             except CoatcheckError as exc:
                 state["error"] = self._refuse(exc, start_response)
                 return lambda data: None
+            finally:
+                session._freeze()
             changed = session_headers(session, set_cookie, headers, WSGI_HEADERS)
             return start_response(status, headers if changed is None else changed, exc_info)
 

@@ -56,11 +56,15 @@ def _wsgi_client(manager: SessionManager, write: bool) -> Callable[[str | None],
     return request
 
 
-async def _asgi_flood(manager: SessionManager, cookies: list[str | None]) -> int:
-    """Send one reading request per Cookie header through the ASGI middleware; count Set-Cookies."""
+async def _asgi_flood(manager: SessionManager, cookies: list[str | None], *, write: bool = False) -> int:
+    """Send one request (reading, or writing) per Cookie header through the ASGI middleware;
+    count the Set-Cookies."""
 
     async def app(scope: Message, receive: Any, send: Any) -> None:
-        asgi_session(scope).get("seen")
+        if write:
+            asgi_session(scope)["seen"] = True
+        else:
+            asgi_session(scope).get("seen")
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -119,4 +123,5 @@ def test_flood_helpers_see_what_they_count(clock: FakeClock) -> None:
     manager = SessionManager(store, clock=clock)
     assert _wsgi_client(manager, write=True)(None)
     assert asyncio.run(_asgi_flood(manager, [None])) == 0
+    assert asyncio.run(_asgi_flood(manager, [None, None], write=True)) == 2
     assert asyncio.run(dump(store)) != b""

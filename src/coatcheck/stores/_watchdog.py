@@ -107,7 +107,8 @@ class _Deadline:
         self._token = self._watchdog._watch(self._fd, self._seconds)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._watchdog._unwatch(self._token):
+        if self._watchdog._unwatch(self._token) and (exc is None or isinstance(exc, Exception)):
+            # a cancellation (or an exit) that came at the same moment goes on as it is
             raise TimeoutError(f"no reply from the server within {self._seconds:g} s") from exc
 
 

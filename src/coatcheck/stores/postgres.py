@@ -40,7 +40,8 @@ whose reply has not come ``statement_timeout`` + 1 s after it was sent has its s
 (see ``_watchdog``) and fails at once, however silent the server or the network. Running out of
 any of them, or losing the server, raises :class:`~coatcheck.errors.StoreUnavailableError`
 (with the reason of the last failed connection attempt when no connection came); the broken
-connection is discarded, the idle ones with it, and the pools reconnect by themselves.
+connection is discarded and the pool drained (the others closed as they come back), and the
+pools reconnect by themselves.
 
 SQL text and the statement sequences ("flows") are shared by the sync and async sides; each
 public method is a one-line driver call.

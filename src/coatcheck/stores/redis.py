@@ -19,9 +19,8 @@ Guarantees:
   ``expires_at``): Redis removes expired sessions, so ``delete_expired`` returns 0. A record whose
   ``expires_at`` is not after ``clock()`` reads as missing even before Redis drops it.
 * Compare-and-set ``save``, ``touch`` (forward only, never creates) and, on one server,
-  ``rotate`` are each one Lua script call (EVALSHA), atomic on the server. On one server a save
-  or rotate writes the user index in the same script; a touch that extends an owned record
-  extends its index entry with a second script call.
+  ``rotate`` are each one Lua script call (EVALSHA), atomic on the server. On one server a save,
+  rotate or touch writes the user index in the same script.
 * The user index never grows without bound: entries of expired sessions are pruned whenever the
   index is written, listed or revoked, and the index key expires with its longest session.
 * Cluster: a user's sessions live in many slots, so the index is written by a second call and
@@ -66,6 +65,7 @@ from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._turns import PerLoop
 from ..errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from ._protocol import Record
 from ._resp import AsyncRespClient, RespClient, RespError, RespUnavailableError
@@ -205,9 +205,12 @@ return at
 """
 )
 
-# KEYS: session. ARGV: now, expires_at, max. Forward only, never creates. Returns {owner, expiry
-# ms} when an owned record's expiry is then at ARGV[2] (moved by this run or an earlier one), so
-# the caller can extend the user index.
+# KEYS: session. ARGV: now, expires_at, max, user index prefix ('' on a cluster), member. Forward
+# only, never creates. Returns {owner, expiry ms} when the record's expiry is then at ARGV[2]
+# (moved by this run or an earlier one), false otherwise. On one server an owned record's index
+# entry is extended in the same call (by a key built from the prefix, as the revoke does), so
+# every live session stays in its user's index; on a cluster the owner comes back ('' if none)
+# and the caller extends the index, in its own slot, with a second call.
 _TOUCH = (
     _PRELUDE
     + """
@@ -218,6 +221,10 @@ local at = deadline_ms(ARGV[2], cur[2], max)
 if e > tonumber(cur[1]) then
   redis.call('HSET', KEYS[1], 'e', ARGV[2])
   redis.call('PEXPIREAT', KEYS[1], at)
+end
+if cur[3] and ARGV[4] ~= '' then
+  index_add(ARGV[4] .. cur[3], ARGV[5], at, now)
+  return {'', at}
 end
 return {cur[3] or '', at}
 """
@@ -577,10 +584,12 @@ class RedisStore:
 
     def _touch_flow(self, key: str, expires_at: float) -> Flow[bool]:
         now = self._clock()
-        moved = yield _eval("touch", [self._session_key(key)], [_num(now), _num(expires_at), self._max_arg])
+        index_prefix = self._index_key("") if self._inline_index else ""  # one server: the script extends the index
+        args = [_num(now), _num(expires_at), self._max_arg, index_prefix, key]
+        moved = yield _eval("touch", [self._session_key(key)], args)
         if not moved:
             return False
-        if moved[0]:
+        if moved[0]:  # the cluster: the index is in another slot, so a second call extends it
             yield self._index_op(moved[0].decode(), key, moved[1], now)
         return True
 
@@ -717,8 +726,9 @@ class RedisClusterStore(RedisStore):
 
     redis-py's async cluster client fails a command at once when a node's pool is full, so a
     burst of requests would answer 503 while Redis is fine: ``max_concurrency`` operations (the
-    URL's ``max_connections``) run at a time per event loop, and the others wait for a turn up
-    to ``pool_timeout`` seconds, then raise :class:`StoreUnavailableError`.
+    URL's ``max_connections``, the size of each node's pool) run at a time per event loop, so no
+    node's pool can run out, and the others wait for a turn up to ``pool_timeout`` seconds, then
+    raise :class:`StoreUnavailableError`.
     """
 
     _inline_index = False
@@ -742,7 +752,7 @@ class RedisClusterStore(RedisStore):
             raise ConfigurationError("max_concurrency must be at least 1 (or None: no limit)")
         self._max_concurrency = max_concurrency
         self._pool_timeout = pool_timeout
-        self._turns: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._slots = PerLoop(lambda: asyncio.Semaphore(max_concurrency or 1))
         if not isinstance(key_prefix, str) or "{" in key_prefix or "}" in key_prefix:
             raise ConfigurationError("a Redis Cluster key_prefix must be a str without '{' or '}' (hash tags)")
         if max_lifetime is None:
@@ -815,25 +825,21 @@ class RedisClusterStore(RedisStore):
     async def _arun(self, flow: Flow[T]) -> T:
         if self._max_concurrency is None:
             return await super()._arun(flow)
-        loop = asyncio.get_running_loop()
-        turns = self._turns.get(loop)
-        if turns is None:
-            self._turns = {other: sem for other, sem in self._turns.items() if not other.is_closed()}
-            turns = self._turns[loop] = asyncio.Semaphore(self._max_concurrency)
-        if turns.locked():  # only a full house pays for a timed wait
+        slots = self._slots.get()
+        if slots.locked():  # only a full house pays for a timed wait
             try:
-                await asyncio.wait_for(turns.acquire(), self._pool_timeout)
+                await asyncio.wait_for(slots.acquire(), self._pool_timeout)
             except asyncio.TimeoutError:
                 flow.close()
                 raise StoreUnavailableError(
                     f"Redis store {self._where} unavailable: no free connection within {self._pool_timeout} s"
                 ) from None
         else:
-            await turns.acquire()
+            await slots.acquire()
         try:
             return await super()._arun(flow)
         finally:
-            turns.release()
+            slots.release()
 
     def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         # Two slots, so no single script: create the new record first (unreachable: its ID has
