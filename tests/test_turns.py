@@ -56,10 +56,12 @@ async def test_turns_are_taken_in_order_and_a_late_waiter_goes_ahead() -> None:
     order: list[str] = []
 
     async def commit(name: str, hold: float) -> None:
-        async with turns.hold("k"):
-            order.append(f"{name} in")
-            await asyncio.sleep(hold)
-            order.append(f"{name} out")
+        held = turns.take("k") or await turns.wait("k")
+        order.append(f"{name} in")
+        await asyncio.sleep(hold)
+        order.append(f"{name} out")
+        if held:
+            turns.release("k")
 
     first = asyncio.ensure_future(commit("first", _turns.TURN_WAIT * 1.5))
     await asyncio.sleep(0)
@@ -67,6 +69,6 @@ async def test_turns_are_taken_in_order_and_a_late_waiter_goes_ahead() -> None:
     await asyncio.gather(first, second)
     # The second waited TURN_WAIT, then went ahead while the first still held the turn.
     assert order == ["first in", "second in", "second out", "first out"]
-    async with turns.hold("k"):  # and the turn is free again afterwards
-        order.append("third")
+    assert turns.take("k")  # and the turn is free again afterwards
+    turns.release("k")
     assert turns._held.get() == {}

@@ -109,56 +109,45 @@ class KeyTurns:
                 del held[key]
 
 
-class _AsyncHeld:
-    """``async with turns.hold(key):`` the coroutine's turn for ``key`` (none for key None)."""
-
-    __slots__ = ("_held", "_key", "_turns")
-
-    def __init__(self, turns: AsyncKeyTurns, key: str | None) -> None:
-        self._turns, self._key, self._held = turns, key, False
-
-    async def __aenter__(self) -> None:
-        if self._key is not None:
-            self._held = await self._turns._acquire(self._key)
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._held and self._key is not None:
-            self._turns._release(self._key)
-
-
 class AsyncKeyTurns:
     """Per-key turns for coroutines, per event loop (no lock object per commit): a key no one
-    holds costs a dict insertion and a deletion; waiters queue in FIFO order. Coroutines on
-    different loops (threads) do not wait for each other."""
+    holds costs a dict insertion and a deletion, with no coroutine; waiters queue in FIFO order.
+    Coroutines on different loops (threads) do not wait for each other.
+
+    ``take(key)`` takes a free turn at once; if it returns False, ``await wait(key)`` (with no
+    await in between) queues for it. Either way, whoever got the turn calls ``release(key)``.
+    """
 
     __slots__ = ("_held",)
 
     def __init__(self) -> None:
         self._held: PerLoop[dict[str, deque[asyncio.Future[None]]]] = PerLoop(dict)
 
-    def hold(self, key: str | None) -> _AsyncHeld:
-        """An async context manager: ``key``'s turn, waited for at most :data:`TURN_WAIT` seconds."""
-        return _AsyncHeld(self, key)
-
-    async def _acquire(self, key: str) -> bool:
+    def take(self, key: str) -> bool:
+        """Take ``key``'s turn if no one holds it; False if someone does."""
         held = self._held.get()
-        waiters = held.get(key)
-        if waiters is None:
-            held[key] = deque()
-            return True
+        if key in held:
+            return False
+        held[key] = deque()
+        return True
+
+    async def wait(self, key: str) -> bool:
+        """Queue for ``key``'s turn (held by someone); False if it did not come within
+        :data:`TURN_WAIT` seconds (then go ahead without it, and do not release)."""
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters.append(turn)
+        self._held.get()[key].append(turn)
         try:
             await asyncio.wait_for(turn, TURN_WAIT)
         except asyncio.TimeoutError:
             return False  # the turn (cancelled by the timeout) is skipped when it comes
         except asyncio.CancelledError:
             if turn.done() and not turn.cancelled():  # the turn was handed over just as we were cancelled
-                self._release(key)
+                self.release(key)
             raise
         return True
 
-    def _release(self, key: str) -> None:
+    def release(self, key: str) -> None:
+        """End ``key``'s turn, handing it to the next waiter (the caller holds it)."""
         held = self._held.get()
         waiters = held[key]
         while waiters:

@@ -169,8 +169,16 @@ class SessionManager:
         flow = self._commit_flow(session, status_code, self._async_caps)
         if flow is None:
             return None
-        async with self._aturns.hold(session._loaded_key or session._destroy_key):
+        key = session._loaded_key or session._destroy_key
+        if key is None:
+            return self._set_cookie(await self._arun(flow), scheme)
+        turns = self._aturns
+        held = turns.take(key) or await turns.wait(key)  # no coroutine at all for a free turn
+        try:
             result = await self._arun(flow)
+        finally:
+            if held:
+                turns.release(key)
         return self._set_cookie(result, scheme)
 
     # -- per-user operations -------------------------------------------------------------------

@@ -137,7 +137,8 @@ class MemoryStore:
         previous = self._records.get(key)
         self._records[key] = record
         self._buckets.setdefault(int(record.expires_at // _BUCKET_SECONDS), set()).add(key)
-        self._bytes[_stripe(key)] += _size(key, record) - (0 if previous is None else _size(key, previous))
+        # What max_bytes counts (see _size): a new entry adds its key too, a replacement only data.
+        self._bytes[_stripe(key)] += len(key) + len(record.data) if previous is None else len(record.data) - len(previous.data)
         old_user = None if previous is None else previous.user_id
         if old_user != record.user_id:
             if old_user:
@@ -228,8 +229,10 @@ class MemoryStore:
         may pass a bound by what they write at the same moment.
         """
         previous = self._records.get(replaced)
-        grow = _size(key, record) - (0 if previous is None else _size(replaced, previous))
         new_entry = previous is None
+        grow = len(record.data) - (len(previous.data) if previous is not None else -len(key))
+        if previous is not None and replaced != key:
+            grow += len(key) - len(replaced)
         if (new_entry and len(self._records) >= self.max_entries) or (grow > 0 and self.size_bytes() + grow > self.max_bytes):
             self._make_room(int(new_entry), grow)
 
