@@ -71,4 +71,18 @@ async def test_turns_are_taken_in_order_and_a_late_waiter_goes_ahead() -> None:
     assert order == ["first in", "second in", "second out", "first out"]
     assert turns.take("k")  # and the turn is free again afterwards
     turns.release("k")
-    assert turns._held.get() == {}
+    assert turns._lines.get() == {}
+
+
+@pytest.mark.anyio
+async def test_a_failed_commit_breaks_the_line_up() -> None:
+    """When the commit holding the turn fails, the ones waiting go ahead together at once
+    instead of failing one after the other."""
+    turns = _turns.AsyncKeyTurns()
+    assert turns.take("k")
+    waiting = [asyncio.ensure_future(turns.wait("k")) for _ in range(3)]
+    await asyncio.sleep(0)
+    turns.release("k", failed=True)
+    assert await asyncio.gather(*waiting) == [False, False, False]
+    assert turns._lines.get() == {}
+    assert turns.take("k")  # a new line starts

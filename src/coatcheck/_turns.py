@@ -6,15 +6,19 @@ hundreds some would run out of attempts. Taking turns per store key in the proce
 compare-and-set conflicts to writers in other processes. Different keys never wait for each
 other: there is no lock shared by every request.
 
-A turn is an optimisation, not what keeps data safe (compare-and-set does that), so a commit
-waits for its turn at most :data:`TURN_WAIT` seconds and then goes ahead anyway: a stalled store
-costs each request its own timeout, not the sum of the timeouts of the requests before it.
+A turn is an optimisation, not what keeps data safe (compare-and-set does that). A commit waits
+in line as long as the line moves; the line breaks up (everyone in it goes ahead without a turn)
+when the commit holding the turn fails (a store error: the others would only fail one after the
+other) or has held it :data:`TURN_WAIT` seconds. So a burst of hundreds on a healthy store takes
+turns to the last, and a failing or stalled store costs each request about its own timeout, not
+the sum of the timeouts of the requests before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -23,7 +27,7 @@ from typing import Generic, TypeVar
 __all__ = ["TURN_WAIT", "AsyncKeyTurns", "KeyTurns", "PerLoop"]
 
 T = TypeVar("T")
-TURN_WAIT = 1.0  # seconds a commit waits for its session's turn before it goes ahead without it
+TURN_WAIT = 1.0  # seconds a turn may be held before the commits waiting for it go ahead without it
 _STRIPES = 64
 
 
@@ -50,12 +54,15 @@ class PerLoop(Generic[T]):
 
 
 class _Turn:
-    """One key's lock and how many threads hold or wait for it."""
+    """One key's lock, when its current holder took it, whether the line broke up, and how many
+    threads hold or wait for it."""
 
-    __slots__ = ("lock", "users")
+    __slots__ = ("broken", "lock", "since", "users")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.since = time.monotonic()  # the first holder takes it now
+        self.broken = False
         self.users = 0
 
 
@@ -73,7 +80,7 @@ class _Held:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self._key is not None:
-            self._turns._release(self._key, self._held)
+            self._turns._release(self._key, self._held, failed=kind is not None)
 
 
 class KeyTurns:
@@ -86,7 +93,7 @@ class KeyTurns:
         self._stripes: list[tuple[threading.Lock, dict[str, _Turn]]] = [(threading.Lock(), {}) for _ in range(_STRIPES)]
 
     def hold(self, key: str | None) -> _Held:
-        """A context manager: ``key``'s turn, waited for at most :data:`TURN_WAIT` seconds."""
+        """A context manager: ``key``'s turn, or none once its holder has held it :data:`TURN_WAIT` s."""
         return _Held(self, key)
 
     def _acquire(self, key: str) -> bool:
@@ -96,17 +103,36 @@ class KeyTurns:
             if turn is None:
                 turn = held[key] = _Turn()
             turn.users += 1
-        return turn.lock.acquire(timeout=TURN_WAIT)
+        while True:
+            if turn.lock.acquire(timeout=max(0.0, turn.since + TURN_WAIT - time.monotonic())):
+                if turn.broken:  # the line broke up: pass the lock on at once and go ahead
+                    turn.lock.release()
+                    return False
+                turn.since = time.monotonic()
+                return True
+            if time.monotonic() - turn.since >= TURN_WAIT:  # the holder is stuck: go ahead without the turn
+                return False
 
-    def _release(self, key: str, held_it: bool) -> None:
+    def _release(self, key: str, held_it: bool, *, failed: bool) -> None:
         guard, held = self._stripes[hash(key) % _STRIPES]
         with guard:
             turn = held[key]
             if held_it:
+                turn.broken = turn.broken or failed
                 turn.lock.release()
             turn.users -= 1
             if not turn.users:
                 del held[key]
+
+
+class _Line:
+    """One key's line on an event loop: when the current holder took the turn, and the waiters."""
+
+    __slots__ = ("since", "waiters")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.waiters: deque[asyncio.Future[bool]] = deque()  # True: your turn; False: the line broke up
 
 
 class AsyncKeyTurns:
@@ -115,44 +141,58 @@ class AsyncKeyTurns:
     Coroutines on different loops (threads) do not wait for each other.
 
     ``take(key)`` takes a free turn at once; if it returns False, ``await wait(key)`` (with no
-    await in between) queues for it. Either way, whoever got the turn calls ``release(key)``.
+    await in between) queues for it. Either way, whoever got the turn calls ``release(key)``, with
+    ``failed=True`` when its commit raised.
     """
 
-    __slots__ = ("_held",)
+    __slots__ = ("_lines",)
 
     def __init__(self) -> None:
-        self._held: PerLoop[dict[str, deque[asyncio.Future[None]]]] = PerLoop(dict)
+        self._lines: PerLoop[dict[str, _Line]] = PerLoop(dict)
 
     def take(self, key: str) -> bool:
         """Take ``key``'s turn if no one holds it; False if someone does."""
-        held = self._held.get()
-        if key in held:
+        lines = self._lines.get()
+        if key in lines:
             return False
-        held[key] = deque()
+        lines[key] = _Line(asyncio.get_running_loop().time())
         return True
 
     async def wait(self, key: str) -> bool:
-        """Queue for ``key``'s turn (held by someone); False if it did not come within
-        :data:`TURN_WAIT` seconds (then go ahead without it, and do not release)."""
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._held.get()[key].append(turn)
+        """Queue for ``key``'s turn (held by someone). True once it comes; False, to go ahead
+        without it, once its holder has held it :data:`TURN_WAIT` seconds (then do not release)."""
+        loop = asyncio.get_running_loop()
+        line = self._lines.get()[key]
+        turn: asyncio.Future[bool] = loop.create_future()
+        line.waiters.append(turn)
         try:
-            await asyncio.wait_for(turn, TURN_WAIT)
-        except asyncio.TimeoutError:
-            return False  # the turn (cancelled by the timeout) is skipped when it comes
+            while not turn.done():
+                stuck_at = line.since + TURN_WAIT
+                if loop.time() >= stuck_at:
+                    turn.cancel()  # skipped when the line reaches it
+                    return False
+                await asyncio.wait([turn], timeout=stuck_at - loop.time())
         except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # the turn was handed over just as we were cancelled
+            if turn.done() and not turn.cancelled() and turn.result():  # handed over as we were cancelled
                 self.release(key)
+            else:
+                turn.cancel()
             raise
-        return True
+        return turn.result()
 
-    def release(self, key: str) -> None:
-        """End ``key``'s turn, handing it to the next waiter (the caller holds it)."""
-        held = self._held.get()
-        waiters = held[key]
-        while waiters:
-            turn = waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-        del held[key]
+    def release(self, key: str, *, failed: bool = False) -> None:
+        """End ``key``'s turn (the caller holds it): hand it to the next waiter, or, when the
+        holder's commit ``failed``, break the line up and let every waiter go ahead."""
+        lines = self._lines.get()
+        line = lines[key]
+        while line.waiters:
+            turn = line.waiters.popleft()
+            if turn.done():
+                continue
+            if failed:
+                turn.set_result(False)
+                continue
+            line.since = asyncio.get_running_loop().time()
+            turn.set_result(True)
+            return
+        del lines[key]

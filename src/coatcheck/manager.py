@@ -152,8 +152,8 @@ class SessionManager:
 
         Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
         requested logout is applied whatever the status. Commits of one stored session in this
-        process take turns (each waits at most ``TURN_WAIT`` seconds), so their compare-and-set
-        conflicts come mostly from other processes.
+        process take turns (see :mod:`coatcheck._turns`), so their compare-and-set conflicts come
+        mostly from other processes.
         Raises :class:`SessionInterruptedError` when a concurrent request ended the session or
         changed its ID after this one loaded it and this request's changes cannot be saved.
         """
@@ -176,9 +176,12 @@ class SessionManager:
         held = turns.take(key) or await turns.wait(key)  # no coroutine at all for a free turn
         try:
             result = await self._arun(flow)
-        finally:
+        except BaseException:
             if held:
-                turns.release(key)
+                turns.release(key, failed=True)
+            raise
+        if held:
+            turns.release(key)
         return self._set_cookie(result, scheme)
 
     # -- per-user operations -------------------------------------------------------------------
