@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
-from coatcheck import Session, SessionConfig, SessionManager, SessionTooLargeError
+from coatcheck import Session, SessionConfig, SessionManager, SessionTooLargeError, _codec
 from coatcheck._ids import new_session_id
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock
@@ -132,3 +134,106 @@ def test_login_restarts_the_absolute_timeout_but_rotate_does_not() -> None:
     again.login("alice")
     manager.commit(again)
     assert again.created_at == clock()
+
+
+# -- a dict wherever a dict is taken -----------------------------------------------------------------
+
+
+def test_a_session_is_a_dict_that_json_encoders_take() -> None:
+    import json
+
+    from starlette.responses import JSONResponse
+
+    session = new()
+    session.update({"cart": [1, 2], "user": {"name": "alice"}})
+    assert isinstance(session, dict)
+    assert json.loads(json.dumps(session)) == {"cart": [1, 2], "user": {"name": "alice"}}
+    assert json.loads(bytes(JSONResponse({"session": session}).body)) == {"session": {"cart": [1, 2], "user": {"name": "alice"}}}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s.update({"b": 2}, c=3), {"a": [1], "b": 2, "c": 3}),
+        (lambda s: s.__ior__({"b": 2}), {"a": [1], "b": 2}),
+        (lambda s: s.setdefault("b", 2), {"a": [1], "b": 2}),
+        (lambda s: s.pop("a"), {}),
+        (lambda s: s.popitem(), {}),
+        (lambda s: s.get("a").append(2), {"a": [1, 2]}),
+        (lambda s: next(iter(s.values())).append(2), {"a": [1, 2]}),
+        (lambda s: next(iter(s.items()))[1].append(2), {"a": [1, 2]}),
+        (lambda s: s.clear(), {}),
+    ],
+    ids=["update", "ior", "setdefault", "pop", "popitem", "get-in-place", "values-in-place", "items-in-place", "clear"],
+)
+def test_every_dict_method_is_tracked_and_saved(change: Any, expected: dict[str, Any]) -> None:
+    """A change through any dict method (or in place, through a value any of them returned) is
+    committed and merged like ``session[key] = value``."""
+    clock = FakeClock()
+    manager = SessionManager(MemoryStore(clock=clock), clock=clock)
+    created = manager.new_session()
+    created["a"] = [1]
+    manager.commit(created)
+    session = manager.load(f"sessionid={created.id}")
+    change(session)
+    assert session.modified
+    manager.commit(session)
+    assert manager.load(f"sessionid={created.id}").copy() == expected
+
+
+def test_reading_through_any_dict_method_marks_the_session_accessed() -> None:
+    for read in (len, list, dict, lambda s: "a" in s, lambda s: s.get("a"), lambda s: s == {}, lambda s: s.copy()):
+        session = new()
+        assert not session.accessed
+        read(session)
+        assert session.accessed
+
+
+def test_a_pickled_session_would_lose_its_tracking_so_pickling_is_refused() -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match=r"dict\(session\)"):
+        pickle.dumps(new())
+
+
+class BytesCodec(_codec.JSONCodec):
+    """A codec that also takes bytes, stored as {"b": latin-1 text}: an integration's kind of codec."""
+
+    def _wrap(self, value: Any) -> Any:
+        if isinstance(value, bytes):
+            return {"b": value.decode("latin-1")}
+        if isinstance(value, list):
+            return [self._wrap(item) for item in value]
+        return value
+
+    def _unwrap(self, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"b"}:
+            return value["b"].encode("latin-1")
+        if isinstance(value, list):
+            return [self._unwrap(item) for item in value]
+        return value
+
+    def check(self, value: Any) -> bytes:
+        return super().check(self._wrap(value))
+
+    def encode(self, created_at: float, data: Mapping[str, Any]) -> bytes:
+        return super().encode(created_at, {key: self._wrap(value) for key, value in data.items()})
+
+    def decode(self, raw: bytes) -> tuple[float, dict[str, Any]]:
+        created_at, data = super().decode(raw)
+        return created_at, {key: self._unwrap(value) for key, value in data.items()}
+
+
+def test_a_codec_decides_which_values_a_session_takes_and_they_come_back_exactly() -> None:
+    clock = FakeClock()
+    manager = SessionManager(MemoryStore(clock=clock), clock=clock, codec=BytesCodec())
+    session = manager.new_session()
+    session["raw"] = [b"\x00\xff", "text"]
+    manager.commit(session)
+    loaded = manager.load(f"sessionid={session.id}")
+    assert loaded["raw"] == [b"\x00\xff", "text"]
+    loaded["raw"].append(b"more")  # in place: tracked through the codec's encoding
+    manager.commit(loaded)
+    assert manager.load(f"sessionid={session.id}")["raw"] == [b"\x00\xff", "text", b"more"]
+    with pytest.raises(TypeError):
+        loaded["set"] = {1}

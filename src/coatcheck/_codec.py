@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 fast_json: Any  # orjson when the ``fast`` extra is installed, else None
 try:
@@ -80,7 +81,7 @@ def encode_value(value: Any) -> bytes:
     return _dumps(value)
 
 
-def encode(created_at: float, data: dict[str, Any]) -> bytes:
+def encode(created_at: float, data: Mapping[str, Any]) -> bytes:
     """Encode a session's creation time and (already checked) data as record bytes.
 
     The result is an exact-size copy: orjson's output keeps its whole write buffer (about
@@ -101,3 +102,37 @@ def decode(raw: bytes) -> tuple[float, dict[str, Any]]:
     if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or type(data) is not dict:
         raise CorruptRecordError("record envelope is incomplete")
     return float(created_at), data
+
+
+class Codec(Protocol):
+    """How a session's values become record bytes and back. The default, :data:`JSON`, takes
+    exactly the values above; an integration may take more (Flask's tagged types), as long as
+    every value it accepts comes back equal, type included."""
+
+    def check(self, value: Any) -> bytes:
+        """Raise ``TypeError`` or ``ValueError`` unless ``value`` can be stored and come back
+        exactly; return its encoding (compared to tell in-place changes)."""
+
+    def encode(self, created_at: float, data: Mapping[str, Any]) -> bytes:
+        """The record bytes of a session created at ``created_at`` holding ``data`` (checked)."""
+
+    def decode(self, raw: bytes) -> tuple[float, dict[str, Any]]:
+        """``(created_at, data)`` from record bytes; :class:`CorruptRecordError` if malformed."""
+
+
+class JSONCodec:
+    """The default codec: strict JSON in the versioned envelope (see the module docstring)."""
+
+    __slots__ = ()
+
+    def check(self, value: Any) -> bytes:
+        return encode_value(value)
+
+    def encode(self, created_at: float, data: Mapping[str, Any]) -> bytes:
+        return encode(created_at, data)
+
+    def decode(self, raw: bytes) -> tuple[float, dict[str, Any]]:
+        return decode(raw)
+
+
+JSON = JSONCodec()

@@ -131,7 +131,7 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
 
 
 def _live(
-    session_id: str, config: SessionConfig, now: float
+    session_id: str, config: SessionConfig, now: float, codec: _codec.Codec
 ) -> Generator[Call, Any, tuple[str, Record, float, dict[str, Any]] | None]:
     """Load the record of ``session_id``: ``(key, record, created_at, data)`` if it is a live session."""
     key = store_key(session_id)
@@ -140,7 +140,7 @@ def _live(
         security_log(logging.INFO, "unknown, expired or rotated session ID (sha256 %s)", log_handle(session_id))
         return None
     try:
-        created_at, data = _codec.decode(record.data)
+        created_at, data = codec.decode(record.data)
     except _codec.CorruptRecordError as exc:
         security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
         return None
@@ -154,7 +154,11 @@ def _live(
 
 
 def load_flow(
-    candidates: list[str], config: SessionConfig, now: float, make_session: Callable[[str | None], Session]
+    candidates: list[str],
+    config: SessionConfig,
+    now: float,
+    make_session: Callable[[str | None], Session],
+    codec: _codec.Codec = _codec.JSON,
 ) -> Generator[Call, Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
 
@@ -164,11 +168,11 @@ def load_flow(
     overlap); the others cost a store read only in that case.
     """
     for position, session_id in enumerate(candidates):
-        found = yield from _live(session_id, config, now)
+        found = yield from _live(session_id, config, now, codec)
         if found is None:
             continue
         for other in candidates[position + 1 :]:
-            if (yield from _live(other, config, now)) is not None:
+            if (yield from _live(other, config, now, codec)) is not None:
                 security_log(
                     logging.WARNING,
                     "several live session cookies in one request; the first was used (sha256 %s, also %s)",
@@ -213,7 +217,7 @@ def commit_flow(
     if not keep_changes:
         return None
     if session._loaded_key is None:
-        return _create(session, config, now) if session._data or session._user_id is not None else None
+        return _create(session, config, now) if dict.__len__(session) or session._user_id is not None else None
     if session._dirty or session._snapshots or session._rotate or session._user_changed:
         changed = session._changed_keys()
         if changed or session._rotate or session._user_changed:
@@ -239,7 +243,7 @@ def _destroy(
 
 
 def _encode(session: Session, config: SessionConfig, created_at: float) -> bytes:
-    raw = _codec.encode(created_at, session._data)
+    raw = session._codec.encode(created_at, session._plain())
     if len(raw) > config.max_size:
         raise SessionTooLargeError(f"session is {len(raw)} bytes encoded, over max_size={config.max_size}")
     return raw
@@ -252,7 +256,7 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Ca
     for _ in range(config.max_commit_attempts):
         key = store_key(session._current_id())
         if (yield Call("save", (key, record), {"expected_version": None})):
-            session._adopt(key, raw, 1, now, expires_at, session._user_id, session._data)
+            session._adopt(key, raw, 1, now, expires_at, session._user_id, session)
             security_log(logging.INFO, "session created (sha256 %s)", key[:16])
             return _result(session, expires_at, now)
         session._id = session._id_factory()  # an ID collision: never overwrite, draw again
@@ -305,7 +309,7 @@ def _write(
             if new_id is not None:
                 session._id, new_key = new_id, store_key(new_id)
                 security_log(logging.INFO, "session ID rotated (sha256 %s, now %s)", old_key[:16], new_key[:16])
-            session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session._data)
+            session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session)
             session._rotate = session._user_changed = session._reauthenticated = False
             return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Call("load", (old_key,))
@@ -317,7 +321,7 @@ def _write(
             new_id = session._id_factory()  # the new ID collided; the old record is unchanged
             continue
         try:
-            fresh_created, fresh_data = _codec.decode(fresh.data)
+            fresh_created, fresh_data = session._codec.decode(fresh.data)
         except _codec.CorruptRecordError:
             raise _interrupted(session, "overwritten with a corrupt record by a concurrent request") from None
         _merge(session, changed, fresh, fresh_created, fresh_data)
@@ -359,12 +363,14 @@ def _rotate_by_parts(
 
 def _merge(session: Session, changed: set[str], fresh: Record, created_at: float, data: dict[str, Any]) -> None:
     """Re-apply this request's changed keys (and user binding) onto the freshly loaded data."""
+    mine = session._plain()
     for key in changed:
-        if key in session._data:
-            data[key] = session._data[key]
+        if key in mine:
+            data[key] = mine[key]
         else:
             data.pop(key, None)
-    session._data, session._version, session._created_at = data, fresh.version, created_at
+    session._replace_data(data)
+    session._version, session._created_at = fresh.version, created_at
     session._expires_at = fresh.expires_at
     if not session._user_changed:
         session._user_id = fresh.user_id

@@ -41,6 +41,8 @@ class SessionManager:
     store object implementing :class:`~coatcheck.stores.Store`, :class:`~coatcheck.stores.AsyncStore`
     or both. Bad options raise :class:`ConfigurationError` here, never on a request; call
     :meth:`check` (the middleware does) to fail at startup when the store is unreachable.
+    ``codec`` says which values sessions take and how they are stored (strict JSON by default;
+    an integration may take more, as ``coatcheck.flask`` takes Flask's tagged types).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class SessionManager:
         config: SessionConfig | None = None,
         clock: Callable[[], float] = time.time,
         id_factory: Callable[[], str] = new_session_id,
+        codec: _codec.Codec = _codec.JSON,
     ) -> None:
         if config is None:
             config = SessionConfig()
@@ -58,6 +61,7 @@ class SessionManager:
         self.config = config
         self._cookie_attributes = {secure: _core.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
         self.clock = clock
+        self.codec = codec
         self._id_factory = id_factory if id_factory is new_session_id else _checked(id_factory)
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
         self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
@@ -111,15 +115,15 @@ class SessionManager:
 
     def new_session(self) -> Session:
         """A new, empty session that costs nothing until something is written to it."""
-        return Session(id_factory=self._id_factory, max_size=self.config.max_size)
+        return Session(id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
 
     def _session(self, session_id: str | None) -> Session:
-        return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size)
+        return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
 
     def _load_flow(self, cookie_headers: str | Iterable[str] | None) -> Generator[_core.Call, Any, Session]:
         headers = [cookie_headers] if isinstance(cookie_headers, str) else (cookie_headers or [])
         candidates = _core.cookie_candidates(headers, self.config.cookie.name)
-        return _core.load_flow(candidates, self.config, self.clock(), self._session)
+        return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
 
     def load(self, cookie_headers: str | Iterable[str] | None) -> Session:
         """The session named by the request's ``Cookie`` header(s), or a fresh one.
@@ -205,7 +209,7 @@ class SessionManager:
         now = self.clock()
         for key, record in rows:
             try:
-                created_at, _ = _codec.decode(record.data)
+                created_at, _ = self.codec.decode(record.data)
             except _codec.CorruptRecordError:
                 continue
             expires_at = min(record.expires_at, created_at + self.config.absolute_seconds)

@@ -1,9 +1,9 @@
-"""The Session: a mapping of JSON values plus lifecycle requests. It never does I/O."""
+"""The Session: a dict of JSON values plus lifecycle requests. It never does I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
-from typing import Any
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
+from typing import Any, TypeVar
 
 from . import _codec
 from ._logs import log
@@ -13,10 +13,13 @@ __all__ = ["Session"]
 
 _MAX_USER_ID_LENGTH = 255
 _MUTABLE = (list, dict)
+_MISSING: Any = object()
+D = TypeVar("D")
 
 
-class Session(MutableMapping[str, Any]):
-    """One browser's session, as seen by one request.
+class Session(dict[str, Any]):
+    """One browser's session, as seen by one request: a ``dict``, so anything that takes a dict
+    takes it (``json.dumps``, Starlette's ``JSONResponse``, templates).
 
     Values must be JSON that comes back exactly (``str``, ints within 64 bits, finite floats,
     ``bool``, ``None``, lists and dicts of them); a value that is not raises
@@ -25,15 +28,16 @@ class Session(MutableMapping[str, Any]):
     starts, merged key by key with concurrent requests on the same session. A change made after
     the response started (in a streamed body, a background task), or in a WebSocket, cannot
     reach the cookie or the store: it is logged as a warning on the ``coatcheck`` logger and not
-    saved.
+    saved. Every method of the dict goes through the tracking above, except the C-level reads
+    of a JSON encoder, which change nothing.
     """
 
     __slots__ = (
         "_accessed",
         "_added_size",
         "_base_size",
+        "_codec",
         "_created_at",
-        "_data",
         "_destroy_key",
         "_dirty",
         "_expires_at",
@@ -52,9 +56,18 @@ class Session(MutableMapping[str, Any]):
         "_version",
     )
 
-    def __init__(self, session_id: str | None = None, *, id_factory: Callable[[], str], max_size: int) -> None:
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        id_factory: Callable[[], str],
+        max_size: int,
+        codec: _codec.Codec = _codec.JSON,
+    ) -> None:
         """Build an empty session (its ID is drawn when first needed); the manager fills
-        loaded ones with :meth:`_adopt`."""
+        loaded ones with :meth:`_adopt`. ``codec`` says which values it takes (JSON by default)."""
+        super().__init__()
+        self._codec = codec
         self._id_factory = id_factory
         self._max_size = max_size
         self._destroy_key: str | None = None
@@ -70,7 +83,7 @@ class Session(MutableMapping[str, Any]):
         self._created_at: float | None = None
         self._expires_at: float | None = None
         self._user_id: str | None = None
-        self._data: dict[str, Any] = {}
+        dict.clear(self)
         self._base_size = self._added_size = 0
         self._dirty: set[str] = set()
         self._snapshots: dict[str, bytes] = {}
@@ -85,7 +98,18 @@ class Session(MutableMapping[str, Any]):
         """Make this session the one stored under ``key`` (used by the manager after a load)."""
         self._loaded_key, self._raw, self._version = key, raw, version
         self._created_at, self._expires_at, self._user_id = created_at, expires_at, user_id
-        self._data, self._base_size = data, len(raw)
+        self._replace_data(data)
+        self._base_size = len(raw)
+
+    def _replace_data(self, data: Mapping[str, Any]) -> None:
+        """Make ``data`` the session's content (not a change: nothing is marked for saving)."""
+        if data is not self:
+            dict.clear(self)
+            dict.update(self, data)
+
+    def _plain(self) -> dict[str, Any]:
+        """The content as a plain dict, read without marking the session accessed."""
+        return dict.copy(self)
 
     # -- identity and lifecycle -------------------------------------------------------------
 
@@ -126,8 +150,13 @@ class Session(MutableMapping[str, Any]):
 
     @property
     def accessed(self) -> bool:
-        """True once the application read or wrote the session (drives ``Vary: Cookie``)."""
+        """True once the application read or wrote the session (drives ``Vary: Cookie``).
+        Settable, as frameworks do (Flask marks a session accessed itself)."""
         return self._accessed
+
+    @accessed.setter
+    def accessed(self, value: bool) -> None:
+        self._accessed = bool(value)
 
     @property
     def modified(self) -> bool:
@@ -178,13 +207,13 @@ class Session(MutableMapping[str, Any]):
             self._destroy_key = self._loaded_key
         self._reset(None)
 
-    # -- the mapping --------------------------------------------------------------------------
+    # -- the mapping: every dict method, through the change tracking ------------------------
 
     def __getitem__(self, key: str) -> Any:
         self._accessed = True
-        value = self._data[key]
+        value = dict.__getitem__(self, key)
         if isinstance(value, _MUTABLE) and key not in self._dirty and key not in self._snapshots:
-            self._snapshots[key] = _codec.encode_value(value)
+            self._snapshots[key] = self._check(key, value)
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -196,12 +225,12 @@ class Session(MutableMapping[str, Any]):
         size = len(key) + len(self._check(key, value)) + 4
         added = self._added_size + size - self._set_sizes.get(key, 0)
         if self._base_size + added > self._max_size:  # an over-estimate: check the exact size
-            exact = len(_codec.encode(self._created_at or 0.0, {**self._data, key: value}))
+            exact = len(self._codec.encode(self._created_at or 0.0, {**self._plain(), key: value}))
             if exact > self._max_size:
                 raise SessionTooLargeError(
                     f"session[{key!r}] would make the session {exact} bytes, over max_size={self._max_size}"
                 )
-        self._data[key] = value
+        dict.__setitem__(self, key, value)
         self._dirty.add(key)
         if self._snapshots:
             self._snapshots.pop(key, None)
@@ -210,7 +239,7 @@ class Session(MutableMapping[str, Any]):
 
     def __delitem__(self, key: str) -> None:
         self._accessed = True
-        del self._data[key]
+        dict.__delitem__(self, key)
         if self._frozen:
             self._late(f"session[{key!r}] deleted")
         self._dirty.add(key)
@@ -219,30 +248,91 @@ class Session(MutableMapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         self._accessed = True
-        return key in self._data
+        return dict.__contains__(self, key)
 
     def __iter__(self) -> Iterator[str]:
         self._accessed = True
-        return iter(list(self._data))
+        return iter(list(dict.keys(self)))
 
     def __len__(self) -> int:
         self._accessed = True
-        return len(self._data)
+        return dict.__len__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._accessed = True
+        return dict.__eq__(self, other)
+
+    __hash__ = None  # a mutable mapping, like dict
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]  # through __getitem__: a list or dict read here is tracked
+        return default
+
+    def keys(self) -> KeysView[str]:  # type: ignore[override]
+        return KeysView(self)
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        return ValuesView(self)
+
+    def items(self) -> ItemsView[str, Any]:  # type: ignore[override]
+        return ItemsView(self)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        self[key] = default
+        return default
+
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
+        if key in self:
+            value = dict.__getitem__(self, key)
+            del self[key]
+            return value
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def popitem(self) -> tuple[str, Any]:
+        self._accessed = True
+        if not dict.__len__(self):
+            raise KeyError("popitem(): session is empty")
+        key = next(reversed(dict.keys(self)))
+        return key, self.pop(key)
+
+    def update(self, other: Mapping[str, Any] | Iterable[tuple[str, Any]] = (), /, **more: Any) -> None:  # type: ignore[override]
+        pairs = other.items() if isinstance(other, Mapping) else other
+        for key, value in pairs:
+            self[key] = value
+        for key, value in more.items():
+            self[key] = value
+
+    def __ior__(self, other: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Session:  # type: ignore[override,misc]
+        self.update(other)
+        return self
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` with the session's content (changing it changes nothing)."""
+        self._accessed = True
+        return self._plain()
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Session is not picklable: copy it with dict(session)")
 
     def clear(self) -> None:
         """Remove every key (each removal is merged like a ``del``)."""
         self._accessed = True
-        if self._frozen and self._data:
+        if self._frozen and dict.__len__(self):
             self._late("clear()")
-        self._dirty.update(self._data)
-        self._data.clear()
+        self._dirty.update(dict.keys(self))
+        dict.clear(self)
         self._snapshots.clear()
         self._set_sizes.clear()
         self._added_size = 0
 
     def __repr__(self) -> str:
         state = "new" if self._loaded_key is None else "loaded"
-        return f"<Session {state} user_id={self._user_id!r} keys={sorted(self._data)!r}>"
+        return f"<Session {state} user_id={self._user_id!r} keys={sorted(dict.keys(self))!r}>"
 
     def _changed_keys(self) -> set[str]:
         """Keys set or deleted in this request, plus lists/dicts read and then mutated in place.
@@ -251,17 +341,19 @@ class Session(MutableMapping[str, Any]):
         JSON (a list or dict given a non-JSON item in place).
         """
         changed = set(self._dirty)
+        value = dict.get
         for key, snapshot in self._snapshots.items():
-            if key in self._data and self._check(key, self._data[key]) != snapshot:
+            current = value(self, key, _MISSING)
+            if current is not _MISSING and self._check(key, current) != snapshot:
                 changed.add(key)
         for key in changed:
-            if key in self._data and type(self._data[key]) in _MUTABLE:
-                self._check(key, self._data[key])
+            current = value(self, key, _MISSING)
+            if type(current) in _MUTABLE:
+                self._check(key, current)
         return changed
 
-    @staticmethod
-    def _check(key: str, value: Any) -> bytes:
+    def _check(self, key: str, value: Any) -> bytes:
         try:
-            return _codec.encode_value(value)
+            return self._codec.check(value)
         except (TypeError, ValueError) as exc:
             raise SessionValueError(f"session[{key!r}]: {type(value).__name__} value is not JSON-serialisable ({exc})") from None
