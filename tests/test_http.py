@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from coatcheck import CookieConfig, SessionConfig, SessionManager, _http
+from coatcheck import CookieConfig, SessionConfig, SessionManager, _core, _http
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, SpyStore
 from tests.apps import BASE, Browser, FlakyStore, cookie_value, set_cookies
@@ -380,3 +380,32 @@ def _threaded(browser: Browser, cookie: dict[str, str], count: int) -> list[http
     for thread in threads:
         thread.join(timeout=60)
     return responses
+
+
+@pytest.mark.parametrize(
+    ("base_url", "warned"),
+    [
+        ("http://192.168.1.10:8000", True),
+        ("http://app.internal", True),
+        ("http://localhost:8000", False),
+        ("http://127.0.0.1:8000", False),
+        ("http://shop.localhost", False),
+        ("https://192.168.1.10", False),
+    ],
+)
+async def test_a_secure_cookie_over_plain_http_that_browsers_drop_is_warned_about_once(
+    kind: str, clock: FakeClock, base_url: str, warned: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "_warned_insecure", False)
+    browser = Browser(kind, SessionManager(MemoryStore(clock=clock), clock=clock), base_url=base_url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="coatcheck"):
+            for _ in range(3):
+                browser.client.cookies.clear()
+                assert set_cookies(await browser.post("/set", params={"k": "a", "v": "1"}))
+    finally:
+        await browser.close()
+    lines = [r.getMessage() for r in caplog.records if "browsers drop it" in r.getMessage()]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert "secure='auto'" in lines[0]

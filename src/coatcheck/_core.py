@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from . import _codec
 from ._ids import is_valid_id, log_handle, store_key
-from ._logs import security_log
+from ._logs import log, security_log
 from .config import CookieConfig, SessionConfig
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .session import Session
@@ -89,6 +89,25 @@ def set_cookie_header(cookie: CookieConfig, session_id: str, max_age: int, attri
 def clear_cookie_header(cookie: CookieConfig, attributes: str) -> str:
     """The ``Set-Cookie`` value that deletes the session cookie (same Path and Domain)."""
     return f"{cookie.name}=; Max-Age=0; Expires={formatdate(0, usegmt=True)}{attributes}"
+
+
+_warned_insecure = False
+_LOOPBACK = re.compile(r"(localhost|[^:]+\.localhost|127\.\d+\.\d+\.\d+|\[::1\])(:\d+)?", re.IGNORECASE)
+
+
+def warn_if_browsers_drop(host: str | None) -> None:
+    """Log, once per process, that a ``Secure`` cookie sent over plain http to ``host`` is
+    dropped by browsers (all but localhost, which they treat as secure), and what to set."""
+    global _warned_insecure
+    if _warned_insecure or host is None or _LOOPBACK.fullmatch(host):
+        return
+    _warned_insecure = True
+    log.warning(
+        "a Secure session cookie was sent over plain http to %r: browsers drop it, so every request"
+        " starts a new session. Serve over https, or for development set CookieConfig(secure='auto')"
+        " (or secure=False); logged once",
+        host[:255],
+    )
 
 
 def wants_secure(cookie: CookieConfig, scheme: str) -> bool:

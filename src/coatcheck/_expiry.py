@@ -13,6 +13,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
+from . import _aio
+
 if TYPE_CHECKING:
     from .manager import SessionManager
 
@@ -69,17 +71,23 @@ class Expirer:
                 log.exception("purging expired sessions failed; retrying in %.0f s", self.interval)
 
     async def astart(self) -> None:
-        """Start a purge task on the running event loop (idempotent)."""
-        if not self.running:
-            self._task = asyncio.get_running_loop().create_task(self._aloop(), name="coatcheck-expirer")
+        """Start a purge task on the running asyncio loop (idempotent); under another event loop
+        (trio, whose stores all have a sync side), the purge thread of :meth:`start`."""
+        loop = _aio.running_asyncio_loop()
+        if loop is None:
+            self.start()
+        elif not self.running:
+            self._task = loop.create_task(self._aloop(), name="coatcheck-expirer")
 
     async def astop(self) -> None:
-        """Cancel the purge task and wait for it."""
+        """Cancel the purge task (or stop the purge thread) and wait for it."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._thread is not None:
+            await _aio.to_thread(self.stop)
 
     async def _aloop(self) -> None:
         while True:

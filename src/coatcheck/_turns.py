@@ -24,6 +24,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from . import _aio
+
 __all__ = ["TURN_WAIT", "AsyncKeyTurns", "KeyTurns", "PerLoop"]
 
 T = TypeVar("T")
@@ -43,8 +45,15 @@ class PerLoop(Generic[T]):
         self._guard = threading.Lock()
 
     def get(self) -> T:
-        """The running loop's value."""
-        loop = asyncio.get_running_loop()
+        """The running asyncio loop's value (RuntimeError without one)."""
+        return self._for(asyncio.get_running_loop())
+
+    def current(self) -> T | None:
+        """The running asyncio loop's value, or None under another event loop (trio)."""
+        loop = _aio.running_asyncio_loop()
+        return None if loop is None else self._for(loop)
+
+    def _for(self, loop: asyncio.AbstractEventLoop) -> T:
         value = self._values.get(loop)
         if value is None:
             with self._guard:
@@ -142,7 +151,8 @@ class AsyncKeyTurns:
 
     ``take(key)`` takes a free turn at once; if it returns False, ``await wait(key)`` (with no
     await in between) queues for it. Either way, whoever got the turn calls ``release(key)``, with
-    ``failed=True`` when its commit raised.
+    ``failed=True`` when its commit raised. Under an event loop other than asyncio (trio) there
+    are no turns: ``take`` always succeeds and compare-and-set alone keeps commits correct.
     """
 
     __slots__ = ("_lines",)
@@ -152,7 +162,9 @@ class AsyncKeyTurns:
 
     def take(self, key: str) -> bool:
         """Take ``key``'s turn if no one holds it; False if someone does."""
-        lines = self._lines.get()
+        lines = self._lines.current()
+        if lines is None:
+            return True
         if key in lines:
             return False
         lines[key] = _Line(asyncio.get_running_loop().time())
@@ -183,7 +195,9 @@ class AsyncKeyTurns:
     def release(self, key: str, *, failed: bool = False) -> None:
         """End ``key``'s turn (the caller holds it): hand it to the next waiter, or, when the
         holder's commit ``failed``, break the line up and let every waiter go ahead."""
-        lines = self._lines.get()
+        lines = self._lines.current()
+        if lines is None:
+            return
         line = lines[key]
         while line.waiters:
             turn = line.waiters.popleft()

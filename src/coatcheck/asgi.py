@@ -82,7 +82,7 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 try:
                     set_cookie = await self.manager.acommit(
-                        session, status_code=message["status"], scheme=scope.get("scheme", "http")
+                        session, status_code=message["status"], scheme=scope.get("scheme", "http"), host=lambda: _host(scope)
                     )
                 except CoatcheckError as exc:
                     failed = True
@@ -140,3 +140,11 @@ def _with_session_headers(message: Message, session: Session, set_cookie: str | 
     if changed is not None:
         return {**message, "headers": changed}
     return message if headers is original else {**message, "headers": headers}
+
+
+def _host(scope: Scope) -> str | None:
+    """The request's Host header (for the plain-http Secure cookie warning)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"host":
+            return str(value.decode("latin-1"))
+    return None

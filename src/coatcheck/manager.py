@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import _codec, _core
+from . import _aio, _codec, _core
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
@@ -20,6 +19,7 @@ from .stores._protocol import Record
 __all__ = ["SessionInfo", "SessionManager"]
 
 T = TypeVar("T")
+Host = str | Callable[[], str | None] | None  # the request's Host, or a function that finds it
 _CORE = ("load", "save", "delete", "delete_expired", "close")
 _OPTIONAL = ("touch", "rotate", "delete_user", "list_user")
 _ASYNC_NAMES = {name: "a" + name for name in (*_CORE, *_OPTIONAL)}  # the async methods' names, built once
@@ -102,7 +102,7 @@ class SessionManager:
             method, args, kwargs = next(flow)
             while True:
                 if method == _core.PAUSE:
-                    await asyncio.sleep(*args)
+                    await _aio.sleep(*args)
                     method, args, kwargs = flow.send(None)
                 elif not nonblocking:
                     method, args, kwargs = flow.send(await getattr(store, _ASYNC_NAMES[method])(*args, **kwargs))
@@ -143,16 +143,23 @@ class SessionManager:
         keep = status_code < 500 or self.config.save_on_server_error
         return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
 
-    def _set_cookie(self, result: _core.CommitResult, scheme: str) -> str | None:
+    def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:
             return None
-        attributes = self._cookie_attributes[_core.wants_secure(self.config.cookie, scheme)]
+        secure = _core.wants_secure(self.config.cookie, scheme)
+        if secure and scheme == "http" and host is not None:
+            _core.warn_if_browsers_drop(host if isinstance(host, str) else host())
+        attributes = self._cookie_attributes[secure]
         if result.session_id is not None:
             return _core.set_cookie_header(self.config.cookie, result.session_id, result.max_age, attributes)
         return _core.clear_cookie_header(self.config.cookie, attributes)
 
-    def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
+    def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https", host: Host = None) -> str | None:
         """Write what the request did to ``session``; return the ``Set-Cookie`` value, if any.
+
+        ``scheme`` and ``host`` are the request's (``host`` may be a function that finds it, called
+        only when needed): a ``Secure`` cookie sent over plain http to a host other than localhost
+        (which browsers drop) logs one warning per process.
 
         Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
         requested logout is applied whatever the status. Commits of one stored session in this
@@ -166,16 +173,16 @@ class SessionManager:
             return None
         with self._turns.hold(session._loaded_key or session._destroy_key):
             result = self._run(flow)
-        return self._set_cookie(result, scheme)
+        return self._set_cookie(result, scheme, host)
 
-    async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https") -> str | None:
+    async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https", host: Host = None) -> str | None:
         """Async :meth:`commit`."""
         flow = self._commit_flow(session, status_code, self._async_caps)
         if flow is None:
             return None
         key = session._loaded_key or session._destroy_key
         if key is None:
-            return self._set_cookie(await self._arun(flow), scheme)
+            return self._set_cookie(await self._arun(flow), scheme, host)
         turns = self._aturns
         held = turns.take(key) or await turns.wait(key)  # no coroutine at all for a free turn
         try:
@@ -186,7 +193,7 @@ class SessionManager:
             raise
         if held:
             turns.release(key)
-        return self._set_cookie(result, scheme)
+        return self._set_cookie(result, scheme, host)
 
     # -- per-user operations -------------------------------------------------------------------
 
@@ -250,7 +257,13 @@ class SessionManager:
         self._run(iter_call(_probe()))
 
     async def acheck(self) -> None:
-        """Async :meth:`check`."""
+        """Async :meth:`check`. Under an event loop other than asyncio (trio), a store whose
+        async side needs asyncio raises :class:`NotSupportedError` here, at startup."""
+        if getattr(self.store, "asyncio_only", False) is True and _aio.running_asyncio_loop() is None:
+            raise NotSupportedError(
+                f"{type(self.store).__name__}'s async side needs asyncio, and this app runs on another"
+                " event loop (trio): use memory:// or sqlite://, or run the app on asyncio"
+            )
         await self._arun(iter_call(_probe()))
 
     def close(self) -> None:

@@ -78,7 +78,9 @@ class SessionMiddleware:
                 return start_response(status, headers, exc_info)
             state["started"] = True
             try:
-                set_cookie = self.manager.commit(session, status_code=int(status[:3]), scheme=scheme)
+                set_cookie = self.manager.commit(
+                    session, status_code=int(status[:3]), scheme=scheme, host=environ.get("HTTP_HOST")
+                )
             except CoatcheckError as exc:
                 state["error"] = self._refuse(exc, start_response)
                 return lambda data: None

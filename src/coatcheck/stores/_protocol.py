@@ -23,6 +23,9 @@ Optional capabilities (the manager detects them when it is built):
 Async stores implement the same methods with an ``a`` prefix (``aload``, ``asave``, ...). One
 class may implement both flavours; one whose sync methods never block (no I/O, no waiting lock)
 may set ``nonblocking = True`` so the manager's async side calls them without a coroutine.
+A store whose async side needs asyncio (its drivers are asyncio's) sets ``asyncio_only = True``:
+under another event loop (trio, which Starlette can run on) it then refuses to start, with a
+clear error, instead of failing on a request.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ a request) takes every stripe lock, which makes it atomic against rotations.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import threading
@@ -18,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import ClassVar
 
+from .. import _aio
 from .._logs import log
 from ..errors import ConfigurationError
 from ._protocol import Record
@@ -310,7 +310,7 @@ class MemoryStore:
         total = 0
         for deleted in self._purge(now):
             total += deleted
-            await asyncio.sleep(0)
+            await _aio.sleep(0)
         return total
 
     async def adelete_user(self, user_id: str) -> int:

@@ -282,6 +282,7 @@ class MySQLStore(SQLStoreMethods):
     """
 
     expires_natively = False
+    asyncio_only = True  # asyncio drivers: refused under trio
     _driver_errors: ClassVar[tuple[type[Exception], ...]] = (pymysql.err.Error, OSError, asyncio.TimeoutError)
 
     def __init__(

@@ -224,6 +224,7 @@ class PostgresStore(SQLStoreMethods):
     """
 
     expires_natively = False
+    asyncio_only = True  # asyncio drivers: refused under trio
     _driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error, TimeoutError)
 
     def __init__(

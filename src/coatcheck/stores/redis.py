@@ -432,6 +432,7 @@ class RedisStore:
     """
 
     expires_natively: ClassVar[bool] = True
+    asyncio_only = True  # asyncio drivers: refused under trio
     _inline_index: ClassVar[bool] = True  # the user index is written by the record's own script
     _revocation_epochs: ClassVar[bool] = False
     _delete_batch: ClassVar[int] = 256  # sessions per call of a revoke

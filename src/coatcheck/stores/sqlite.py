@@ -2,7 +2,7 @@
 
 Safe for several threads (one connection per thread) and several processes on one file (WAL,
 a busy timeout, single-statement compare-and-set). The async side runs each operation in a
-worker thread with ``asyncio.to_thread``: SQLite has no asynchronous API, so this is the one
+worker thread (asyncio's or trio's): SQLite has no asynchronous API, so this is the one
 documented thread hop in coatcheck.
 
 A connection recovers from what happens to the file while the app runs: one opened while the
@@ -13,7 +13,6 @@ deleted or replaced file is reopened instead of split between old and new connec
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import threading
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from .. import _aio
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
 
@@ -263,28 +263,28 @@ class SQLiteStore:
     # -- AsyncStore: the same operations in a worker thread ----------------------------------------
 
     async def aload(self, key: str) -> Record | None:
-        return await asyncio.to_thread(self.load, key)
+        return await _aio.to_thread(self.load, key)
 
     async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
-        return await asyncio.to_thread(lambda: self.save(key, record, expected_version=expected_version))
+        return await _aio.to_thread(lambda: self.save(key, record, expected_version=expected_version))
 
     async def atouch(self, key: str, expires_at: float) -> bool:
-        return await asyncio.to_thread(self.touch, key, expires_at)
+        return await _aio.to_thread(self.touch, key, expires_at)
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
-        return await asyncio.to_thread(lambda: self.rotate(old_key, new_key, record, expected_version=expected_version))
+        return await _aio.to_thread(lambda: self.rotate(old_key, new_key, record, expected_version=expected_version))
 
     async def adelete(self, key: str) -> None:
-        await asyncio.to_thread(self.delete, key)
+        await _aio.to_thread(self.delete, key)
 
     async def adelete_expired(self, now: float) -> int:
-        return await asyncio.to_thread(self.delete_expired, now)
+        return await _aio.to_thread(self.delete_expired, now)
 
     async def adelete_user(self, user_id: str) -> int:
-        return await asyncio.to_thread(self.delete_user, user_id)
+        return await _aio.to_thread(self.delete_user, user_id)
 
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
-        return await asyncio.to_thread(self.list_user, user_id)
+        return await _aio.to_thread(self.list_user, user_id)
 
     async def aclose(self) -> None:
         self.close()
