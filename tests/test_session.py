@@ -237,3 +237,24 @@ def test_a_codec_decides_which_values_a_session_takes_and_they_come_back_exactly
     assert manager.load(f"sessionid={session.id}")["raw"] == [b"\x00\xff", "text", b"more"]
     with pytest.raises(TypeError):
         loaded["set"] = {1}
+
+
+def test_committing_reads_nothing_through_the_tracked_methods() -> None:
+    """The manager reads the content for encoding and merging without marking the session
+    accessed or snapshotting its values (a dict's copy of a subclass would call ``__iter__``)."""
+    clock = FakeClock()
+    manager = SessionManager(MemoryStore(clock=clock), clock=clock)
+    created = manager.new_session()
+    created["cart"] = [1]
+    created["n"] = 1
+    manager.commit(created)
+    session = manager.load(f"sessionid={created.id}")
+    other = manager.load(f"sessionid={created.id}")
+    other["n"] = 2
+    manager.commit(other)
+    session._snapshots.clear()
+    session._accessed = False
+    assert session._plain() == {"cart": [1], "n": 1}
+    session._dirty.add("x")  # a change to merge, so the commit runs the whole write path
+    manager.commit(session)
+    assert not session.accessed and session._snapshots == {}

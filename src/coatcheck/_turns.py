@@ -24,8 +24,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from . import _aio
-
 __all__ = ["TURN_WAIT", "AsyncKeyTurns", "KeyTurns", "PerLoop"]
 
 T = TypeVar("T")
@@ -46,20 +44,23 @@ class PerLoop(Generic[T]):
 
     def get(self) -> T:
         """The running asyncio loop's value (RuntimeError without one)."""
-        return self._for(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        value = self._values.get(loop)
+        return self._add(loop) if value is None else value
 
     def current(self) -> T | None:
         """The running asyncio loop's value, or None under another event loop (trio)."""
-        loop = _aio.running_asyncio_loop()
-        return None if loop is None else self._for(loop)
-
-    def _for(self, loop: asyncio.AbstractEventLoop) -> T:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
         value = self._values.get(loop)
-        if value is None:
-            with self._guard:
-                self._values = {other: kept for other, kept in self._values.items() if not other.is_closed()}
-                value = self._values.setdefault(loop, self._factory())
-        return value
+        return self._add(loop) if value is None else value
+
+    def _add(self, loop: asyncio.AbstractEventLoop) -> T:
+        with self._guard:
+            self._values = {other: kept for other, kept in self._values.items() if not other.is_closed()}
+            return self._values.setdefault(loop, self._factory())
 
 
 class _Turn:

@@ -66,7 +66,6 @@ class Session(dict[str, Any]):
     ) -> None:
         """Build an empty session (its ID is drawn when first needed); the manager fills
         loaded ones with :meth:`_adopt`. ``codec`` says which values it takes (JSON by default)."""
-        super().__init__()
         self._codec = codec
         self._id_factory = id_factory
         self._max_size = max_size
@@ -98,7 +97,9 @@ class Session(dict[str, Any]):
         """Make this session the one stored under ``key`` (used by the manager after a load)."""
         self._loaded_key, self._raw, self._version = key, raw, version
         self._created_at, self._expires_at, self._user_id = created_at, expires_at, user_id
-        self._replace_data(data)
+        if data is not self:  # as _replace_data, inline: this runs on every load
+            dict.clear(self)
+            dict.update(self, data)
         self._base_size = len(raw)
 
     def _replace_data(self, data: Mapping[str, Any]) -> None:
@@ -108,8 +109,9 @@ class Session(dict[str, Any]):
             dict.update(self, data)
 
     def _plain(self) -> dict[str, Any]:
-        """The content as a plain dict, read without marking the session accessed."""
-        return dict.copy(self)
+        """The content as a plain dict, read without marking the session accessed (through the
+        dict's own items view: ``dict.copy`` of a subclass with its own ``__iter__`` calls it)."""
+        return dict(dict.items(self))
 
     # -- identity and lifecycle -------------------------------------------------------------
 
@@ -265,8 +267,9 @@ class Session(dict[str, Any]):
     __hash__ = None  # a mutable mapping, like dict
 
     def get(self, key: str, default: Any = None) -> Any:
-        if key in self:
+        if dict.__contains__(self, key):
             return self[key]  # through __getitem__: a list or dict read here is tracked
+        self._accessed = True
         return default
 
     def keys(self) -> KeysView[str]:  # type: ignore[override]
