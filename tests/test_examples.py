@@ -17,10 +17,32 @@ def load(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleTy
     return importlib.reload(module)
 
 
-def test_starlette_example_counts_visits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starlette_example_logs_in_welcomes_and_logs_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     module = load("starlette_app", tmp_path, monkeypatch)
+    with TestClient(module.app) as client:  # plain http: secure="auto" leaves the cookie usable
+        first = client.get("/")
+        assert 'name="username"' in first.text
+        assert "set-cookie" not in first.headers
+        welcome = client.post("/login", data={"username": "<b>alice</b>"})  # 303, then the welcome page
+        assert "Welcome, &lt;b&gt;alice&lt;/b&gt;" in welcome.text
+        assert "Visit <strong>1</strong>" in welcome.text
+        assert "Visit <strong>2</strong>" in client.get("/").text
+        assert client.post("/login", data={"username": ""}).status_code == 400
+        assert 'name="username"' in client.post("/logout").text
+        assert 'name="username"' in client.get("/").text
+    assert (tmp_path / "sessions.db").exists()
+
+
+def test_fastapi_example_logs_in_welcomes_and_logs_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load("fastapi_app", tmp_path, monkeypatch)
     with TestClient(module.app) as client:
-        assert [client.get("/").text for _ in range(3)] == ["visit 1", "visit 2", "visit 3"]
+        assert client.get("/").status_code == 401
+        assert client.post("/login", json={"name": "alice"}).json() == {"user": "alice"}
+        assert client.get("/").json() == {"message": "Welcome, alice", "visits": 1}
+        assert client.get("/").json() == {"message": "Welcome, alice", "visits": 2}
+        assert client.post("/login", json={"name": ""}).status_code == 422
+        assert client.post("/logout").json() == {"user": None}
+        assert client.get("/").status_code == 401
     assert (tmp_path / "sessions.db").exists()
 
 
