@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -26,6 +27,21 @@ def test_asgi_lifespan_fails_startup_when_the_store_is_down() -> None:
     app = ASGIMiddleware(asgi_app(), SessionManager(store))
     with pytest.raises(StoreUnavailableError, match="store is down"), TestClient(app):
         pass
+
+
+def test_asgi_lifespan_closes_the_store_when_the_apps_own_startup_fails() -> None:
+    @contextlib.asynccontextmanager
+    async def failing(app: Any) -> AsyncIterator[None]:
+        raise RuntimeError("the app's own startup failed")
+        yield  # pragma: no cover
+
+    from starlette.applications import Starlette
+
+    store = FlakyStore(MemoryStore())
+    app = ASGIMiddleware(Starlette(lifespan=failing), SessionManager(store))
+    with pytest.raises(RuntimeError, match="own startup failed"), TestClient(app):
+        pass
+    assert store.calls.get("close") == 1
 
 
 def test_asgi_lifespan_runs_the_expirer_and_closes_the_store() -> None:

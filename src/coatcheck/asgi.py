@@ -7,6 +7,7 @@ expirer; at shutdown it stops the expirer and closes the store.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -113,6 +114,8 @@ class SessionMiddleware:
         try:
             await self.manager.acheck()
         except CoatcheckError as exc:
+            with contextlib.suppress(CoatcheckError):  # the check's error is the one to report
+                await self.manager.aclose()
             await send({"type": "lifespan.startup.failed", "message": f"coatcheck: session store unusable: {exc}"})
             raise  # as Starlette's router does: the server reports it and exits
         pending = [startup]
@@ -123,10 +126,10 @@ class SessionMiddleware:
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete" and self.expirer is not None:
                 await self.expirer.astart()
-            elif message["type"] == "lifespan.shutdown.complete":
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.startup.failed"):
                 if self.expirer is not None:
                     await self.expirer.astop()
-                await self.manager.aclose()
+                await self.manager.aclose()  # the app's own startup failed, or it shut down
             await send(message)
 
         await self.app(scope, replay_receive, lifespan_send)
