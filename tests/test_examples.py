@@ -46,9 +46,35 @@ def test_fastapi_example_logs_in_welcomes_and_logs_out(tmp_path: Path, monkeypat
     assert (tmp_path / "sessions.db").exists()
 
 
-@pytest.mark.parametrize(("name", "attribute"), [("wsgi_app", "application"), ("flask_app", "app")])
+@pytest.mark.parametrize(("name", "attribute"), [("wsgi_app", "application")])
 def test_wsgi_examples_count_visits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, attribute: str) -> None:
     module = load(name, tmp_path, monkeypatch)
     with httpx.Client(transport=httpx.WSGITransport(app=getattr(module, attribute)), base_url="http://testserver") as client:
         assert [client.get("/").text.strip() for _ in range(2)] == ["visit 1", "visit 2"]
     module.manager.close()
+
+
+def test_flask_example_logs_in_welcomes_and_logs_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = load("flask_app", tmp_path, monkeypatch)
+    try:
+        client = module.app.test_client()  # plain http: "auto" leaves the cookie without Secure
+        first = client.get("/")
+        assert 'name="username"' in first.text
+        assert "Set-Cookie" not in first.headers
+        welcome = client.post("/login", data={"username": "<b>alice</b>"}, follow_redirects=True)
+        assert "Welcome, &lt;b&gt;alice&lt;/b&gt;" in welcome.text
+        assert "Visit <strong>1</strong>" in welcome.text
+        assert "Visit <strong>2</strong>" in client.get("/").text
+        refused = client.post("/login", data={"username": ""})
+        assert refused.status_code == 400 and "Give a name of 1 to 64 characters." in refused.text
+        cookie = client.get_cookie("session")
+        assert cookie is not None and not cookie.secure and cookie.http_only
+        goodbye = client.post("/logout", follow_redirects=True)
+        assert "You are logged out." in goodbye.text and 'name="username"' in goodbye.text
+        assert 'name="username"' in client.get("/").text
+        old = module.app.test_client()
+        old.set_cookie("session", cookie.value)
+        assert 'name="username"' in old.get("/").text  # the logged-out ID is dead
+    finally:
+        module.sessions.close()
+    assert (tmp_path / "sessions.db").exists()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 fast_json: Any  # orjson when the ``fast`` extra is installed, else None
@@ -39,8 +39,20 @@ class CorruptRecordError(ValueError):
     """A stored record that is not a coatcheck envelope (internal: it reads as no session)."""
 
 
-def check_value(value: Any, depth: int = 0) -> None:
-    """Raise ``TypeError`` (``ValueError`` for NaN/infinity) unless ``value`` is plain JSON."""
+def check_value(
+    value: Any,
+    depth: int = 0,
+    *,
+    leaf: Callable[[Any], bool] | None = None,
+    tuples: bool = False,
+    refusal: str = "is not a JSON type",
+) -> None:
+    """Raise ``TypeError`` (``ValueError`` for NaN/infinity) unless ``value`` is plain JSON.
+
+    A codec that stores more types passes ``leaf`` (True for a value of one of them, which it
+    may also refuse by raising), ``tuples=True`` if it keeps tuples, and the ``refusal`` that
+    follows a refused type's name in the error message.
+    """
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return
@@ -52,21 +64,23 @@ def check_value(value: Any, depth: int = 0) -> None:
         if not math.isfinite(value):
             raise ValueError(f"{value!r} is not valid JSON")
         return
+    if leaf is not None and leaf(value):
+        return
     if depth >= _MAX_DEPTH:
         raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
-    if kind is list:
+    if kind is list or (tuples and kind is tuple):
         for item in value:
-            check_value(item, depth + 1)
+            check_value(item, depth + 1, leaf=leaf, tuples=tuples, refusal=refusal)
         return
     if kind is dict:
         for key, item in value.items():
             if type(key) is not str:
                 raise TypeError(f"dict key {key!r} is not a str")
-            check_value(item, depth + 1)
+            check_value(item, depth + 1, leaf=leaf, tuples=tuples, refusal=refusal)
         return
     if kind is tuple:
         raise TypeError("tuple is not a JSON type: store a list (a tuple would come back as a list)")
-    raise TypeError(f"{kind.__name__} is not a JSON type")
+    raise TypeError(f"{kind.__name__} {refusal}")
 
 
 def _dumps(value: Any) -> bytes:

@@ -114,8 +114,8 @@ class SessionMiddleware:
         try:
             await self.manager.acheck()
         except CoatcheckError as exc:
-            with contextlib.suppress(CoatcheckError):  # the check's error is the one to report
-                await self.manager.aclose()
+            with contextlib.suppress(Exception):  # the check's error is the one to report (an asyncio
+                await self.manager.aclose()  # store under trio cannot even close)
             await send({"type": "lifespan.startup.failed", "message": f"coatcheck: session store unusable: {exc}"})
             raise  # as Starlette's router does: the server reports it and exits
         pending = [startup]

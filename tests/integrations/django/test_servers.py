@@ -1,0 +1,80 @@
+"""Smoke tests: the test project under real servers, gunicorn (Django's WSGI handler) and uvicorn
+(Django's ASGI handler), driven by httpx over loopback; each server is stopped afterwards."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from coatcheck.stores.redis import RedisStore
+from tests.backends import ServerMissing, require_servers
+from tests.backends import redis as redis_backend
+
+from .servers import Process
+
+
+def _visit(url: str) -> None:
+    """Count, log out, and replay the old cookie, over real HTTP."""
+    with httpx.Client(base_url=url, timeout=10) as browser:
+        first = browser.get("/s/count")
+        assert first.text == "1"
+        cookie = first.cookies["sessionid"]
+        assert "HttpOnly" in first.headers["set-cookie"]
+        assert first.headers["cache-control"] == "no-store"
+        assert [browser.get(path).text for path in ("/s/count", "/a/count", "/a/read")] == ["2", "3", "3"]
+        bye = browser.post("/s/logout")
+        assert bye.text == "bye"
+        assert 'sessionid=""' in bye.headers["set-cookie"]
+    with httpx.Client(base_url=url, timeout=10, cookies={"sessionid": cookie}) as replay:
+        assert replay.get("/s/read").text == "None"
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path) -> Iterator[Process]:
+    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "2", "--no-control-socket"]
+    server = Process(
+        [*command, "tests.integrations.django.wsgi:application"],
+        r"Listening at: http://127\.0\.0\.1:(\d+)",
+        {"COATCHECK_DJANGO_STORE": f"sqlite:///{tmp_path}/sessions.db", "COATCHECK_DJANGO_PLAIN_HTTP": "1"},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def uvicorn() -> Iterator[Process]:
+    try:
+        redis_backend.ping(redis_backend.URL)
+    except ServerMissing as exc:
+        if require_servers():
+            pytest.fail(f"redis server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"redis server unreachable: {exc}")
+    url = redis_backend.with_prefix(redis_backend.URL)
+    command = [sys.executable, "-m", "uvicorn", "--port", "0", "--lifespan", "off"]
+    server = Process(
+        [*command, "tests.integrations.django.asgi:application"],
+        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+        {"COATCHECK_DJANGO_STORE": url, "COATCHECK_DJANGO_PLAIN_HTTP": "1"},
+    )
+    try:
+        yield server
+    finally:
+        server.stop()
+        store = RedisStore.from_url(url)  # the server's keys, under its own prefix, are removed
+        redis_backend.purge(store)
+        store.close()
+
+
+def test_django_under_gunicorn_on_sqlite(gunicorn: Process) -> None:
+    _visit(gunicorn.url)  # two worker processes share the SQLite store
+
+
+@pytest.mark.server
+def test_django_under_uvicorn_on_redis(uvicorn: Process) -> None:
+    _visit(uvicorn.url)

@@ -1,0 +1,160 @@
+"""Settings: Flask's ``SESSION_COOKIE_*`` and coatcheck's ``COATCHECK_*`` read in one place when
+``init_app`` runs (a bad value or an unreachable store fails there), the secure default, the
+``Partitioned`` attribute, settings changed after ``init_app``, and the extension's API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import flask
+import pytest
+
+from coatcheck import ConfigurationError, MiddlewareNotInstalledError, StoreUnavailableError
+from coatcheck.flask import Sessions, get_session, read_settings
+from coatcheck.stores.memory import MemoryStore
+from coatcheck.testing import FakeClock
+from tests.integrations.flask.conftest import Serve
+
+
+@pytest.fixture
+def memory(clock: FakeClock) -> MemoryStore:
+    return MemoryStore(clock=clock)
+
+
+def cookie_of(app: flask.Flask, url: str = "/set?k=a&v=1", base_url: str = "http://localhost") -> str:
+    [set_cookie] = app.test_client().post(url, base_url=base_url).headers.get_all("Set-Cookie")
+    return set_cookie
+
+
+def test_flasks_defaults_give_coatchecks_secure_cookie(serve: Serve, memory: Any) -> None:
+    set_cookie = cookie_of(serve(memory))
+    assert set_cookie.startswith("session=")  # Flask's SESSION_COOKIE_NAME
+    assert set_cookie.endswith("; Path=/; Secure; HttpOnly; SameSite=Lax")  # Secure although Flask's default is False
+
+
+def test_flasks_cookie_settings_are_honoured(serve: Serve, memory: Any) -> None:
+    app = serve(
+        memory,
+        SESSION_COOKIE_NAME="sid",
+        SESSION_COOKIE_DOMAIN=".example.com",
+        SESSION_COOKIE_PATH="/app",
+        SESSION_COOKIE_HTTPONLY=False,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
+    set_cookie = cookie_of(app, base_url="https://www.example.com")
+    assert set_cookie.partition("=")[0] == "sid"
+    assert set_cookie.endswith("; Path=/app; Domain=example.com; Secure; SameSite=Strict")
+
+
+def test_the_path_falls_back_to_application_root(serve: Serve, memory: Any) -> None:
+    assert "; Path=/shop;" in cookie_of(serve(memory, APPLICATION_ROOT="/shop"))
+
+
+@pytest.mark.parametrize(("choice", "http", "https"), [("auto", False, True), (False, False, False), (True, True, True)])
+def test_coatcheck_cookie_secure_is_the_explicit_choice(serve: Serve, memory: Any, choice: Any, http: bool, https: bool) -> None:
+    app = serve(memory, COATCHECK_COOKIE_SECURE=choice)
+    assert ("; Secure" in cookie_of(app, base_url="http://localhost")) is http
+    assert ("; Secure" in cookie_of(app, base_url="https://localhost")) is https
+
+
+def test_partitioned_is_sent_on_setting_and_on_clearing_the_cookie(serve: Serve, memory: Any) -> None:
+    client = serve(memory, SESSION_COOKIE_PARTITIONED=True, SESSION_COOKIE_SAMESITE="None").test_client()
+    [created] = client.post("/set?k=a&v=1").headers.get_all("Set-Cookie")
+    assert created.endswith("; Secure; HttpOnly; SameSite=None; Partitioned")
+    [cleared] = client.post("/logout").headers.get_all("Set-Cookie")
+    assert cleared.startswith("session=; Max-Age=0;") and cleared.endswith("; Partitioned")
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"SESSION_COOKIE_SAMESITE": "sometimes"}, "SESSION_COOKIE_SAMESITE must be 'Strict', 'Lax', 'None' or None"),
+        ({"SESSION_COOKIE_NAME": "my session"}, "cookie name 'my session' is not a valid RFC 6265 token"),
+        ({"SESSION_COOKIE_HTTPONLY": "yes"}, "SESSION_COOKIE_HTTPONLY must be True or False, not 'yes'"),
+        ({"SESSION_COOKIE_SECURE": True, "COATCHECK_COOKIE_SECURE": "auto"}, "SESSION_COOKIE_SECURE = True contradicts"),
+        ({"SESSION_COOKIE_PARTITIONED": True, "COATCHECK_COOKIE_SECURE": "auto"}, "PARTITIONED = True needs a Secure cookie"),
+        ({"SESSION_COOKIE_NAME": "__Host-sid", "SESSION_COOKIE_PATH": "/app"}, "a '__Host-' cookie needs"),
+        ({"PERMANENT_SESSION_LIFETIME": 0}, "PERMANENT_SESSION_LIFETIME must be a timedelta or seconds"),
+        ({"COATCHECK_IDLE_TIMEOUT": timedelta(days=1)}, "idle_timeout cannot be longer than absolute_timeout"),
+        ({"COATCHECK_MAX_SIZE": "big"}, "max_size must be an int"),
+        ({"COATCHECK_SAVE_ON_SERVER_ERROR": "yes"}, "COATCHECK_SAVE_ON_SERVER_ERROR must be True or False"),
+        ({"COATCHECK_IDLE_TIMOUT": 60}, "unknown setting COATCHECK_IDLE_TIMOUT"),
+        ({"COATCHECK_STORE": "nosuch://x"}, "unknown store URL scheme 'nosuch'"),
+    ],
+)
+def test_a_bad_setting_fails_in_init_app(memory: Any, settings: dict[str, Any], message: str) -> None:
+    app = flask.Flask(__name__)
+    app.config.update({"COATCHECK_STORE": memory, **settings})
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace("*", r"\*")):
+        Sessions(app)
+    assert "coatcheck" not in app.extensions
+
+
+def test_an_unreachable_store_fails_in_init_app() -> None:
+    app = flask.Flask(__name__)
+    app.config["COATCHECK_STORE"] = "redis://127.0.0.1:9/0?socket_timeout=1"  # the discard port: nothing listens
+    with pytest.raises(StoreUnavailableError):
+        Sessions(app)
+
+
+def test_a_setting_changed_after_init_app_is_read_at_the_next_request(serve: Serve, memory: Any) -> None:
+    app = serve(memory)
+    assert cookie_of(app).startswith("session=")
+    app.config["SESSION_COOKIE_NAME"] = "sid"
+    assert cookie_of(app).startswith("sid=")
+    app.config["SESSION_COOKIE_SAMESITE"] = "sometimes"
+    with pytest.raises(ConfigurationError, match="SESSION_COOKIE_SAMESITE"):
+        app.test_client().get("/public")
+    app.config["SESSION_COOKIE_SAMESITE"] = "Strict"
+    assert cookie_of(app).endswith("SameSite=Strict")
+    app.config["COATCHECK_STORE"] = MemoryStore()
+    with pytest.raises(ConfigurationError, match="COATCHECK_STORE changed after init_app"):
+        app.test_client().get("/public")
+
+
+def test_init_app_installs_on_several_apps_and_finds_each_manager(memory: Any, clock: FakeClock) -> None:
+    sessions = Sessions(clock=clock, purge_interval=None)
+    first, second = flask.Flask("first"), flask.Flask("second")
+    for app in (first, second):
+        app.config["COATCHECK_STORE"] = memory
+        sessions.init_app(app)
+    with second.app_context():
+        assert sessions.manager is sessions.get_manager(second)
+    assert sessions.get_manager(first) is not sessions.get_manager(second)
+    with pytest.raises(RuntimeError, match="pass the app"):
+        sessions.manager  # noqa: B018 - no app context, two apps
+    with pytest.raises(ConfigurationError, match="already installed"):
+        sessions.init_app(first)
+    with pytest.raises(MiddlewareNotInstalledError):
+        Sessions().get_manager(first)
+
+
+def test_read_settings_is_the_one_place(memory: Any) -> None:
+    app = flask.Flask(__name__)
+    app.config.update(COATCHECK_STORE=memory, COATCHECK_IDLE_TIMEOUT=300, PERMANENT_SESSION_LIFETIME=3600)
+    settings = read_settings(app)
+    assert settings.store is memory
+    assert settings.config.idle_seconds == 300
+    assert settings.config.cookie.name == "session"
+    assert settings.permanent_lifetime == 3600
+    assert settings.refresh_each_request is True
+
+
+def test_get_session_without_sessions_says_how_to_install_it() -> None:
+    app = flask.Flask(__name__)
+    app.secret_key = "test"
+    with app.test_request_context(), pytest.raises(MiddlewareNotInstalledError, match=r"install coatcheck\.flask\.Sessions"):
+        get_session()
+
+
+def test_a_url_store_is_closed_by_close(tmp_path: Any) -> None:
+    app = flask.Flask(__name__)
+    app.config["COATCHECK_STORE"] = f"sqlite:///{tmp_path}/sessions.db"
+    sessions = Sessions(app)
+    client = app.test_client()
+    client.post("/nowhere")  # a 404 starts the expirer all the same
+    expirer = app.extensions["coatcheck"].expirer
+    assert expirer is not None and expirer.running
+    sessions.close()
+    assert not expirer.running
