@@ -31,7 +31,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.http import http_date
 
-from .._core import wants_secure
+from .._core import wants_secure, warn_if_browsers_drop
 from .._http import default_error_response
 from ..errors import CoatcheckError, ConcurrentUpdateError, StoreError
 from . import SessionStore
@@ -161,6 +161,10 @@ class SessionMiddleware(DjangoSessionMiddleware):
             else:
                 max_age = session.get_expiry_age()
                 expires = http_date(time.time() + max_age)
+            scheme = request.scheme or "http"
+            secure = wants_secure(get_manager().config.cookie, scheme)
+            if secure and scheme == "http":
+                warn_if_browsers_drop(request.META.get("HTTP_HOST"))
             response.set_cookie(
                 name,
                 session.session_key or "",
@@ -168,7 +172,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 expires=expires,
                 domain=settings.SESSION_COOKIE_DOMAIN,
                 path=settings.SESSION_COOKIE_PATH,
-                secure=wants_secure(get_manager().config.cookie, request.scheme or "http"),
+                secure=secure,
                 httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
                 samesite=settings.SESSION_COOKIE_SAMESITE,
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
 
+from coatcheck import _core
 from coatcheck.django import SessionStore, get_manager
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.sqlite import SQLiteStore
@@ -135,3 +137,18 @@ def test_clearsessions_purges_expired_sessions(purgeable: Any, clock: FakeClock)
     call_command("clearsessions")
     assert gone not in asyncio.run(dump(purgeable))
     assert SessionStore(kept.session_key).get("n") == 2
+
+
+@pytest.mark.parametrize(("host", "warned"), [("192.168.1.10", True), ("localhost", False)])
+def test_a_secure_cookie_over_plain_http_that_browsers_drop_is_warned_about_once(
+    host: str, warned: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "_warned_insecure", False)
+    with (
+        override_settings(COATCHECK={"STORE": "memory://"}, ALLOWED_HOSTS=[host]),
+        caplog.at_level(logging.WARNING, logger="coatcheck"),
+    ):
+        for _ in range(2):
+            response = Client(HTTP_HOST=host).get("/s/count")
+            assert response.cookies["sessionid"]["secure"]
+    assert len([r for r in caplog.records if "browsers drop it" in r.getMessage()]) == (1 if warned else 0)
