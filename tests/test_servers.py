@@ -17,23 +17,13 @@ import uvicorn
 from coatcheck import SessionManager
 from coatcheck.asgi import SessionMiddleware
 from tests.apps import asgi_app
+from tests.servers import Server
 
 
-class Demo:
-    def __init__(self, store: str) -> None:
-        command = [sys.executable, "-m", "coatcheck.cli", "demo", "--port", "0", "--store", store]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # noqa: S603
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, f"demo did not start: {line!r}"
-        self.url = f"http://127.0.0.1:{match.group(1)}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+def _demo(store: str) -> Server:
+    """``coatcheck demo`` on a free port over ``store``."""
+    command = [sys.executable, "-m", "coatcheck.cli", "demo", "--port", "0", "--store", store]
+    return Server(command, r"coatcheck demo on (http://127\.0\.0\.1:\d+)/")
 
 
 @pytest.fixture
@@ -48,41 +38,32 @@ def _visits(page: str) -> int:
 
 
 def test_demo_login_welcome_counter_and_logout_everywhere(store_url: str) -> None:
-    demo = Demo(store_url)
-    try:
-        with (
-            httpx.Client(base_url=demo.url, follow_redirects=True, timeout=10) as laptop,
-            httpx.Client(base_url=demo.url, follow_redirects=True, timeout=10) as phone,
-        ):
-            first = laptop.get("/")
-            assert 'name="username"' in first.text
-            assert "set-cookie" not in first.headers
-            page = laptop.post("/login", data={"username": "<b>alice</b>"}).text
-            assert "Welcome, &lt;b&gt;alice&lt;/b&gt;" in page
-            assert _visits(page) == 1
-            assert _visits(laptop.get("/").text) == 2
-            phone.post("/login", data={"username": "<b>alice</b>"})
-            listing = phone.get("/").text
-            assert listing.count("<tr><td><code>") == 2
-            assert listing.count("this browser") == 1
-            assert 'name="username"' in phone.post("/logout-everywhere").text
-            assert 'name="username"' in laptop.get("/").text
-    finally:
-        demo.stop()
+    with (
+        _demo(store_url) as demo,
+        httpx.Client(base_url=demo.url, follow_redirects=True, timeout=10) as laptop,
+        httpx.Client(base_url=demo.url, follow_redirects=True, timeout=10) as phone,
+    ):
+        first = laptop.get("/")
+        assert 'name="username"' in first.text
+        assert "set-cookie" not in first.headers
+        page = laptop.post("/login", data={"username": "<b>alice</b>"}).text
+        assert "Welcome, &lt;b&gt;alice&lt;/b&gt;" in page
+        assert _visits(page) == 1
+        assert _visits(laptop.get("/").text) == 2
+        phone.post("/login", data={"username": "<b>alice</b>"})
+        listing = phone.get("/").text
+        assert listing.count("<tr><td><code>") == 2
+        assert listing.count("this browser") == 1
+        assert 'name="username"' in phone.post("/logout-everywhere").text
+        assert 'name="username"' in laptop.get("/").text
 
 
 def test_demo_sessions_survive_a_restart(store_url: str) -> None:
-    demo = Demo(store_url)
-    with httpx.Client(base_url=demo.url, follow_redirects=True, timeout=10) as client:
+    with _demo(store_url) as demo, httpx.Client(base_url=demo.url, follow_redirects=True, timeout=10) as client:
         client.post("/login", data={"username": "bob"})
         cookie = client.cookies["sessionid"]
-    demo.stop()
-    demo = Demo(store_url)
-    try:
-        with httpx.Client(base_url=demo.url, timeout=10, cookies={"sessionid": cookie}) as client:
-            assert "Welcome, bob" in client.get("/").text
-    finally:
-        demo.stop()
+    with _demo(store_url) as demo, httpx.Client(base_url=demo.url, timeout=10, cookies={"sessionid": cookie}) as client:
+        assert "Welcome, bob" in client.get("/").text
 
 
 def test_demo_refuses_an_unusable_store(tmp_path: Path) -> None:

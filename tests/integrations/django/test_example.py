@@ -10,22 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .servers import ROOT, Process
+from tests.servers import Server
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[Process]:
+def example(tmp_path: Path) -> Iterator[Server]:
     """The example on a free port, its databases in a scratch directory."""
-    server = Process(
-        [sys.executable, "-m", "examples.django_app", "--port", "0"],
-        r"Serving on http://127\.0\.0\.1:(\d+)/",
-        {"PYTHONPATH": str(ROOT)},
-        cwd=tmp_path,
-    )
-    try:
+    command = [sys.executable, "-m", "examples.django_app", "--port", "0"]
+    with Server(command, r"Serving on (http://127\.0\.0\.1:\d+)/", cwd=tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _token(page: str) -> str:
@@ -40,7 +33,7 @@ def _visits(page: str) -> int:
     return int(match.group(1))
 
 
-def test_example_login_welcome_logout(example: Process, tmp_path: Path) -> None:
+def test_example_login_welcome_logout(example: Server, tmp_path: Path) -> None:
     with httpx.Client(base_url=example.url, follow_redirects=True, timeout=10) as browser:
         form = browser.get("/")
         assert form.url.path == "/login"

@@ -13,8 +13,7 @@ import pytest
 from coatcheck.stores.redis import RedisStore
 from tests.backends import ServerMissing, require_servers
 from tests.backends import redis as redis_backend
-
-from .servers import Process
+from tests.servers import GUNICORN, UVICORN, Server
 
 
 def _visit(url: str) -> None:
@@ -34,21 +33,15 @@ def _visit(url: str) -> None:
 
 
 @pytest.fixture
-def gunicorn(tmp_path: Path) -> Iterator[Process]:
+def gunicorn(tmp_path: Path) -> Iterator[Server]:
     command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "2", "--no-control-socket"]
-    server = Process(
-        [*command, "tests.integrations.django.wsgi:application"],
-        r"Listening at: http://127\.0\.0\.1:(\d+)",
-        {"COATCHECK_DJANGO_STORE": f"sqlite:///{tmp_path}/sessions.db", "COATCHECK_DJANGO_PLAIN_HTTP": "1"},
-    )
-    try:
+    env = {"COATCHECK_DJANGO_STORE": f"sqlite:///{tmp_path}/sessions.db", "COATCHECK_DJANGO_PLAIN_HTTP": "1"}
+    with Server([*command, "tests.integrations.django.wsgi:application"], GUNICORN, env) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
-def uvicorn() -> Iterator[Process]:
+def uvicorn() -> Iterator[Server]:
     try:
         redis_backend.ping(redis_backend.URL)
     except ServerMissing as exc:
@@ -57,24 +50,20 @@ def uvicorn() -> Iterator[Process]:
         pytest.skip(f"redis server unreachable: {exc}")
     url = redis_backend.with_prefix(redis_backend.URL)
     command = [sys.executable, "-m", "uvicorn", "--port", "0", "--lifespan", "off"]
-    server = Process(
-        [*command, "tests.integrations.django.asgi:application"],
-        r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
-        {"COATCHECK_DJANGO_STORE": url, "COATCHECK_DJANGO_PLAIN_HTTP": "1"},
-    )
+    env = {"COATCHECK_DJANGO_STORE": url, "COATCHECK_DJANGO_PLAIN_HTTP": "1"}
     try:
-        yield server
+        with Server([*command, "tests.integrations.django.asgi:application"], UVICORN, env) as server:
+            yield server
     finally:
-        server.stop()
         store = RedisStore.from_url(url)  # the server's keys, under its own prefix, are removed
         redis_backend.purge(store)
         store.close()
 
 
-def test_django_under_gunicorn_on_sqlite(gunicorn: Process) -> None:
+def test_django_under_gunicorn_on_sqlite(gunicorn: Server) -> None:
     _visit(gunicorn.url)  # two worker processes share the SQLite store
 
 
 @pytest.mark.server
-def test_django_under_uvicorn_on_redis(uvicorn: Process) -> None:
+def test_django_under_uvicorn_on_redis(uvicorn: Server) -> None:
     _visit(uvicorn.url)
