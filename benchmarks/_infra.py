@@ -321,7 +321,8 @@ def _start_redis(work_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     raise RuntimeError("the benchmark's Redis server did not start")
 
 
-def _prepare_postgres() -> bool:
+def prepare_postgres() -> bool:
+    """Create the benchmark database if it is missing; False when PostgreSQL is down."""
     try:
         import psycopg
 
@@ -350,14 +351,19 @@ def _prepare_mysql() -> bool:
         return False
 
 
+def drop_postgres_tables(tables: Sequence[str]) -> None:
+    """Drop ``tables`` from the benchmark database, if they are there."""
+    import psycopg
+
+    with contextlib.suppress(Exception), psycopg.connect(PG_URL, autocommit=True, connect_timeout=3) as conn:
+        for table in tables:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
 def drop_tables(services: Services) -> None:
     """Drop the benchmark's tables from the SQL servers (the database itself stays)."""
     if services.postgres:
-        import psycopg
-
-        with contextlib.suppress(Exception), psycopg.connect(PG_URL, autocommit=True, connect_timeout=3) as conn:
-            for table in BENCH_TABLES:
-                conn.execute(f"DROP TABLE IF EXISTS {table}")
+        drop_postgres_tables(BENCH_TABLES)
     if services.mysql:
         import pymysql
 
@@ -383,7 +389,7 @@ def services() -> Iterator[Services]:
         url = os.environ.get("BENCH_REDIS_URL", "")
         if not url:
             url, proc = _start_redis(work_dir)
-        found = Services(url, proc, work_dir, _prepare_postgres(), _prepare_mysql())
+        found = Services(url, proc, work_dir, prepare_postgres(), _prepare_mysql())
         try:
             yield found
         finally:

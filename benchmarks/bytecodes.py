@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from . import report
+from ._inprocess import asgi_cookie, asgi_request
 from .run import MIXES
 
 APPS = {  # label -> (module, store)
@@ -34,33 +35,6 @@ APPS = {  # label -> (module, store)
     "starsessions": ("starsessions_app", "memory"),
     "Starlette signed cookie": ("starlette_cookie", "cookie"),
 }
-_HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")]
-
-
-async def request(app: Any, path: str, cookie: str | None) -> dict[str, Any]:
-    """One GET through ``app``; returns the ``http.response.start`` message."""
-    headers = [*_HEADERS, *([(b"cookie", cookie.encode())] if cookie else [])]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "", "headers": headers,
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {}}  # fmt: skip
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent[0]
-
-
-def session_cookie(start: dict[str, Any]) -> str | None:
-    """The ``name=value`` of the Set-Cookie in a response start, if any."""
-    for name, value in start["headers"]:
-        if name == b"set-cookie":
-            return str(value.decode().split(";", 1)[0])
-    return None
 
 
 class Counter:
@@ -90,12 +64,12 @@ def package(filename: str) -> str:
 async def count(app: Any, path: str, cookie: str | None, requests: int) -> collections.Counter[str]:
     """Bytecodes per package over ``requests`` requests (after two unrecorded ones)."""
     for _ in range(2):
-        await request(app, path, cookie)
+        await asgi_request(app, path, cookie)
     counter = Counter()
     sys.settrace(counter.trace)
     try:
         for _ in range(requests):
-            await request(app, path, cookie)
+            await asgi_request(app, path, cookie)
     finally:
         sys.settrace(None)
     return counter.counts
@@ -108,7 +82,7 @@ async def measure(requests: int) -> list[tuple[str, str, collections.Counter[str
         os.environ["BENCH_STORE"] = store
         os.environ["BENCH_STORE_URL"] = "memory://"
         app = importlib.import_module(f"benchmarks.apps.{module}").app
-        cookie = session_cookie(await request(app, "/rmw", None))
+        cookie = asgi_cookie(await asgi_request(app, "/rmw", None))
         for mix, (path, with_cookie) in MIXES.items():
             found.append((label, mix, await count(app, path, cookie if with_cookie else None, requests)))
     return found

@@ -39,6 +39,18 @@ def redis_url() -> str:
     return env("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
+def library() -> str:
+    """Which session layer an app that serves several uses (``BENCH_LIBRARY``: the scenario's library)."""
+    return env("BENCH_LIBRARY", "coatcheck")
+
+
+def client_counters() -> bool:
+    """Whether the apps count store calls and Redis round trips in the client (``BENCH_CLIENT_COUNTERS``,
+    default on). The HTTP benchmark reports them; in-process measurements turn them off, so that
+    machine instructions per request are the libraries' own."""
+    return env("BENCH_CLIENT_COUNTERS", "1") != "0"
+
+
 class CountingStore:
     """Forwards to a coatcheck store and counts each call (the client-side round trips).
 
@@ -88,8 +100,9 @@ def prefill(store: Any, live: int, expired: int) -> None:
             store.save(store_key(new_session_id()), Record(raw, expires_at, 1, None), expected_version=None)
 
 
-def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
-    """The manager for ``BENCH_STORE_URL``; SQL stores are wrapped in a :class:`CountingStore`.
+def coatcheck_store() -> tuple[Any, CountingStore | None]:
+    """The store for ``BENCH_STORE_URL``; SQL stores are wrapped in a :class:`CountingStore`
+    (returned too) unless :func:`client_counters` is off.
 
     Redis round trips are counted on the server (``INFO commandstats``) and the memory store
     makes none, so only SQLite, PostgreSQL and MySQL pay for the (sub-microsecond) counter.
@@ -97,8 +110,14 @@ def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
     store = from_url(env("BENCH_STORE_URL", "memory://?max_entries=3000000"))
     if store_kind() == "memory":
         prefill(store, int(env("BENCH_PREFILL_LIVE", "0")), int(env("BENCH_PREFILL_EXPIRED", "0")))
-    counter = CountingStore(store) if store_kind() in ("sqlite", "postgres", "mysql") else None
-    return SessionManager(counter if counter is not None else store, config=SessionConfig()), counter
+    counter = CountingStore(store) if store_kind() in ("sqlite", "postgres", "mysql") and client_counters() else None
+    return (counter if counter is not None else store), counter
+
+
+def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
+    """The manager on :func:`coatcheck_store`, with the default :class:`SessionConfig`."""
+    store, counter = coatcheck_store()
+    return SessionManager(store, config=SessionConfig()), counter
 
 
 def purge_interval() -> float | None:
@@ -130,8 +149,11 @@ def count_redis_round_trips() -> None:
     Called by the apps whose library talks to Redis through redis-py (the others never import it).
 
     Redis's own ``INFO commandstats`` also counts the commands a Lua script runs, so round
-    trips are counted here, in the client, the same way for every library.
+    trips are counted here, in the client, the same way for every library. Nothing is counted
+    when :func:`client_counters` is off.
     """
+    if not client_counters():
+        return
     import redis.asyncio.connection
     import redis.connection
 

@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 ENVIRON_KEY = "coatcheck.flask.session"
+_ACTIVE_KEY = "coatcheck.flask.active"  # the settings the request's session was loaded with
 """Where the session loaded before Flask takes the request waits for ``open_session``."""
 
 # -- values: Flask's tagged JSON, checked so that every accepted value comes back equal ----------
@@ -281,7 +282,6 @@ _FLASK_SETTINGS = (
     "SESSION_REFRESH_EACH_REQUEST",
 )
 _READ = (*_FLASK_SETTINGS, *_COATCHECK_SETTINGS)
-_UNSET = object()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -444,7 +444,9 @@ class _AppState:
 
 
 def _snapshot(config: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(config.get(name, _UNSET) for name in _READ)
+    # None for a missing name is exact: Flask's settings are always in app.config, and
+    # read_settings takes a COATCHECK_ setting set to None as left out.
+    return tuple(map(config.get, _READ))
 
 
 def _active(settings: Settings, manager: _Manager) -> _Active:
@@ -463,10 +465,10 @@ class _Loader:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         state = self.state
-        manager = state.active().manager
+        active = environ[_ACTIVE_KEY] = state.active()
         state.start_expirer()
         try:
-            environ[ENVIRON_KEY] = manager.load(environ.get("HTTP_COOKIE"))
+            environ[ENVIRON_KEY] = active.manager.load(environ.get("HTTP_COOKIE"))
         except CoatcheckError as exc:
             status, headers, body = state.on_error(exc)
             start_response(status_line(status), headers)
@@ -493,8 +495,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if not isinstance(session, FlaskSession):
             raise MiddlewareNotInstalledError(f"the session is a {type(session).__name__}, not a coatcheck FlaskSession")
         state = self._state
-        active = state.active()
         request = flask.request
+        active = request.environ.get(_ACTIVE_KEY) or state.active()
         try:
             set_cookie = _commit(active, session, response.status_code, request)
         except CoatcheckError as exc:
@@ -504,6 +506,8 @@ class CoatcheckSessionInterface(SessionInterface):
             session._freeze()
         if set_cookie is not None or session.accessed:
             response.vary.add("Cookie")  # Flask's way: one Vary header, merged with the app's
+        if set_cookie is None:
+            return
         headers = session_headers(session, set_cookie, response.headers.to_wsgi_list(), WSGI_HEADERS)
         if headers is not None:
             response.headers.clear()
