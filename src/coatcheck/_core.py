@@ -7,7 +7,9 @@ once; only the two tiny drivers in ``manager.py`` differ.
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import logging
 import random
 import re
@@ -224,7 +226,29 @@ def commit_flow(
     session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
 ) -> Generator[Call, Any, CommitResult] | None:
     """The flow that persists what this request did to ``session`` and says what the cookie
-    becomes, or None when there is nothing to do (no store call, no cookie).
+    becomes, or None when there is nothing to do (no store call, no cookie). A session whose
+    browser does not hold its ID yet (adopted from a legacy system) gets its cookie whatever
+    the rest of the commit does.
+    """
+    flow = _commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
+    return flow if not session._cookie_due else _with_cookie(session, flow, now)
+
+
+def _with_cookie(
+    session: Session, flow: Generator[Call, Any, CommitResult] | None, now: float
+) -> Generator[Call, Any, CommitResult]:
+    result = NOTHING if flow is None else (yield from flow)
+    session._cookie_due = False
+    if result.session_id is None and not result.clear and session._loaded_key is not None:
+        assert session._expires_at is not None
+        result = _result(session, session._expires_at, now)
+    return result
+
+
+def _commit_flow(
+    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
+) -> Generator[Call, Any, CommitResult] | None:
+    """:func:`commit_flow` for a session whose browser holds its ID.
 
     Writes are compare-and-set on the record version. On a conflict the fresh record is loaded,
     this request's changed keys are re-applied onto it, and the write is retried. A session
@@ -393,3 +417,139 @@ def _merge(session: Session, changed: set[str], fresh: Record, created_at: float
     session._expires_at = fresh.expires_at
     if not session._user_changed:
         session._user_id = fresh.user_id
+
+
+# -- adopting a legacy session (see coatcheck.legacy) -----------------------------------------------
+
+LEGACY_GRACE = 10.0
+"""Seconds during which a legacy cookie, once adopted, still leads to the session it became: the
+requests a browser sent at once with it (a page and its assets). After that, a copy adopts nothing."""
+_CLAIM = b"legacy-claim "  # a claim record's data: this, the adopted session's ID, the claim time
+
+
+def legacy_value(cookie_headers: Iterable[str], name: str, limit: int) -> str | None:
+    """The first non-empty value of cookie ``name`` of at most ``limit`` characters, if any."""
+    pattern = _cookie_pattern(name)
+    for header in cookie_headers:
+        if name in header:
+            for value in pattern.findall(header):
+                value = value.strip(" \t")
+                if value and len(value) <= limit:
+                    return str(value)
+    return None
+
+
+def legacy_claim_id(reader: str, value: str) -> str:
+    """The ID-shaped name of the claim on legacy cookie ``value`` of ``reader``: never handed to
+    a browser, and what it holds never decodes as a session."""
+    digest = hashlib.sha256(b"coatcheck legacy claim\0%s\0%s" % (reader.encode(), value.encode("utf-8", "surrogateescape")))
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
+class Adoption(NamedTuple):
+    """Where a legacy cookie leads: the session it is (or already became), and whether this
+    request made it (so the legacy record is deleted once)."""
+
+    session: Session | None
+    created: bool = False
+
+
+UNCLAIMED = Adoption(None, created=True)  # no claim yet: read the legacy session
+REFUSED = Adoption(None)
+
+
+def claimed_flow(
+    claim_id: str, config: SessionConfig, now: float, make_session: Callable[[str | None], Session], codec: _codec.Codec
+) -> Generator[Call, Any, Adoption]:
+    """What the claim on a legacy cookie says: :data:`UNCLAIMED` when there is none; the session
+    it became when it was claimed under :data:`LEGACY_GRACE` seconds ago (a concurrent request);
+    :data:`REFUSED` otherwise (a replayed copy, or a session that has ended since)."""
+    record: Record | None = yield Call("load", (store_key(claim_id),))
+    if record is None:
+        return UNCLAIMED
+    target, _, claimed_at = record.data[len(_CLAIM) :].decode("ascii", "replace").partition(" ")
+    try:
+        age = now - float(claimed_at)
+    except ValueError:
+        age = -1.0
+    if not record.data.startswith(_CLAIM) or not 0 <= age <= LEGACY_GRACE or not is_valid_id(target):
+        security_log(logging.WARNING, "legacy session cookie replayed after its adoption (claim sha256 %s)", log_handle(claim_id))
+        return REFUSED
+    session = yield from load_flow([target], config, now, make_session, codec)
+    return REFUSED if session._loaded_key is None else Adoption(session)
+
+
+def adopt_flow(
+    claim_id: str,
+    data: dict[str, Any],
+    user_id: str | None,
+    legacy_expires_at: float | None,
+    config: SessionConfig,
+    now: float,
+    make_session: Callable[[str | None], Session],
+    codec: _codec.Codec,
+) -> Generator[Call, Any, Adoption]:
+    """Store ``data`` as a new session (user bound, the legacy lifetime capped by the idle and
+    absolute timeouts), then claim the legacy cookie by compare-and-set. A request that finds the
+    claim taken deletes what it stored and joins the session the claim names, so concurrent
+    requests with one legacy cookie share one new session. The claim lasts as long as the legacy
+    cookie could, so that a copy replayed later adopts nothing."""
+    expires_at = deadline(config, now, now)
+    if legacy_expires_at is not None:
+        expires_at = min(expires_at, legacy_expires_at)
+    if expires_at <= now:
+        return REFUSED
+    session = make_session(None)
+    dict.update(session, data)
+    raw = _encode(session, config, now)
+    record = Record(raw, expires_at, 1, user_id)
+    for _ in range(config.max_commit_attempts):
+        key = store_key(session._current_id())
+        if (yield Call("save", (key, record), {"expected_version": None})):
+            break
+        session._id = session._id_factory()
+    else:
+        raise ConcurrentUpdateError("could not find an unused session ID")
+    claim_until = max(legacy_expires_at or expires_at, now + LEGACY_GRACE)
+    claim = Record(_CLAIM + f"{session._current_id()} {now!r}".encode(), claim_until, 1, None)
+    if not (yield Call("save", (store_key(claim_id), claim), {"expected_version": None})):
+        yield Call("delete", (key,))
+        joined = yield from claimed_flow(claim_id, config, now, make_session, codec)
+        return joined if joined.session is not None else REFUSED
+    session._adopt(key, raw, 1, now, expires_at, user_id, session)
+    security_log(logging.INFO, "legacy session adopted (sha256 %s, claim %s)", key[:16], log_handle(claim_id))
+    return Adoption(session, created=True)
+
+
+def legacy_data(data: Any, codec: _codec.Codec, reader: str, refuse: bool) -> dict[str, Any] | None:
+    """The legacy ``data`` the session can hold: values ``codec`` refuses (and keys that are
+    not strings) are dropped, or, with ``refuse``, the session adopts nothing (None). Each
+    refused key is reported once per reader and name."""
+    from .legacy import report_bad_value
+
+    if not isinstance(data, dict):
+        return None
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            if not isinstance(key, str):
+                raise TypeError(f"key {key!r} is not a string")
+            codec.check(value)
+        except (TypeError, ValueError) as exc:
+            report_bad_value(reader, str(key), exc)
+            if refuse:
+                return None
+            continue
+        kept[key] = value
+    return kept
+
+
+def legacy_clear_header(cookie: Any, secure: bool) -> str:
+    """The ``Set-Cookie`` value that deletes a legacy cookie (``cookie``: a LegacyCookie)."""
+    parts = [f"{cookie.name}=; Max-Age=0; Expires={formatdate(0, usegmt=True)}; Path={cookie.path}"]
+    if cookie.domain:
+        parts.append(f"Domain={cookie.domain}")
+    if secure or cookie.name.startswith(("__Secure-", "__Host-")):
+        parts.append("Secure")
+    parts.append("HttpOnly")
+    return "; ".join(parts)

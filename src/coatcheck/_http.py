@@ -86,13 +86,16 @@ def session_headers(
 ) -> list[tuple[AnyStr, AnyStr]] | None:
     """The response headers with the session's added, or None when they stay as they are.
 
+    A legacy cookie the request carried (see :mod:`coatcheck.legacy`) is cleared, unless the
+    session's own cookie, of the same name, path and domain, replaces it.
     ``Set-Cookie`` goes with ``Cache-Control: no-store`` when the app set no Cache-Control, and
     when the app's would let a shared cache store the response (``public``, ``s-maxage``, a bare
     ``max-age``), it is made ``private`` (C-39: one user's cookie must never be served to
     another). ``Vary: Cookie`` is added when the session was used, unless the app already
     varies on Cookie.
     """
-    if set_cookie is None and not session.accessed:
+    legacy = session._legacy_cookie
+    if set_cookie is None and not session.accessed and legacy is None:
         return None
     has_cache_control = varies_on_cookie = False
     for name, value in headers:
@@ -101,9 +104,10 @@ def session_headers(
             has_cache_control = True
         elif lower == dialect.vary and dialect.cookie in value.lower():
             varies_on_cookie = True
-    extra: list[tuple[AnyStr, AnyStr]] = []
-    if set_cookie is not None:
-        extra.append((dialect.set_cookie, dialect.encode(set_cookie)))
+    extra = [(dialect.set_cookie, dialect.encode(set_cookie))] if set_cookie is not None else []
+    if legacy is not None and (set_cookie is None or not legacy[1]):  # a legacy cookie ours does not replace
+        extra.append((dialect.set_cookie, dialect.encode(legacy[0])))
+    if extra:
         if not has_cache_control:
             extra.append(dialect.no_store)
         else:

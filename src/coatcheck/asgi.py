@@ -91,7 +91,7 @@ class SessionMiddleware:
                     return
                 finally:
                     session._freeze()
-                if set_cookie is not None or session.accessed:
+                if set_cookie is not None or session.accessed or session._legacy_cookie is not None:
                     message = _with_session_headers(message, session, set_cookie)
             elif failed:
                 return  # the app's body belongs to the response we replaced

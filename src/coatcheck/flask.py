@@ -44,7 +44,8 @@ from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, ErrorResponse, default_error_response, session_headers, status_line
 from .config import CookieConfig, SessionConfig
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
-from .manager import SessionManager
+from .legacy import BadValues, FlaskCookieReader, LegacyReader, check_readers
+from .manager import DEFAULT_STORE, SessionManager
 from .session import Session
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ _OPTIONS = {  # COATCHECK_* setting -> SessionConfig field
     "COATCHECK_SAVE_ON_SERVER_ERROR": "save_on_server_error",
     "COATCHECK_MAX_COMMIT_ATTEMPTS": "max_commit_attempts",
 }
-_COATCHECK_SETTINGS = ("COATCHECK_STORE", "COATCHECK_COOKIE_SECURE", *_OPTIONS)
+_COATCHECK_SETTINGS = ("COATCHECK_STORE", "COATCHECK_COOKIE_SECURE", "COATCHECK_LEGACY", "COATCHECK_LEGACY_BAD_VALUES", *_OPTIONS)
 _FLASK_SETTINGS = (
     "SESSION_COOKIE_NAME",
     "SESSION_COOKIE_DOMAIN",
@@ -293,6 +294,14 @@ class Settings:
     partitioned: bool  # SESSION_COOKIE_PARTITIONED: "; Partitioned" on every session Set-Cookie
     permanent_lifetime: int  # PERMANENT_SESSION_LIFETIME in seconds: the longest Max-Age of a permanent cookie
     refresh_each_request: bool  # SESSION_REFRESH_EACH_REQUEST
+    legacy: tuple[LegacyReader, ...] = ()  # COATCHECK_LEGACY, with the app's settings filled in
+    legacy_bad_values: BadValues = "drop"  # COATCHECK_LEGACY_BAD_VALUES
+
+    def manager(self, store: object, clock: Callable[[], float]) -> _Manager:
+        """The manager these settings make, on ``store``."""
+        return _Manager(
+            store, config=self.config, clock=clock, codec=CODEC, legacy=self.legacy, legacy_bad_values=self.legacy_bad_values
+        )
 
 
 def _flag(config: Mapping[str, Any], name: str, default: bool) -> bool:
@@ -338,7 +347,9 @@ def read_settings(app: flask.Flask) -> Settings:
     ``_HTTPONLY``, ``_SECURE``, ``_SAMESITE``, ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME``,
     ``SESSION_REFRESH_EACH_REQUEST``. coatcheck's: ``COATCHECK_STORE`` (a URL or a store object),
     ``COATCHECK_IDLE_TIMEOUT``, ``_ABSOLUTE_TIMEOUT``, ``_TOUCH_INTERVAL``, ``_MAX_SIZE``,
-    ``_COOKIE_SECURE``, ``_SAVE_ON_SERVER_ERROR``, ``_MAX_COMMIT_ATTEMPTS``. Raises
+    ``_COOKIE_SECURE``, ``_SAVE_ON_SERVER_ERROR``, ``_MAX_COMMIT_ATTEMPTS``, ``_LEGACY`` (legacy
+    readers; :func:`coatcheck.legacy.flask_cookie` takes the app's ``SECRET_KEY``,
+    ``SECRET_KEY_FALLBACKS`` and cookie settings) and ``_LEGACY_BAD_VALUES``. Raises
     :class:`ConfigurationError` for a bad value or an unknown ``COATCHECK_*`` name.
     """
     config = app.config
@@ -367,11 +378,16 @@ def read_settings(app: flask.Flask) -> Settings:
         raise ConfigurationError("SESSION_COOKIE_PARTITIONED = True needs a Secure cookie; COATCHECK_COOKIE_SECURE is not True")
     store = config.get("COATCHECK_STORE")
     return Settings(
-        store="sqlite:///sessions.db" if store is None else store,
+        store=DEFAULT_STORE if store is None else store,
         config=session_config,
         partitioned=partitioned,
         permanent_lifetime=_lifetime(config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))),
         refresh_each_request=_flag(config, "SESSION_REFRESH_EACH_REQUEST", True),
+        legacy=tuple(
+            reader.for_app(config) if isinstance(reader, FlaskCookieReader) else reader
+            for reader in check_readers(config.get("COATCHECK_LEGACY") or ())
+        ),
+        legacy_bad_values=config.get("COATCHECK_LEGACY_BAD_VALUES") or "drop",
     )
 
 
@@ -401,7 +417,7 @@ class _AppState:
         self._lock = threading.Lock()
         self._seen = _snapshot(app.config)
         settings = read_settings(app)
-        manager = _Manager(settings.store, config=settings.config, clock=clock, codec=CODEC)
+        manager = settings.manager(settings.store, clock)
         if not manager.supports_sync:
             raise ConfigurationError(f"{type(manager.store).__name__} has no sync API; Flask needs one")
         self.owns_store = isinstance(settings.store, str)
@@ -428,7 +444,7 @@ class _AppState:
                     raise ConfigurationError(
                         "COATCHECK_STORE changed after init_app; set it before Sessions(app) or init_app(app)"
                     )
-                manager = _Manager(current.manager.store, config=settings.config, clock=self.clock, codec=CODEC)
+                manager = settings.manager(current.manager.store, self.clock)
                 self._active, self._seen = _active(settings, manager), seen
             return self._active
 
@@ -506,7 +522,7 @@ class CoatcheckSessionInterface(SessionInterface):
             session._freeze()
         if set_cookie is not None or session.accessed:
             response.vary.add("Cookie")  # Flask's way: one Vary header, merged with the app's
-        if set_cookie is None:
+        if set_cookie is None and session._legacy_cookie is None:
             return
         headers = session_headers(session, set_cookie, response.headers.to_wsgi_list(), WSGI_HEADERS)
         if headers is not None:
@@ -546,6 +562,7 @@ def _commit(active: _Active, session: FlaskSession, status_code: int, request: f
         return None
     loaded_key, version = session._loaded_key, session._version
     permanence_changed = "_permanent" in session._dirty
+    due = session._cookie_due  # adopted from a legacy session: the browser has not got this ID yet
     scheme = request.scheme
     set_cookie = active.manager.commit(session, status_code=status_code, scheme=scheme, host=lambda: request.host)
     settings = active.settings
@@ -557,7 +574,7 @@ def _commit(active: _Active, session: FlaskSession, status_code: int, request: f
     permanent = dict.get(session, "_permanent", False) is True
     if set_cookie is None and not (wrote and permanence_changed):
         return None
-    if not wrote and not (permanent and settings.refresh_each_request):
+    if not wrote and not due and not (permanent and settings.refresh_each_request):
         return None
     assert session._expires_at is not None
     cookie = settings.config.cookie if permanent else active.browser_cookie

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -11,7 +12,8 @@ from . import _aio, _codec, _core
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
-from .errors import ConfigurationError, NotSupportedError
+from .errors import CoatcheckError, ConfigurationError, NotSupportedError, SessionTooLargeError, StoreError
+from .legacy import MAX_LEGACY_VALUE, BadValues, LegacyReader, LegacySession, check_readers, not_adopted
 from .session import Session
 from .stores import from_url
 from .stores._protocol import Record
@@ -20,6 +22,7 @@ __all__ = ["SessionInfo", "SessionManager"]
 
 T = TypeVar("T")
 Host = str | Callable[[], str | None] | None  # the request's Host, or a function that finds it
+DEFAULT_STORE = "sqlite:///sessions.db"  # the store of a manager given none
 _CORE = ("load", "save", "delete", "delete_expired", "close")
 _OPTIONAL = ("touch", "rotate", "delete_user", "list_user")
 _ASYNC_NAMES = {name: "a" + name for name in (*_CORE, *_OPTIONAL)}  # the async methods' names, built once
@@ -43,16 +46,21 @@ class SessionManager:
     :meth:`check` (the middleware does) to fail at startup when the store is unreachable.
     ``codec`` says which values sessions take and how they are stored (strict JSON by default;
     an integration may take more, as ``coatcheck.flask`` takes Flask's tagged types).
+    ``legacy`` readers adopt the sessions of the system the app is switching from (see
+    :mod:`coatcheck.legacy`); a legacy value the session cannot hold is dropped, or with
+    ``legacy_bad_values="refuse"`` its session is not adopted at all.
     """
 
     def __init__(
         self,
-        store: str | object = "sqlite:///sessions.db",
+        store: str | object = DEFAULT_STORE,
         *,
         config: SessionConfig | None = None,
         clock: Callable[[], float] = time.time,
         id_factory: Callable[[], str] = new_session_id,
         codec: _codec.Codec = _codec.JSON,
+        legacy: Iterable[LegacyReader] = (),
+        legacy_bad_values: BadValues = "drop",
     ) -> None:
         if config is None:
             config = SessionConfig()
@@ -62,6 +70,10 @@ class SessionManager:
         self._cookie_attributes = {secure: _core.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
         self.clock = clock
         self.codec = codec
+        self.legacy = check_readers(legacy)
+        if legacy_bad_values not in ("drop", "refuse"):
+            raise ConfigurationError(f"legacy_bad_values must be 'drop' or 'refuse', not {legacy_bad_values!r}")
+        self._refuse_bad_values = legacy_bad_values == "refuse"
         self._id_factory = id_factory if id_factory is new_session_id else _checked(id_factory)
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
         self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
@@ -128,13 +140,84 @@ class SessionManager:
     def load(self, cookie_headers: str | Iterable[str] | None) -> Session:
         """The session named by the request's ``Cookie`` header(s), or a fresh one.
 
-        Without a well-formed session cookie this does no store I/O at all.
+        Without a well-formed session cookie this does no store I/O at all. Without a live
+        session but with a legacy cookie, the legacy session is adopted (see :mod:`coatcheck.legacy`).
         """
-        return self._run(self._load_flow(cookie_headers))
+        session = self._run(self._load_flow(cookie_headers))
+        if not self.legacy or session._loaded_key is not None:
+            return session
+        found = self._legacy_cookie(cookie_headers)
+        if found is None:
+            return session
+        reader, value, claim = found
+        adoption = self._run(self._claimed(claim))
+        if adoption is _core.UNCLAIMED:
+            with _reading(reader):
+                legacy = reader.read(value)
+            adoption = self._run(flow) if (flow := self._adopt_flow(reader, claim, legacy)) else _core.REFUSED
+            if adoption.created:
+                with _reading(reader):
+                    reader.forget(value)
+        return self._adopted(session, reader, adoption)
 
     def aload(self, cookie_headers: str | Iterable[str] | None) -> Coroutine[Any, Any, Session]:
-        """Async :meth:`load` (the driver's coroutine itself: one coroutine less per request)."""
+        """Async :meth:`load` (the driver's coroutine itself where no legacy reader is set: one
+        coroutine less per request)."""
+        if self.legacy:
+            return self._aload_or_adopt(cookie_headers)
         return self._arun(self._load_flow(cookie_headers))
+
+    async def _aload_or_adopt(self, cookie_headers: str | Iterable[str] | None) -> Session:
+        session = await self._arun(self._load_flow(cookie_headers))
+        if session._loaded_key is not None or (found := self._legacy_cookie(cookie_headers)) is None:
+            return session
+        reader, value, claim = found
+        adoption = await self._arun(self._claimed(claim))
+        if adoption is _core.UNCLAIMED:
+            with _reading(reader):
+                legacy = await reader.aread(value)
+            adoption = await self._arun(flow) if (flow := self._adopt_flow(reader, claim, legacy)) else _core.REFUSED
+            if adoption.created:
+                with _reading(reader):
+                    await reader.aforget(value)
+        return self._adopted(session, reader, adoption)
+
+    # -- legacy sessions: the decisions are in _core; these are the steps both drivers share -------
+
+    def _legacy_cookie(self, cookie_headers: str | Iterable[str] | None) -> tuple[LegacyReader, str, str] | None:
+        """The first reader whose cookie the request carries: (reader, cookie value, claim ID)."""
+        headers = [cookie_headers] if isinstance(cookie_headers, str) else list(cookie_headers or [])
+        for reader in self.legacy:
+            value = _core.legacy_value(headers, reader.cookie.name, MAX_LEGACY_VALUE)
+            if value is not None:
+                return reader, value, _core.legacy_claim_id(reader.name, value)
+        return None
+
+    def _claimed(self, claim: str) -> Generator[_core.Call, Any, _core.Adoption]:
+        return _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec)
+
+    def _adopt_flow(
+        self, reader: LegacyReader, claim: str, legacy: LegacySession | None
+    ) -> Generator[_core.Call, Any, _core.Adoption] | None:
+        """The flow that stores what ``reader`` found, or None when there is nothing to adopt."""
+        if legacy is None:
+            return None
+        data = _core.legacy_data(legacy.data, self.codec, reader.name, self._refuse_bad_values)
+        if data is None:
+            return None
+        user_id = legacy.user_id if isinstance(legacy.user_id, str) and 0 < len(legacy.user_id) <= 255 else None
+        flow = _core.adopt_flow(claim, data, user_id, legacy.expires_at, self.config, self.clock(), self._session, self.codec)
+        return _refusing_too_large(flow, reader)
+
+    def _adopted(self, fresh: Session, reader: LegacyReader, adoption: _core.Adoption) -> Session:
+        """The request's session after a legacy cookie: the adopted one (its cookie to send), or
+        ``fresh``; either way the legacy cookie is cleared (unless ours replaces it)."""
+        session = adoption.session or fresh
+        session._cookie_due = adoption.session is not None
+        ours, theirs = self.config.cookie, reader.cookie
+        same = (ours.name, ours.path, ours.domain) == (theirs.name, theirs.path, theirs.domain)
+        session._legacy_cookie = (_core.legacy_clear_header(theirs, secure=ours.secure is True), same)
+        return session
 
     def _commit_flow(
         self, session: Session, status_code: int, caps: frozenset[str]
@@ -273,6 +356,28 @@ class SessionManager:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         await self._arun(iter_call(_core.Call("close", ())))
+
+
+@contextlib.contextmanager
+def _reading(reader: LegacyReader) -> Iterator[None]:
+    """A reader's failure raises as a store failure (the middleware answers 503); ours pass through."""
+    try:
+        yield
+    except CoatcheckError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"legacy reader {reader.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _refusing_too_large(
+    flow: Generator[_core.Call, Any, _core.Adoption], reader: LegacyReader
+) -> Generator[_core.Call, Any, _core.Adoption]:
+    """``flow``, adopting nothing when the legacy session is over ``max_size`` (logged)."""
+    try:
+        return (yield from flow)
+    except SessionTooLargeError as exc:
+        not_adopted(reader.name, str(exc))
+        return _core.REFUSED
 
 
 def _checked(id_factory: Callable[[], str]) -> Callable[[], str]:

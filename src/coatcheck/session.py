@@ -37,6 +37,7 @@ class Session(dict[str, Any]):
         "_added_size",
         "_base_size",
         "_codec",
+        "_cookie_due",
         "_created_at",
         "_destroy_key",
         "_dirty",
@@ -44,6 +45,7 @@ class Session(dict[str, Any]):
         "_frozen",
         "_id",
         "_id_factory",
+        "_legacy_cookie",
         "_loaded_key",
         "_max_size",
         "_raw",
@@ -72,6 +74,8 @@ class Session(dict[str, Any]):
         self._destroy_key: str | None = None
         self._accessed = False
         self._frozen = False  # set by a middleware once changes can no longer be saved
+        self._cookie_due = False  # the browser does not hold this ID yet (adopted from a legacy system)
+        self._legacy_cookie: tuple[str, bool] | None = None  # (Set-Cookie clearing it, same cookie as ours)
         self._reset(session_id)
 
     def _reset(self, session_id: str | None) -> None:

@@ -9,6 +9,7 @@ FastAPI when it is first used.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,7 +17,8 @@ from . import asgi
 from ._http import ErrorHook, default_error_response
 from .config import CookieConfig, SessionConfig
 from .errors import ConfigurationError, MiddlewareNotInstalledError
-from .manager import SessionManager
+from .legacy import LegacyReader
+from .manager import DEFAULT_STORE, SessionManager
 from .session import Session
 
 try:
@@ -45,7 +47,8 @@ class SessionMiddleware(asgi.SessionMiddleware):
     its lifespan startup). At lifespan startup the store is checked (an unreachable store fails
     startup) and the expirer starts; at shutdown it stops and the store is closed, around the
     app's own lifespan. ``on_error`` and ``purge_interval`` are
-    :class:`coatcheck.asgi.SessionMiddleware`'s.
+    :class:`coatcheck.asgi.SessionMiddleware`'s. ``legacy`` takes the readers of the sessions the
+    app is switching from (``[legacy.starlette_cookie(secret_key=...)]``, see :mod:`coatcheck.legacy`).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class SessionMiddleware(asgi.SessionMiddleware):
         max_size: int | None = None,
         save_on_server_error: bool | None = None,
         max_commit_attempts: int | None = None,
+        legacy: Sequence[LegacyReader] = (),
         on_error: ErrorHook = default_error_response,
         purge_interval: float | None = 60.0,
     ) -> None:
@@ -78,10 +82,10 @@ class SessionMiddleware(asgi.SessionMiddleware):
             raise ConfigurationError("pass a SessionManager as manager=, not store=")
         if manager is None:
             config = SessionConfig(**given)
-            manager = SessionManager(config=config) if store is None else SessionManager(store, config=config)
+            manager = SessionManager(DEFAULT_STORE if store is None else store, config=config, legacy=legacy)
         elif not isinstance(manager, SessionManager):
             raise ConfigurationError(f"manager must be a SessionManager, not {type(manager).__name__}")
-        elif store is not None or given:
+        elif store is not None or given or legacy:
             raise ConfigurationError("pass either manager= or store= and session options, not both: a manager has its own")
         super().__init__(app, manager, on_error=on_error, purge_interval=purge_interval)
 

@@ -28,6 +28,7 @@ __all__ = ["SessionStore", "arevoke_user", "get_manager", "revoke_user"]
 
 T = TypeVar("T")
 _ID = re.compile(r"[A-Za-z0-9_-]{43}")  # what coatcheck issues; anything else is never looked up
+_COOKIE_VALUE = re.compile(r"[!#-+\--:<-\[\]-~]{1,4096}")  # a cookie value that fits one Cookie pair: for legacy readers
 DEADLINE_KEY = "_coatcheck_deadline"
 """The one key this module keeps in the stored data, hidden from ``request.session``: the unix
 time a ``set_expiry()`` ends the session (the store's own expiry follows the idle and absolute
@@ -119,14 +120,25 @@ class SessionStore(SessionBase):
                 return self._manager.new_session()
         return session
 
+    def _loadable(self, session_id: str | None) -> bool:
+        """Whether ``session_id`` may name a session: one coatcheck issued, or, with legacy
+        readers set, any cookie value (a legacy session is adopted under a new key)."""
+        if session_id is None:
+            return False
+        return _ID.fullmatch(session_id) is not None or (
+            bool(self._manager.legacy) and _COOKIE_VALUE.fullmatch(session_id) is not None
+        )
+
     def _load_id(self, session_id: str | None) -> Session:
-        if session_id is None or not _ID.fullmatch(session_id):
+        if not self._loadable(session_id):
             return self._manager.new_session()
+        assert session_id is not None
         return self._live(self._manager.load(self._cookie(session_id)))
 
     async def _aload_id(self, session_id: str | None) -> Session:
-        if session_id is None or not _ID.fullmatch(session_id):
+        if not self._loadable(session_id):
             return self._manager.new_session()
+        assert session_id is not None
         manager, cookie = self._manager, self._cookie(session_id)
         return self._live(await _native(manager, lambda: manager.aload(cookie), lambda: manager.load(cookie)))
 

@@ -18,8 +18,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from .. import legacy
 from ..config import CookieConfig, SessionConfig
 from ..errors import ConfigurationError
+from ..legacy import BadValues, LegacyReader
 from ..manager import SessionManager
 from ..stores import from_url
 
@@ -36,6 +38,11 @@ OPTIONS = {
     "COOKIE_SECURE": "True (default), False (plain-http development) or 'auto' (Secure over https); an explicit"
     " SESSION_COOKIE_SECURE setting wins",
     "CLOCK": "a callable returning unix time (default: time.time; tests pass coatcheck.testing.FakeClock)",
+    "LEGACY_ENGINE": "the SESSION_ENGINE the project used before: its sessions are adopted as their users return"
+    " (see docs/switching.md)",
+    "LEGACY": "a list of coatcheck.legacy readers, for legacy sessions LEGACY_ENGINE does not cover",
+    "LEGACY_BAD_VALUES": "'drop' (default: a legacy value the session cannot hold is left out) or 'refuse'"
+    " (such a session is not adopted)",
 }
 _WATCHED = frozenset(
     {
@@ -59,6 +66,24 @@ def _seconds(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ImproperlyConfigured(f"{name} must be a number of seconds or a timedelta, not {value!r}")
     return float(value)
+
+
+def read_legacy() -> tuple[list[LegacyReader], BadValues]:
+    """The legacy readers (``LEGACY_ENGINE``, then ``LEGACY``) and ``LEGACY_BAD_VALUES``."""
+    options = getattr(settings, "COATCHECK", None) or {}
+    readers = list(options.get("LEGACY") or [])
+    engine = options.get("LEGACY_ENGINE")
+    if engine is not None:
+        if not isinstance(engine, str) or engine == "coatcheck.django":
+            raise ImproperlyConfigured(f"COATCHECK['LEGACY_ENGINE'] must be the SESSION_ENGINE used before, not {engine!r}")
+        try:
+            readers.insert(0, legacy.django(engine))
+        except (ImportError, ConfigurationError) as exc:
+            raise ImproperlyConfigured(f"COATCHECK['LEGACY_ENGINE']: {exc}") from exc
+    bad_values = options.get("LEGACY_BAD_VALUES", "drop")
+    if bad_values not in ("drop", "refuse"):
+        raise ImproperlyConfigured(f"COATCHECK['LEGACY_BAD_VALUES'] must be 'drop' or 'refuse', not {bad_values!r}")
+    return readers, bad_values
 
 
 def read_settings() -> tuple[Any, SessionConfig, Callable[[], float]]:
@@ -122,15 +147,16 @@ _stores: dict[tuple[str, Callable[[], float]], Any] = {}  # stores built from UR
 
 def _build() -> SessionManager:
     store, config, clock = read_settings()
+    readers, bad_values = read_legacy()
     try:
         if isinstance(store, str):
             built = _stores.get((store, clock))
             if built is None:
                 built = _stores[store, clock] = from_url(store, clock=clock)
             store = built
-        return SessionManager(store, config=config, clock=clock)
+        return SessionManager(store, config=config, clock=clock, legacy=readers, legacy_bad_values=bad_values)
     except ConfigurationError as exc:
-        raise ImproperlyConfigured(f"COATCHECK['STORE']: {exc}") from exc
+        raise ImproperlyConfigured(f"COATCHECK: {exc}") from exc
 
 
 def get_manager() -> SessionManager:
