@@ -61,7 +61,7 @@ def old_cookie(app: Starlette) -> str:
     with TestClient(app, base_url=BASE) as client:
         assert client.post("/write").status_code == 200
         value = client.cookies.get("session")
-    assert value
+    assert isinstance(value, str) and value
     return value
 
 
