@@ -17,6 +17,7 @@ from typing import Any
 from coatcheck import SessionConfig, SessionManager
 from coatcheck._codec import encode
 from coatcheck._ids import new_session_id, store_key
+from coatcheck.legacy import LegacyCookie, LegacySession
 from coatcheck.stores import Record, from_url
 
 SIGNING_KEY = "coatcheck-benchmark-signing-key-not-for-production"
@@ -114,10 +115,33 @@ def coatcheck_store() -> tuple[Any, CountingStore | None]:
     return (counter if counter is not None else store), counter
 
 
+class UncalledReader:
+    """A legacy reader for a cookie the benchmark's browsers never send, that fails the request
+    if it is ever called: with ``BENCH_LEGACY=1`` the figures show what configuring a reader
+    costs requests that have a live session or no cookie (the harness stops on a non-200)."""
+
+    name = "never-called"
+    cookie = LegacyCookie("legacy_session")
+
+    def read(self, value: str) -> LegacySession | None:
+        raise AssertionError("a legacy reader was called by a request without a legacy cookie")
+
+    def forget(self, value: str) -> None:
+        raise AssertionError("a legacy reader was called by a request without a legacy cookie")
+
+    async def aread(self, value: str) -> LegacySession | None:
+        return self.read(value)
+
+    async def aforget(self, value: str) -> None:
+        self.forget(value)
+
+
 def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
-    """The manager on :func:`coatcheck_store`, with the default :class:`SessionConfig`."""
+    """The manager on :func:`coatcheck_store`, with the default :class:`SessionConfig` (and a
+    legacy reader that must never be called, with ``BENCH_LEGACY=1``)."""
     store, counter = coatcheck_store()
-    return SessionManager(store, config=SessionConfig()), counter
+    legacy = [UncalledReader()] if env("BENCH_LEGACY", "0") == "1" else []
+    return SessionManager(store, config=SessionConfig(), legacy=legacy), counter
 
 
 def purge_interval() -> float | None:

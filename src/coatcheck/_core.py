@@ -425,6 +425,7 @@ LEGACY_GRACE = 10.0
 """Seconds during which a legacy cookie, once adopted, still leads to the session it became: the
 requests a browser sent at once with it (a page and its assets). After that, a copy adopts nothing."""
 _CLAIM = b"legacy-claim "  # a claim record's data: this, the adopted session's ID, the claim time
+_PENDING = "pending"  # the claim time of a session adopted offline, before its browser came back
 
 
 def legacy_value(cookie_headers: Iterable[str], name: str, limit: int) -> str | None:
@@ -464,10 +465,17 @@ def claimed_flow(
     """What the claim on a legacy cookie says: :data:`UNCLAIMED` when there is none; the session
     it became when it was claimed under :data:`LEGACY_GRACE` seconds ago (a concurrent request);
     :data:`REFUSED` otherwise (a replayed copy, or a session that has ended since)."""
-    record: Record | None = yield Call("load", (store_key(claim_id),))
+    claim_key = store_key(claim_id)
+    record: Record | None = yield Call("load", (claim_key,))
     if record is None:
         return UNCLAIMED
     target, _, claimed_at = record.data[len(_CLAIM) :].decode("ascii", "replace").partition(" ")
+    if claimed_at == _PENDING and record.data.startswith(_CLAIM) and is_valid_id(target):
+        # adopted offline (coatcheck migrate-sessions): the first request to come hands it out
+        handed_out = Record(_CLAIM + f"{target} {now!r}".encode(), record.expires_at, record.version + 1, None)
+        if not (yield Call("save", (claim_key, handed_out), {"expected_version": record.version})):
+            return (yield from claimed_flow(claim_id, config, now, make_session, codec))  # another request did
+        claimed_at = repr(now)
     try:
         age = now - float(claimed_at)
     except ValueError:
@@ -488,12 +496,15 @@ def adopt_flow(
     now: float,
     make_session: Callable[[str | None], Session],
     codec: _codec.Codec,
+    *,
+    pending: bool = False,
 ) -> Generator[Call, Any, Adoption]:
     """Store ``data`` as a new session (user bound, the legacy lifetime capped by the idle and
     absolute timeouts), then claim the legacy cookie by compare-and-set. A request that finds the
     claim taken deletes what it stored and joins the session the claim names, so concurrent
     requests with one legacy cookie share one new session. The claim lasts as long as the legacy
-    cookie could, so that a copy replayed later adopts nothing."""
+    cookie could, so that a copy replayed later adopts nothing. A ``pending`` claim (an offline
+    adoption, with no browser to hand the session to) starts its grace when a browser comes."""
     expires_at = deadline(config, now, now)
     if legacy_expires_at is not None:
         expires_at = min(expires_at, legacy_expires_at)
@@ -511,9 +522,12 @@ def adopt_flow(
     else:
         raise ConcurrentUpdateError("could not find an unused session ID")
     claim_until = max(legacy_expires_at or expires_at, now + LEGACY_GRACE)
-    claim = Record(_CLAIM + f"{session._current_id()} {now!r}".encode(), claim_until, 1, None)
+    claimed_at = _PENDING if pending else repr(now)
+    claim = Record(_CLAIM + f"{session._current_id()} {claimed_at}".encode(), claim_until, 1, None)
     if not (yield Call("save", (store_key(claim_id), claim), {"expected_version": None})):
         yield Call("delete", (key,))
+        if pending:
+            return REFUSED  # adopted meanwhile by a returning browser
         joined = yield from claimed_flow(claim_id, config, now, make_session, codec)
         return joined if joined.session is not None else REFUSED
     session._adopt(key, raw, 1, now, expires_at, user_id, session)

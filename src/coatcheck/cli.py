@@ -8,6 +8,7 @@
     coatcheck purge --store URL                          delete expired sessions now
     coatcheck sessions USER --store URL                  list a user's live sessions
     coatcheck revoke-user USER --store URL               log a user out everywhere
+    coatcheck migrate-sessions --from KIND --store URL   count the legacy sessions left [--adopt: adopt them now]
 
 ``--store`` defaults to ``$COATCHECK_STORE``, else the SQLite file ``coatcheck-sessions.db``.
 """
@@ -19,8 +20,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
-from .errors import CoatcheckError
+from .errors import CoatcheckError, ConfigurationError
+from .legacy import ListableReader
 from .manager import SessionManager
 
 __all__ = ["main"]
@@ -73,6 +76,84 @@ def _revoke(manager: SessionManager, args: argparse.Namespace) -> str:
     return f"revoked {manager.revoke_user(args.user)} sessions of {args.user!r}"
 
 
+LEGACY_KINDS = {
+    "django-db": "django.contrib.sessions.backends.db",
+    "django-cached-db": "django.contrib.sessions.backends.cached_db",
+    "django-cache": "django.contrib.sessions.backends.cache",
+    "flask-session-redis": "",
+    "flask-session-sqlalchemy": "",
+    "starsessions": "",
+}
+
+
+def _legacy_reader(args: argparse.Namespace) -> ListableReader:
+    """The reader ``--from`` names, from the old system's settings (Django's from
+    ``DJANGO_SETTINGS_MODULE``; the others from ``--legacy-url`` and ``--prefix``)."""
+    from . import legacy
+
+    kind = args.source
+    if kind.startswith("django-"):
+        import django
+
+        if "DJANGO_SETTINGS_MODULE" not in os.environ:
+            raise ConfigurationError(f"--from {kind} reads the project's settings: set DJANGO_SETTINGS_MODULE")
+        django.setup()
+        reader: object = legacy.django(LEGACY_KINDS[kind])
+    elif not args.legacy_url:
+        raise ConfigurationError(f"--from {kind} needs --legacy-url (the old system's Redis or database URL)")
+    elif kind == "starsessions":
+        prefix: dict[str, Any] = {} if args.prefix is None else {"prefix": args.prefix}
+        reader = legacy.starsessions(args.legacy_url, user_key=args.user_key, **prefix)
+    else:
+        redis = kind == "flask-session-redis"
+        prefix = {} if args.prefix is None else {"key_prefix": args.prefix}
+        reader = legacy.flask_session(
+            redis=args.legacy_url if redis else None,
+            sqlalchemy=None if redis else args.legacy_url,
+            use_signer=args.signed,
+            secret_key=os.environ.get("SECRET_KEY") if args.signed else None,
+            user_key=args.user_key,
+            **prefix,
+        )
+    assert isinstance(reader, ListableReader)
+    return reader
+
+
+def _progress(done: int, total: int) -> None:
+    """A progress bar on stderr (a line per 10% when stderr is not a terminal)."""
+    width, share = 30, done / total if total else 1.0
+    if sys.stderr.isatty():
+        bar = "#" * int(width * share)
+        end = "\n" if done == total else ""
+        print(f"\r[{bar:<{width}}] {share:4.0%} {done:,}/{total:,}", end=end, file=sys.stderr, flush=True)
+    elif done == total or done * 10 // total != (done - 1) * 10 // total:
+        print(f"{share:4.0%} {done:,}/{total:,}", file=sys.stderr, flush=True)
+
+
+def _migrate_sessions(args: argparse.Namespace) -> int:
+    reader = _legacy_reader(args)
+    manager = SessionManager(args.store, legacy=[reader])
+    try:
+        values = list(reader.scan())
+        if not args.adopt:
+            print(
+                f"{len(values):,} legacy sessions left in {args.source}: adopted as their users return (--adopt adopts them now)"
+            )
+            return 0
+        adopted = 0
+        for done, value in enumerate(values, 1):
+            adopted += manager.adopt_legacy(reader, value)
+            _progress(done, len(values))
+        skipped = len(values) - adopted
+        print(
+            f"adopted {adopted:,} of {len(values):,} legacy sessions from {args.source}"
+            f" ({skipped:,} adopted already, expired or unreadable)"
+        )
+    finally:
+        manager.close()
+    return 0
+
+
 def _with_manager(operation: Callable[[SessionManager, argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
     """Run ``operation`` on a manager for ``--store``, print its report, close the store."""
 
@@ -111,6 +192,21 @@ def _parser() -> argparse.ArgumentParser:
     command("purge", _with_manager(_purge), "delete expired sessions now")
     command("sessions", _with_manager(_sessions), "list a user's live sessions", user=True)
     command("revoke-user", _with_manager(_revoke), "delete every session of a user (log out everywhere)", user=True)
+    migrate = command(
+        "migrate-sessions",
+        _migrate_sessions,
+        "count the sessions of the system the app switched from that are still to adopt, or adopt them now",
+    )
+    migrate.add_argument("--from", dest="source", required=True, choices=sorted(LEGACY_KINDS), help="the old session system")
+    migrate.add_argument("--legacy-url", help="the old system's Redis or database URL (not for Django's, read from its settings)")
+    migrate.add_argument("--prefix", help="the old system's key prefix, if not its default")
+    migrate.add_argument("--user-key", help="the session key that held the user ID (Django's is known)")
+    migrate.add_argument(
+        "--signed", action="store_true", help="Flask-Session's SESSION_USE_SIGNER (SECRET_KEY from the environment)"
+    )
+    migrate.add_argument(
+        "--adopt", action="store_true", help="adopt them now (each browser gets its session on its next request)"
+    )
     return parser
 
 

@@ -23,18 +23,19 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._logs import security_log
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NotSupportedError
 
 __all__ = [
     "LegacyCookie",
     "LegacyReader",
     "LegacySession",
+    "ListableReader",
     "django",
     "flask_cookie",
     "flask_session",
@@ -97,6 +98,16 @@ class LegacyReader(Protocol):
     async def aforget(self, value: str) -> None: ...
 
 
+@runtime_checkable
+class ListableReader(LegacyReader, Protocol):
+    """A reader of a system that keeps its sessions server-side, where they can be listed: what
+    ``coatcheck migrate-sessions`` counts and adopts offline."""
+
+    def scan(self) -> Iterator[str]:
+        """The cookie values of the legacy sessions the old system still holds."""
+        ...
+
+
 # -- shared helpers ---------------------------------------------------------------------------------
 
 
@@ -117,6 +128,11 @@ def _json_object(raw: bytes | str) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _glob_prefix(prefix: str) -> str:
+    """A Redis SCAN pattern matching the keys that start with ``prefix``."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
 
 
 def _user(data: Mapping[str, Any], key: str | None) -> str | None:
@@ -334,13 +350,19 @@ class _RedisRecords:
         async with self._async.from_url(self.url) as client:
             await client.delete(key)
 
+    def scan(self, prefix: str) -> Iterator[str]:
+        """The names after ``prefix`` of the keys that start with it."""
+        for key in self._sync.scan_iter(match=_glob_prefix(prefix), count=1000):
+            yield key.decode()[len(prefix) :]
+
 
 class _StoredReader:
     """A reader of a server-side system: the cookie names a record, decoded by :meth:`decode`."""
 
     name: str
     cookie: LegacyCookie
-    records: _RedisRecords
+    records: Any  # _RedisRecords or _SQLRecords
+    key_prefix: str
 
     def key(self, value: str) -> str | None:
         raise NotImplementedError
@@ -372,6 +394,13 @@ class _StoredReader:
         if key is not None:
             self.records.delete(key)
 
+    def cookie_value(self, record_id: str) -> str:
+        """The cookie value the old system gave the browser for the record ``record_id``."""
+        return record_id
+
+    def scan(self) -> Iterator[str]:
+        return (self.cookie_value(record_id) for record_id in self.records.scan(self.key_prefix))
+
     async def aforget(self, value: str) -> None:
         key = self.key(value)
         if key is not None:
@@ -383,11 +412,11 @@ class _StoredReader:
 
 class _Starsessions(_StoredReader):
     def __init__(self, url: str, prefix: str, cookie: LegacyCookie, user_key: str | None) -> None:
-        self.name, self.cookie, self.prefix, self.user_key = "starsessions", cookie, prefix, user_key
+        self.name, self.cookie, self.key_prefix, self.user_key = "starsessions", cookie, prefix, user_key
         self.records = _RedisRecords(url)
 
     def key(self, value: str) -> str | None:
-        return self.prefix + value
+        return self.key_prefix + value
 
     def decode(self, raw: bytes, value: str, expires_at: float | None) -> LegacySession | None:
         data = _json_object(raw)
@@ -468,6 +497,9 @@ class _FlaskSession(_StoredReader):
             refused(self.name, "bad signature", value)
             return None
 
+    def cookie_value(self, record_id: str) -> str:
+        return record_id if self._signer is None else str(self._signer.sign(record_id).decode())
+
     def decode(self, raw: bytes, value: str, expires_at: float | None) -> LegacySession | None:
         data = self._format.decode(raw)
         if data is None:
@@ -509,6 +541,15 @@ class _SQLRecords:
     def delete(self, key: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(self.table.delete().where(self.table.c.session_id == key))
+
+    def scan(self, prefix: str) -> Iterator[str]:
+        table, now = self.table, datetime.now(timezone.utc).replace(tzinfo=None)
+        query = self._sa.select(table.c.session_id).where(
+            table.c.expiry > now, table.c.session_id.startswith(prefix, autoescape=True)
+        )
+        with self.engine.connect() as conn:
+            for (session_id,) in conn.execute(query):
+                yield session_id[len(prefix) :]
 
     async def aget(self, key: str) -> tuple[bytes | None, float | None]:
         from ._aio import to_thread
@@ -631,6 +672,25 @@ class _Django:
 
     def forget(self, value: str) -> None:
         self._module.SessionStore(value).delete(value)
+
+    def scan(self) -> Iterator[str]:
+        """The keys of the live sessions: from the table (``db``, ``cached_db``), or from Redis
+        (``cache`` on ``RedisCache``). Other caches cannot list their keys."""
+        from django.utils import timezone as django_timezone
+
+        store = self._module.SessionStore()
+        model = getattr(store, "get_model_class", None)
+        if model is not None:
+            rows = model().objects.filter(expire_date__gt=django_timezone.now()).values_list("session_key", flat=True)
+            yield from rows.iterator()
+            return
+        cache = getattr(store, "_cache", None)
+        client: Any = getattr(cache, "_cache", None)
+        if cache is None or not hasattr(client, "get_client"):
+            raise NotSupportedError(f"{self.engine} cannot list its sessions: they are adopted as their users return")
+        prefix = cache.make_key(self._module.KEY_PREFIX)
+        for key in client.get_client(None).scan_iter(match=_glob_prefix(prefix), count=1000):
+            yield key.decode()[len(prefix) :]
 
     async def aforget(self, value: str) -> None:
         store = self._module.SessionStore(value)

@@ -182,7 +182,27 @@ class SessionManager:
                     await reader.aforget(value)
         return self._adopted(session, reader, adoption)
 
+    def adopt_legacy(self, reader: LegacyReader, value: str) -> bool:
+        """Adopt the legacy session behind cookie ``value`` now, before its browser comes back
+        (``coatcheck migrate-sessions``): it is stored as a coatcheck session, the legacy record
+        is deleted, and the first request that brings the legacy cookie gets the session (later
+        copies get nothing). True if adopted; False if it was adopted already or does not verify."""
+        claim = _core.legacy_claim_id(reader.name, value)
+        if self._run(self._claimed_exists(claim)):
+            return False
+        with _reading(reader):
+            legacy = reader.read(value)
+        flow = self._adopt_flow(reader, claim, legacy, pending=True)
+        if flow is None or not self._run(flow).created:
+            return False
+        with _reading(reader):
+            reader.forget(value)
+        return True
+
     # -- legacy sessions: the decisions are in _core; these are the steps both drivers share -------
+
+    def _claimed_exists(self, claim: str) -> Generator[_core.Call, Any, bool]:
+        return (yield _core.Call("load", (store_key(claim),))) is not None
 
     def _legacy_cookie(self, cookie_headers: str | Iterable[str] | None) -> tuple[LegacyReader, str, str] | None:
         """The first reader whose cookie the request carries: (reader, cookie value, claim ID)."""
@@ -197,7 +217,7 @@ class SessionManager:
         return _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec)
 
     def _adopt_flow(
-        self, reader: LegacyReader, claim: str, legacy: LegacySession | None
+        self, reader: LegacyReader, claim: str, legacy: LegacySession | None, *, pending: bool = False
     ) -> Generator[_core.Call, Any, _core.Adoption] | None:
         """The flow that stores what ``reader`` found, or None when there is nothing to adopt."""
         if legacy is None:
@@ -206,7 +226,10 @@ class SessionManager:
         if data is None:
             return None
         user_id = legacy.user_id if isinstance(legacy.user_id, str) and 0 < len(legacy.user_id) <= 255 else None
-        flow = _core.adopt_flow(claim, data, user_id, legacy.expires_at, self.config, self.clock(), self._session, self.codec)
+        now = self.clock()
+        flow = _core.adopt_flow(
+            claim, data, user_id, legacy.expires_at, self.config, now, self._session, self.codec, pending=pending
+        )
         return _refusing_too_large(flow, reader)
 
     def _adopted(self, fresh: Session, reader: LegacyReader, adoption: _core.Adoption) -> Session:

@@ -251,3 +251,29 @@ def test_claim_key_is_not_a_session(clock: FakeClock) -> None:
     claim = legacy_claim_id("home-made", "old1")
     assert manager.store.load(store_key(claim)) is not None
     assert manager.load(f"sessionid={claim}").is_new
+
+
+async def test_offline_adoption_waits_for_its_browser(store: Any, clock: FakeClock) -> None:
+    """``adopt_legacy`` (what ``coatcheck migrate-sessions --adopt`` runs) stores the session and
+    deletes the legacy record at once; the first browser that brings the legacy cookie gets the
+    session, requests sent with it at once share it, and a copy replayed later gets nothing."""
+    reader = DictReader()
+    reader.records["old1"] = LegacySession({"cart": [1]}, "7", clock() + 3000)
+    manager = SessionManager(store, clock=clock, legacy=[reader])
+    assert manager.adopt_legacy(reader, "old1") is True
+    assert reader.forgotten == ["old1"] and not reader.records
+    assert manager.adopt_legacy(reader, "old1") is False  # once
+    clock.advance(600)  # the browser comes back later
+    first = manager.load("oldsid=old1")
+    second = manager.load("oldsid=old1")
+    assert first["cart"] == [1] and first.user_id == "7" and second.id == first.id
+    assert cookie_id(manager.commit(first)) == first.id
+    clock.advance(60)
+    assert manager.load("oldsid=old1").is_new
+
+
+async def test_offline_adoption_of_what_does_not_verify(store: Any, clock: FakeClock) -> None:
+    reader = DictReader()
+    manager = SessionManager(store, clock=clock, legacy=[reader])
+    assert manager.adopt_legacy(reader, "unknown") is False
+    assert reader.forgotten == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -133,3 +134,26 @@ async def test_legacy_engine_setting_is_checked(project: Project) -> None:
         get_manager()
     with override_settings(COATCHECK=project.coatcheck(LEGACY_BAD_VALUES="keep")), pytest.raises(ImproperlyConfigured):
         get_manager()
+
+
+async def test_migrate_sessions_command(user: User, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``coatcheck migrate-sessions --from django-db`` reads the project's settings, counts the
+    sessions left, adopts them offline (the rows deleted) with the auth user bound."""
+    from coatcheck import SessionManager, legacy
+    from coatcheck.cli import main
+
+    engine = "django.contrib.sessions.backends.db"
+    keys = [await in_thread(legacy_session, engine, user) for _ in range(2)]
+    store = f"sqlite:///{tmp_path / 'sessions.db'}"
+    command = ["migrate-sessions", "--from", "django-db", "--store", store]
+    assert await in_thread(main, command) == 0
+    assert capsys.readouterr().out.startswith("2 legacy sessions left in django-db")
+    assert await in_thread(main, [*command, "--adopt"]) == 0
+    assert capsys.readouterr().out.startswith("adopted 2 of 2")
+    assert await in_thread(DjangoSession.objects.count) == 0
+    manager = SessionManager(store, legacy=[legacy.django(engine)])
+    try:
+        for key in keys:
+            assert (await in_thread(manager.load, f"sessionid={key}")).user_id == str(user.pk)
+    finally:
+        manager.close()

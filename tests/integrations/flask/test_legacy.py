@@ -8,12 +8,12 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
-import redis
 import sqlalchemy
 from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
@@ -22,6 +22,7 @@ from coatcheck import legacy
 from coatcheck.testing import FakeClock
 from tests.integrations.flask.apps import TAGGED, same
 from tests.integrations.flask.conftest import COOKIE, Serve, client_with, session_id
+from tests.legacy.helpers import emptied_redis
 
 pytestmark = pytest.mark.server
 OLD_SECRET = "the-secret-the-app-had"
@@ -100,12 +101,9 @@ def test_flask_cookie_forged_expired_or_replayed(serve: Serve, clock: FakeClock,
 
 
 @pytest.fixture
-def flask_session_redis() -> Any:
-    client = redis.Redis.from_url(FLASK_SESSION_REDIS)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def flask_session_redis() -> Iterator[Any]:
+    with emptied_redis(FLASK_SESSION_REDIS) as client:
+        yield client
 
 
 def test_flask_session_redis_adopted_once(serve: Serve, flask_session_redis: Any) -> None:
@@ -155,3 +153,29 @@ def test_flask_session_sqlalchemy_adopted(serve: Serve, tmp_path: Path, clock: F
     assert client_with(app, value).get("/whoami").text == "42"  # within the grace: a request sent at once
     clock.advance(60)
     assert client_with(app, value).get("/whoami").text == "anon"  # a copy replayed later
+
+
+def test_migrate_sessions_command(
+    serve: Serve, flask_session_redis: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``coatcheck migrate-sessions``: counts what is left, adopts it offline with a progress
+    report, and each browser then gets its session on its next request."""
+    from flask_session import Session as FlaskSession
+
+    from coatcheck.cli import main
+
+    before = old_app(SESSION_TYPE="redis", SESSION_REDIS=flask_session_redis)
+    FlaskSession(before)
+    values = [legacy_cookie(before.test_client(), "/set") for _ in range(3)]
+    store = f"sqlite:///{tmp_path / 'sessions.db'}"
+    command = ["migrate-sessions", "--from", "flask-session-redis", "--legacy-url", FLASK_SESSION_REDIS, "--store", store]
+    command += ["--user-key", "user"]
+    assert main(command) == 0
+    assert capsys.readouterr().out.startswith("3 legacy sessions left in flask-session-redis")
+    assert main([*command, "--adopt"]) == 0
+    report = capsys.readouterr()
+    assert report.out.startswith("adopted 3 of 3 legacy sessions") and "100% 3/3" in report.err
+    assert main(command) == 0 and capsys.readouterr().out.startswith("0 legacy sessions left")
+    app = serve(store, COATCHECK_LEGACY=[legacy.flask_session(redis=FLASK_SESSION_REDIS, user_key="user")])
+    for value in values:
+        assert client_with(app, value).get("/whoami").text == "42"

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
@@ -26,6 +25,7 @@ from coatcheck.legacy import LegacyReader
 from coatcheck.starlette import SessionMiddleware, get_session
 from coatcheck.testing import FakeClock
 from tests.backends import opened
+from tests.legacy.helpers import emptied_redis
 
 pytestmark = pytest.mark.anyio
 BASE = "https://testserver"
@@ -104,12 +104,9 @@ async def test_starlette_cookie_forged_or_expired(store: Any, clock: FakeClock, 
 
 
 @pytest.fixture
-def starsessions_redis() -> Any:
-    client = redis.Redis.from_url(STARSESSIONS_REDIS)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+def starsessions_redis() -> Iterator[Any]:
+    with emptied_redis(STARSESSIONS_REDIS) as client:
+        yield client
 
 
 @pytest.mark.server
