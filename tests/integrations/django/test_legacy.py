@@ -143,6 +143,7 @@ async def test_migrate_sessions_command(user: User, tmp_path: Path, capsys: pyte
     from coatcheck.cli import main
 
     engine = "django.contrib.sessions.backends.db"
+    await in_thread(lambda: DjangoSession.objects.all().delete())  # what earlier tests left (expired rows)
     keys = [await in_thread(legacy_session, engine, user) for _ in range(2)]
     store = f"sqlite:///{tmp_path / 'sessions.db'}"
     command = ["migrate-sessions", "--from", "django-db", "--store", store]
