@@ -312,8 +312,8 @@ def flask_cookie(
 
 
 class _RedisRecords:
-    """GET / DEL of one key through redis-py, from one URL. The async side opens a client per
-    call (a legacy session is read once per returning user, so nothing is kept per event loop)."""
+    """GET / DEL of one key through redis-py, from one URL, with a client per call: a legacy
+    session is read once per returning browser, so no connection is kept open between them."""
 
     def __init__(self, url: str) -> None:
         try:
@@ -322,15 +322,15 @@ class _RedisRecords:
         except ImportError as exc:  # pragma: no cover - the test environment has redis
             raise ConfigurationError("this legacy reader needs redis-py: pip install 'coatcheck[redis]'") from exc
         self.url = url
-        self._sync = redis.Redis.from_url(url)
-        self._async = redis.asyncio.Redis
+        self._sync, self._async = redis.Redis, redis.asyncio.Redis
+        self._sync.from_url(url)  # a malformed URL fails here, at start-up
 
     @staticmethod
     def _expiry(ttl: int | None) -> float | None:
         return time.time() + ttl / 1000 if ttl and ttl > 0 else None
 
     def get(self, key: str) -> tuple[bytes | None, float | None]:
-        with self._sync.pipeline(transaction=False) as pipe:
+        with self._sync.from_url(self.url) as client, client.pipeline(transaction=False) as pipe:
             pipe.get(key)
             pipe.pttl(key)
             value, ttl = pipe.execute()
@@ -344,7 +344,8 @@ class _RedisRecords:
         return value, self._expiry(ttl)
 
     def delete(self, key: str) -> None:
-        self._sync.delete(key)
+        with self._sync.from_url(self.url) as client:
+            client.delete(key)
 
     async def adelete(self, key: str) -> None:
         async with self._async.from_url(self.url) as client:
@@ -352,8 +353,9 @@ class _RedisRecords:
 
     def scan(self, prefix: str) -> Iterator[str]:
         """The names after ``prefix`` of the keys that start with it."""
-        for key in self._sync.scan_iter(match=_glob_prefix(prefix), count=1000):
-            yield key.decode()[len(prefix) :]
+        with self._sync.from_url(self.url) as client:
+            for key in client.scan_iter(match=_glob_prefix(prefix), count=1000):
+                yield key.decode()[len(prefix) :]
 
 
 class _StoredReader:

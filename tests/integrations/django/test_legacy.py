@@ -6,6 +6,7 @@ handlers; forged, expired and replayed keys adopt nothing."""
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
@@ -158,3 +159,28 @@ async def test_migrate_sessions_command(user: User, tmp_path: Path, capsys: pyte
             assert (await in_thread(manager.load, f"sessionid={key}")).user_id == str(user.pk)
     finally:
         manager.close()
+
+
+async def test_pickled_db_session_is_never_loaded(browser: Browser, project: Project, user: User) -> None:
+    """A row signed by the project but holding a pickle (Django's PickleSerializer, removed in
+    5.0) adopts nothing, and the pickle is never loaded."""
+    from django.core import signing
+
+    class Boom:
+        def __reduce__(self) -> Any:
+            return (pytest.fail, ("a pickled legacy session was unpickled",))
+
+    class PickleSerializer:
+        def dumps(self, obj: Any) -> bytes:
+            return pickle.dumps(obj)
+
+        def loads(self, data: bytes) -> Any:
+            return pickle.loads(data)  # noqa: S301 - never called: the test fails if it is
+
+    engine = "django.contrib.sessions.backends.db"
+    key = await in_thread(legacy_session, engine, user)
+    payload = {SESSION_KEY: str(user.pk), "boom": Boom()}
+    data = signing.dumps(payload, salt="django.contrib.sessions.SessionStore", serializer=PickleSerializer, compress=True)
+    await in_thread(lambda: DjangoSession.objects.filter(session_key=key).update(session_data=data))
+    with switched(project, engine):
+        assert (await browser.holding(key).get("whoami")).content.decode() == "anonymous"

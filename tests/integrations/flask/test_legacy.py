@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy
 from flask.sessions import SecureCookieSessionInterface
 from flask.testing import FlaskClient
+from itsdangerous import Signer
 
 from coatcheck import legacy
 from coatcheck.testing import FakeClock
@@ -179,3 +180,23 @@ def test_migrate_sessions_command(
     app = serve(store, COATCHECK_LEGACY=[legacy.flask_session(redis=FLASK_SESSION_REDIS, user_key="user")])
     for value in values:
         assert client_with(app, value).get("/whoami").text == "42"
+
+
+def test_flask_session_signed_ids_forged_or_unknown(serve: Serve, flask_session_redis: Any, clock: FakeClock) -> None:
+    """With ``SESSION_USE_SIGNER``, the cookie is the signed ID: a bad signature, or a signed ID
+    the store does not hold, adopts nothing; a good one is adopted once."""
+    from flask_session import Session as FlaskSession
+
+    before = old_app(SESSION_TYPE="redis", SESSION_REDIS=flask_session_redis, SESSION_USE_SIGNER=True)
+    with pytest.warns(DeprecationWarning, match="use_signer"):  # Flask-Session 0.8 deprecates it; apps still have it
+        FlaskSession(before)
+    value = legacy_cookie(before.test_client(), "/set")
+    reader = legacy.flask_session(redis=FLASK_SESSION_REDIS, use_signer=True, secret_key=OLD_SECRET, user_key="user")
+    app = serve("memory://", COATCHECK_LEGACY=[reader])
+    sid, _, signature = value.rpartition(".")
+    assert client_with(app, f"{sid}.{signature[::-1]}").get("/whoami").text == "anon"
+    unknown = Signer(OLD_SECRET, salt="flask-session", key_derivation="hmac").sign(sid + "x").decode()  # as Flask-Session signs
+    assert client_with(app, unknown).get("/whoami").text == "anon"
+    assert client_with(app, value).get("/whoami").text == "42"
+    clock.advance(60)
+    assert client_with(app, value).get("/whoami").text == "anon"

@@ -144,3 +144,14 @@ async def test_starsessions_adopted_once(store: Any, clock: FakeClock, starsessi
     assert seen == {"data": {"cart": [1, 2], "user": "42"}, "user": "42"}  # starsessions' own metadata left behind
     assert not starsessions_redis.exists(f"starsessions.{value}")
     assert any(cookie.startswith("session=; Max-Age=0") for cookie in cookies)
+
+
+@pytest.mark.server
+async def test_starsessions_unknown_or_replayed(store: Any, clock: FakeClock, starsessions_redis: Any) -> None:
+    starsessions_redis.set("starsessions.known", b'{"cart": [1], "__metadata__": {"created": 0, "lifetime": 0}}', ex=600)
+    app = await new_app(store, clock, legacy.starsessions(STARSESSIONS_REDIS))
+    with TestClient(app, base_url=BASE) as client:
+        assert visit(client, "unknown")[0] == {"data": {}, "user": None}
+        assert visit(client, "known")[0] == {"data": {"cart": [1]}, "user": None}
+        clock.advance(60)
+        assert visit(client, "known")[0] == {"data": {}, "user": None}
