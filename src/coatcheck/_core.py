@@ -33,12 +33,13 @@ MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this
 # -- cookies ----------------------------------------------------------------------------------
 
 
-def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
+def cookie_candidates(cookie_headers: Iterable[str], name: str, *, legacy_name: bool = False) -> list[str]:
     """Values of cookie ``name`` in request order, well-formed IDs only; linear in header size.
 
     Pairs that are malformed, nameless (``=name=value``) or of other names are skipped, so one
     bad cookie never hides the session cookie. Malformed session values cause one security log
-    line per request however many there are (hashed, and rate-limited per process).
+    line per request however many there are (hashed, and rate-limited per process), unless a
+    legacy reader reads cookies of this ``name`` (``legacy_name``): they are its to judge and log.
     """
     found: list[str] = []
     malformed: list[str] = []
@@ -56,7 +57,7 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str) -> list[str]:
                     break
         if len(found) >= MAX_COOKIE_CANDIDATES:
             break
-    if malformed:
+    if malformed and not legacy_name:
         first = log_handle(malformed[0][:4096])
         security_log(logging.WARNING, "%d malformed session cookie value(s) ignored (first: sha256 %s)", len(malformed), first)
     return found

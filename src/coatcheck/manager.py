@@ -74,6 +74,7 @@ class SessionManager:
         if legacy_bad_values not in ("drop", "refuse"):
             raise ConfigurationError(f"legacy_bad_values must be 'drop' or 'refuse', not {legacy_bad_values!r}")
         self._refuse_bad_values = legacy_bad_values == "refuse"
+        self._legacy_name = any(reader.cookie.name == config.cookie.name for reader in self.legacy)
         self._id_factory = id_factory if id_factory is new_session_id else _checked(id_factory)
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
         self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
@@ -134,7 +135,7 @@ class SessionManager:
 
     def _load_flow(self, cookie_headers: str | Iterable[str] | None) -> Generator[_core.Call, Any, Session]:
         headers = [cookie_headers] if isinstance(cookie_headers, str) else (cookie_headers or [])
-        candidates = _core.cookie_candidates(headers, self.config.cookie.name)
+        candidates = _core.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
         return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
 
     def load(self, cookie_headers: str | Iterable[str] | None) -> Session:

@@ -184,3 +184,31 @@ async def test_pickled_db_session_is_never_loaded(browser: Browser, project: Pro
     await in_thread(lambda: DjangoSession.objects.filter(session_key=key).update(session_data=data))
     with switched(project, engine):
         assert (await browser.holding(key).get("whoami")).content.decode() == "anonymous"
+
+
+async def test_signed_with_a_fallback_key(browser: Browser, project: Project, user: User) -> None:
+    """Django's SECRET_KEY_FALLBACKS: a session signed before a key rotation is still adopted."""
+    engine = "django.contrib.sessions.backends.signed_cookies"
+    with override_settings(SECRET_KEY="the-key-before"):
+        key = await in_thread(lambda: legacy_session(engine, user, cart="1"))
+    with override_settings(SECRET_KEY="the-key-now", SECRET_KEY_FALLBACKS=["the-key-before"]), switched(project, engine):
+        assert (await browser.holding(key).get("whoami")).content.decode() == user.get_username()
+    with override_settings(SECRET_KEY="the-key-now"), switched(project, engine):
+        assert (await browser.holding(key).get("whoami")).content.decode() == "anonymous"  # no fallback: forged
+
+
+async def test_migrate_sessions_counts_cache_sessions(project: Project, user: User, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--from django-cache`` lists the sessions of the cache engine on RedisCache, under its
+    alias and key prefix."""
+    from coatcheck.cli import main
+
+    engine = "django.contrib.sessions.backends.cache"
+    with override_settings(CACHES=REDIS_CACHE, SESSION_CACHE_ALIAS="sessions"):
+        caches["sessions"].clear()
+        try:
+            for _ in range(2):
+                await in_thread(legacy_session, engine, user)
+            assert await in_thread(main, ["migrate-sessions", "--from", "django-cache", "--store", "memory://"]) == 0
+            assert capsys.readouterr().out.startswith("2 legacy sessions left in django-cache")
+        finally:
+            caches["sessions"].clear()
