@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Generator, Iterable, Mapping
 from email.utils import formatdate
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _codec
 from ._ids import is_valid_id, log_handle, store_key
@@ -25,6 +25,9 @@ from .config import CookieConfig, SessionConfig
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .session import Session
 from .stores._protocol import Record
+
+if TYPE_CHECKING:
+    from .legacy import LegacyCookie
 
 MAX_COOKIE_CANDIDATES = 3
 MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this server's clock
@@ -449,43 +452,67 @@ def legacy_claim_id(reader: str, value: str) -> str:
 
 
 class Adoption(NamedTuple):
-    """Where a legacy cookie leads: the session it is (or already became), and whether this
-    request made it (so the legacy record is deleted once)."""
+    """Where a legacy cookie leads: the session it is (or already became), None for nothing,
+    and whether this request made it (so the legacy record is deleted once)."""
 
     session: Session | None
     created: bool = False
 
 
-UNCLAIMED = Adoption(None, created=True)  # no claim yet: read the legacy session
 REFUSED = Adoption(None)
+
+
+def _claim_data(target: str, claimed_at: str) -> bytes:
+    return _CLAIM + f"{target} {claimed_at}".encode()
+
+
+def _parse_claim(data: bytes) -> tuple[str, str] | None:
+    """(the adopted session's ID, the claim time) of a claim record, or None for anything else."""
+    if not data.startswith(_CLAIM):
+        return None
+    target, _, claimed_at = data[len(_CLAIM) :].decode("ascii", "replace").partition(" ")
+    return (target, claimed_at) if is_valid_id(target) else None
 
 
 def claimed_flow(
     claim_id: str, config: SessionConfig, now: float, make_session: Callable[[str | None], Session], codec: _codec.Codec
-) -> Generator[Call, Any, Adoption]:
-    """What the claim on a legacy cookie says: :data:`UNCLAIMED` when there is none; the session
-    it became when it was claimed under :data:`LEGACY_GRACE` seconds ago (a concurrent request);
+) -> Generator[Call, Any, Adoption | None]:
+    """What the claim on a legacy cookie says: None when there is none (read the legacy session);
+    the session it became when it was claimed under :data:`LEGACY_GRACE` seconds ago (a
+    concurrent request), or when it was adopted offline and this is the first request to come;
     :data:`REFUSED` otherwise (a replayed copy, or a session that has ended since)."""
     claim_key = store_key(claim_id)
     record: Record | None = yield Call("load", (claim_key,))
     if record is None:
-        return UNCLAIMED
-    target, _, claimed_at = record.data[len(_CLAIM) :].decode("ascii", "replace").partition(" ")
-    if claimed_at == _PENDING and record.data.startswith(_CLAIM) and is_valid_id(target):
-        # adopted offline (coatcheck migrate-sessions): the first request to come hands it out
-        handed_out = Record(_CLAIM + f"{target} {now!r}".encode(), record.expires_at, record.version + 1, None)
+        return None
+    claim = _parse_claim(record.data)
+    if claim is not None and claim[1] == _PENDING:  # adopted offline: hand it out, once
+        handed_out = Record(_claim_data(claim[0], repr(now)), record.expires_at, record.version + 1, None)
         if not (yield Call("save", (claim_key, handed_out), {"expected_version": record.version})):
-            return (yield from claimed_flow(claim_id, config, now, make_session, codec))  # another request did
-        claimed_at = repr(now)
+            return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED  # another request did
+        session = yield from load_flow([claim[0]], config, now, make_session, codec)
+        return REFUSED if session._loaded_key is None else Adoption((yield from _fresh_start(session, config, now)))
     try:
-        age = now - float(claimed_at)
+        age = now - float(claim[1]) if claim is not None else -1.0
     except ValueError:
         age = -1.0
-    if not record.data.startswith(_CLAIM) or not 0 <= age <= LEGACY_GRACE or not is_valid_id(target):
+    if claim is None or not 0 <= age <= LEGACY_GRACE:
         security_log(logging.WARNING, "legacy session cookie replayed after its adoption (claim sha256 %s)", log_handle(claim_id))
         return REFUSED
-    session = yield from load_flow([target], config, now, make_session, codec)
+    session = yield from load_flow([claim[0]], config, now, make_session, codec)
     return REFUSED if session._loaded_key is None else Adoption(session)
+
+
+def _fresh_start(session: Session, config: SessionConfig, now: float) -> Generator[Call, Any, Session]:
+    """Start the idle and absolute timeouts of a session adopted offline now, when its browser
+    comes (a concurrent write that got there first has done the same)."""
+    assert session._loaded_key is not None
+    raw = session._codec.encode(now, session._plain())
+    expires_at = deadline(config, now, now)
+    record = Record(raw, expires_at, session._version + 1, session._user_id)
+    if (yield Call("save", (session._loaded_key, record), {"expected_version": session._version})):
+        session._adopt(session._loaded_key, raw, record.version, now, expires_at, session._user_id, session)
+    return session
 
 
 def adopt_flow(
@@ -504,11 +531,15 @@ def adopt_flow(
     absolute timeouts), then claim the legacy cookie by compare-and-set. A request that finds the
     claim taken deletes what it stored and joins the session the claim names, so concurrent
     requests with one legacy cookie share one new session. The claim lasts as long as the legacy
-    cookie could, so that a copy replayed later adopts nothing. A ``pending`` claim (an offline
-    adoption, with no browser to hand the session to) starts its grace when a browser comes."""
-    expires_at = deadline(config, now, now)
-    if legacy_expires_at is not None:
-        expires_at = min(expires_at, legacy_expires_at)
+    cookie could (the absolute timeout when the reader cannot tell), so that a copy replayed
+    later adopts nothing.
+
+    A ``pending`` adoption (offline: no browser to hand the session to) keeps the session until
+    the legacy one would have ended, at most the absolute timeout; its timeouts start over when
+    its browser comes (see :func:`claimed_flow`).
+    """
+    legacy_end = legacy_expires_at if legacy_expires_at is not None else now + config.absolute_seconds
+    expires_at = min(now + config.absolute_seconds if pending else deadline(config, now, now), legacy_end)
     if expires_at <= now:
         return REFUSED
     session = make_session(None)
@@ -522,15 +553,14 @@ def adopt_flow(
         session._id = session._id_factory()
     else:
         raise ConcurrentUpdateError("could not find an unused session ID")
-    claim_until = max(legacy_expires_at or expires_at, now + LEGACY_GRACE)
-    claimed_at = _PENDING if pending else repr(now)
-    claim = Record(_CLAIM + f"{session._current_id()} {claimed_at}".encode(), claim_until, 1, None)
+    claim = Record(
+        _claim_data(session._current_id(), _PENDING if pending else repr(now)), max(legacy_end, now + LEGACY_GRACE), 1, None
+    )
     if not (yield Call("save", (store_key(claim_id), claim), {"expected_version": None})):
         yield Call("delete", (key,))
         if pending:
             return REFUSED  # adopted meanwhile by a returning browser
-        joined = yield from claimed_flow(claim_id, config, now, make_session, codec)
-        return joined if joined.session is not None else REFUSED
+        return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED
     session._adopt(key, raw, 1, now, expires_at, user_id, session)
     security_log(logging.INFO, "legacy session adopted (sha256 %s, claim %s)", key[:16], log_handle(claim_id))
     return Adoption(session, created=True)
@@ -559,8 +589,8 @@ def legacy_data(data: Any, codec: _codec.Codec, reader: str, refuse: bool) -> di
     return kept
 
 
-def legacy_clear_header(cookie: Any, secure: bool) -> str:
-    """The ``Set-Cookie`` value that deletes a legacy cookie (``cookie``: a LegacyCookie)."""
+def legacy_clear_header(cookie: LegacyCookie, secure: bool) -> str:
+    """The ``Set-Cookie`` value that deletes a legacy cookie, with the name, path and domain it was set with."""
     parts = [f"{cookie.name}=; Max-Age=0; Expires={formatdate(0, usegmt=True)}; Path={cookie.path}"]
     if cookie.domain:
         parts.append(f"Domain={cookie.domain}")

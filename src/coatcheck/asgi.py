@@ -67,7 +67,8 @@ class SessionMiddleware:
             return
         cookies = [value.decode("latin-1") for name, value in scope["headers"] if name == b"cookie"]
         try:
-            session = await self.manager.aload(cookies) if cookies else self.manager.new_session()
+            # A WebSocket cannot send the cookie of an adopted legacy session: it adopts none.
+            session = await self.manager.aload(cookies, legacy=kind == "http") if cookies else self.manager.new_session()
         except CoatcheckError as exc:
             await self._refuse(kind, exc, send)
             return

@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ __all__ = [
 ]
 
 MAX_LEGACY_VALUE = 4096  # longer cookie values are never handed to a reader
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,255}")
+_PATH = re.compile(r"/[ -:<-~]{0,1023}")
+_DOMAIN = re.compile(r"\.?[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*")
 _log = logging.getLogger("coatcheck.legacy")
 
 
@@ -57,21 +61,24 @@ class LegacyCookie:
     domain: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name or any(c in self.name for c in ' ;,="\t\r\n'):
-            raise ConfigurationError(f"legacy cookie name must be a plain cookie name, not {self.name!r}")
-        if not isinstance(self.path, str) or not self.path.startswith("/") or any(c in self.path for c in ";\r\n"):
-            raise ConfigurationError(f"legacy cookie path must start with '/', not {self.path!r}")
-        if self.domain is not None and (not isinstance(self.domain, str) or any(c in self.domain for c in " ;,\r\n")):
-            raise ConfigurationError(f"legacy cookie domain is not a domain: {self.domain!r}")
+        if not isinstance(self.name, str) or not _TOKEN.fullmatch(self.name):
+            raise ConfigurationError(f"legacy cookie name must be a cookie name (an RFC 6265 token), not {self.name!r}")
+        if not isinstance(self.path, str) or not _PATH.fullmatch(self.path):
+            raise ConfigurationError(
+                f"legacy cookie path must start with '/' and hold printable ASCII but ';', not {self.path!r}"
+            )
+        if self.domain is not None and (not isinstance(self.domain, str) or not _DOMAIN.fullmatch(self.domain)):
+            raise ConfigurationError(f"legacy cookie domain is not a domain name: {self.domain!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class LegacySession:
-    """What a reader found: the session's data, its user (if the old system recorded one) and
-    when the old system would have ended it (unix seconds; None when it cannot tell)."""
+    """What a reader found: the session's data, its user (if the old system recorded one; an
+    int is taken as its decimal string) and when the old system would have ended it (unix
+    seconds; None when it cannot tell)."""
 
     data: dict[str, Any]
-    user_id: str | None = None
+    user_id: str | int | None = None
     expires_at: float | None = None
 
 
@@ -144,13 +151,17 @@ def _user(data: Mapping[str, Any], key: str | None) -> str | None:
     return str(user)
 
 
-class _SyncReader:
-    """For readers whose I/O is sync (or absent): the async methods run the sync ones inline
-    when there is no I/O, in a thread otherwise."""
-
+class _Named:
     name: str
     cookie: LegacyCookie
-    _blocking = False  # True when read/forget do network I/O
+
+    def __repr__(self) -> str:
+        return f"<legacy reader {self.name} cookie={self.cookie.name!r}>"
+
+
+class _CookieOnly(_Named):
+    """A reader of a system that kept the whole session in its signed cookie: checking it takes
+    no I/O (so the async methods are the sync ones), and there is no record to forget."""
 
     def read(self, value: str) -> LegacySession | None:
         raise NotImplementedError
@@ -159,27 +170,16 @@ class _SyncReader:
         return None
 
     async def aread(self, value: str) -> LegacySession | None:
-        found: LegacySession | None = await self._off_loop(self.read, value)
-        return found
+        return self.read(value)
 
     async def aforget(self, value: str) -> None:
-        await self._off_loop(self.forget, value)
-
-    async def _off_loop(self, call: Callable[[str], Any], value: str) -> Any:
-        if not self._blocking:
-            return call(value)
-        from ._aio import to_thread
-
-        return await to_thread(call, value)
-
-    def __repr__(self) -> str:
-        return f"<legacy reader {self.name} cookie={self.cookie.name!r}>"
+        return None
 
 
 # -- Starlette's signed cookie -------------------------------------------------------------------
 
 
-class _StarletteCookie(_SyncReader):
+class _StarletteCookie(_CookieOnly):
     def __init__(self, secret_key: str, cookie: LegacyCookie, max_age: int | None, user_key: str | None) -> None:
         try:
             import itsdangerous
@@ -222,7 +222,7 @@ def starlette_cookie(
 # -- Flask's signed cookie ------------------------------------------------------------------------
 
 
-class FlaskCookieReader(_SyncReader):
+class FlaskCookieReader(_CookieOnly):
     """Flask's default session (``SecureCookieSessionInterface``). Built with ``secret_key=None``
     by :func:`flask_cookie`, ``coatcheck.flask`` fills in the app's own settings."""
 
@@ -358,11 +358,9 @@ class _RedisRecords:
                 yield key.decode()[len(prefix) :]
 
 
-class _StoredReader:
+class _StoredReader(_Named):
     """A reader of a server-side system: the cookie names a record, decoded by :meth:`decode`."""
 
-    name: str
-    cookie: LegacyCookie
     records: Any  # _RedisRecords or _SQLRecords
     key_prefix: str
 
@@ -379,7 +377,7 @@ class _StoredReader:
             return None
         if _pickled(raw):
             refused(self.name, "a pickled record (never unpickled)", value)
-            not_adopted(self.name, "a record in a pickle format (coatcheck never unpickles)")
+            warn(self.name, "a record in a pickle format not adopted (coatcheck never unpickles)")
             return None
         return self.decode(raw, value, expires_at)
 
@@ -407,9 +405,6 @@ class _StoredReader:
         key = self.key(value)
         if key is not None:
             await self.records.adelete(key)
-
-    def __repr__(self) -> str:
-        return f"<legacy reader {self.name} cookie={self.cookie.name!r}>"
 
 
 class _Starsessions(_StoredReader):
@@ -607,7 +602,7 @@ _DJANGO_ENGINES = {
 }
 
 
-class _Django:
+class _Django(_Named):
     """One of Django's session engines, read through the engine's own ``SessionStore`` with the
     project's settings (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``, ``SESSION_SERIALIZER``,
     ``SESSION_CACHE_ALIAS``, ``SESSION_COOKIE_*``), exactly as Django reads it."""
@@ -704,9 +699,6 @@ class _Django:
         else:
             await adelete(value)
 
-    def __repr__(self) -> str:
-        return f"<legacy reader {self.name} cookie={self.cookie.name!r}>"
-
 
 def django(engine: str = "django.contrib.sessions.backends.db", *, cookie: LegacyCookie | None = None) -> LegacyReader:
     """One of Django's own session engines (``db``, ``cache``, ``cached_db``, ``signed_cookies``,
@@ -740,14 +732,16 @@ BadValues = Literal["drop", "refuse"]
 _reported: set[tuple[str, str]] = set()
 
 
-def not_adopted(reader: str, why: str) -> None:
-    """Log a legacy session that verified but cannot be adopted (too large, say)."""
-    _log.warning("legacy %s session not adopted: %s", reader, why)
+def warn(reader: str, message: str) -> None:
+    """Log, on ``coatcheck.legacy``, what went wrong with a legacy session that verified."""
+    _log.warning("legacy %s: %s", reader, message)
 
 
 def report_bad_value(reader: str, key: str, error: Exception) -> None:
-    """Log, once per reader and key name, a legacy value that the session cannot hold."""
-    if (reader, key) in _reported:
+    """Log, once per reader and key name (for the first 1,000 names), a legacy value that the
+    session cannot hold."""
+    key = key[:100]
+    if (reader, key) in _reported or len(_reported) >= 1000:
         return
     _reported.add((reader, key))
     _log.warning("legacy %s session value %r cannot be kept: %s", reader, key[:100], error)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
 from .errors import CoatcheckError, ConfigurationError, NotSupportedError, SessionTooLargeError, StoreError
-from .legacy import MAX_LEGACY_VALUE, BadValues, LegacyReader, LegacySession, check_readers, not_adopted
+from .legacy import MAX_LEGACY_VALUE, BadValues, LegacyReader, LegacySession, check_readers, warn
 from .session import Session
 from .stores import from_url
 from .stores._protocol import Record
@@ -133,103 +134,116 @@ class SessionManager:
     def _session(self, session_id: str | None) -> Session:
         return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
 
-    def _load_flow(self, cookie_headers: str | Iterable[str] | None) -> Generator[_core.Call, Any, Session]:
-        headers = [cookie_headers] if isinstance(cookie_headers, str) else (cookie_headers or [])
+    def _load_flow(self, headers: Sequence[str]) -> Generator[_core.Call, Any, Session]:
         candidates = _core.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
         return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
 
-    def load(self, cookie_headers: str | Iterable[str] | None) -> Session:
+    def load(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Session:
         """The session named by the request's ``Cookie`` header(s), or a fresh one.
 
         Without a well-formed session cookie this does no store I/O at all. Without a live
-        session but with a legacy cookie, the legacy session is adopted (see :mod:`coatcheck.legacy`).
+        session but with a legacy cookie, the legacy session is adopted (see :mod:`coatcheck.legacy`),
+        unless ``legacy=False`` (a request that cannot send the new cookie: a WebSocket).
         """
-        session = self._run(self._load_flow(cookie_headers))
-        if not self.legacy or session._loaded_key is not None:
+        headers = _header_list(cookie_headers)
+        session = self._run(self._load_flow(headers))
+        if not (legacy and self.legacy) or session._loaded_key is not None:
             return session
-        found = self._legacy_cookie(cookie_headers)
+        found = self._legacy_cookie(headers)
         if found is None:
             return session
         reader, value, claim = found
         adoption = self._run(self._claimed(claim))
-        if adoption is _core.UNCLAIMED:
+        if adoption is None:
             with _reading(reader):
-                legacy = reader.read(value)
-            adoption = self._run(flow) if (flow := self._adopt_flow(reader, claim, legacy)) else _core.REFUSED
+                found_session = reader.read(value)
+            adoption = self._run(flow) if (flow := self._adopt_flow(reader, claim, found_session)) else _core.REFUSED
             if adoption.created:
-                with _reading(reader):
+                with _forgetting(reader):
                     reader.forget(value)
         return self._adopted(session, reader, adoption)
 
-    def aload(self, cookie_headers: str | Iterable[str] | None) -> Coroutine[Any, Any, Session]:
+    def aload(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Coroutine[Any, Any, Session]:
         """Async :meth:`load` (the driver's coroutine itself where no legacy reader is set: one
         coroutine less per request)."""
-        if self.legacy:
-            return self._aload_or_adopt(cookie_headers)
-        return self._arun(self._load_flow(cookie_headers))
+        headers = _header_list(cookie_headers)
+        if legacy and self.legacy:
+            return self._aload_or_adopt(headers)
+        return self._arun(self._load_flow(headers))
 
-    async def _aload_or_adopt(self, cookie_headers: str | Iterable[str] | None) -> Session:
-        session = await self._arun(self._load_flow(cookie_headers))
-        if session._loaded_key is not None or (found := self._legacy_cookie(cookie_headers)) is None:
+    async def _aload_or_adopt(self, headers: Sequence[str]) -> Session:
+        session = await self._arun(self._load_flow(headers))
+        if session._loaded_key is not None or (found := self._legacy_cookie(headers)) is None:
             return session
         reader, value, claim = found
         adoption = await self._arun(self._claimed(claim))
-        if adoption is _core.UNCLAIMED:
+        if adoption is None:
             with _reading(reader):
-                legacy = await reader.aread(value)
-            adoption = await self._arun(flow) if (flow := self._adopt_flow(reader, claim, legacy)) else _core.REFUSED
+                found_session = await reader.aread(value)
+            adoption = await self._arun(flow) if (flow := self._adopt_flow(reader, claim, found_session)) else _core.REFUSED
             if adoption.created:
-                with _reading(reader):
+                with _forgetting(reader):
                     await reader.aforget(value)
         return self._adopted(session, reader, adoption)
 
     def adopt_legacy(self, reader: LegacyReader, value: str) -> bool:
         """Adopt the legacy session behind cookie ``value`` now, before its browser comes back
         (``coatcheck migrate-sessions``): it is stored as a coatcheck session, the legacy record
-        is deleted, and the first request that brings the legacy cookie gets the session (later
-        copies get nothing). True if adopted; False if it was adopted already or does not verify."""
+        is deleted, and the first request that brings the legacy cookie gets the session (its
+        timeouts start then; later copies get nothing). True if adopted; False if it was adopted
+        already or does not verify."""
         claim = _core.legacy_claim_id(reader.name, value)
-        if self._run(self._claimed_exists(claim)):
-            return False
+        if self._run(iter_call(_core.Call("load", (store_key(claim),)))) is not None:
+            return False  # claimed already (a later compare-and-set settles any race)
         with _reading(reader):
-            legacy = reader.read(value)
-        flow = self._adopt_flow(reader, claim, legacy, pending=True)
+            found_session = reader.read(value)
+        flow = self._adopt_flow(reader, claim, found_session, pending=True)
         if flow is None or not self._run(flow).created:
             return False
-        with _reading(reader):
+        with _forgetting(reader):
             reader.forget(value)
         return True
 
     # -- legacy sessions: the decisions are in _core; these are the steps both drivers share -------
 
-    def _claimed_exists(self, claim: str) -> Generator[_core.Call, Any, bool]:
-        return (yield _core.Call("load", (store_key(claim),))) is not None
-
-    def _legacy_cookie(self, cookie_headers: str | Iterable[str] | None) -> tuple[LegacyReader, str, str] | None:
+    def _legacy_cookie(self, headers: Sequence[str]) -> tuple[LegacyReader, str, str] | None:
         """The first reader whose cookie the request carries: (reader, cookie value, claim ID)."""
-        headers = [cookie_headers] if isinstance(cookie_headers, str) else list(cookie_headers or [])
         for reader in self.legacy:
             value = _core.legacy_value(headers, reader.cookie.name, MAX_LEGACY_VALUE)
             if value is not None:
                 return reader, value, _core.legacy_claim_id(reader.name, value)
         return None
 
-    def _claimed(self, claim: str) -> Generator[_core.Call, Any, _core.Adoption]:
+    def _claimed(self, claim: str) -> Generator[_core.Call, Any, _core.Adoption | None]:
         return _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec)
 
     def _adopt_flow(
-        self, reader: LegacyReader, claim: str, legacy: LegacySession | None, *, pending: bool = False
+        self, reader: LegacyReader, claim: str, found: object, *, pending: bool = False
     ) -> Generator[_core.Call, Any, _core.Adoption] | None:
-        """The flow that stores what ``reader`` found, or None when there is nothing to adopt."""
-        if legacy is None:
+        """The flow that stores what ``reader`` found, or None when there is nothing to adopt
+        (a reader's answer that is not a well-formed :class:`LegacySession` is logged and refused)."""
+        if found is None:
             return None
-        data = _core.legacy_data(legacy.data, self.codec, reader.name, self._refuse_bad_values)
+        why = _malformed(found)
+        if why is not None:
+            warn(reader.name, f"session not adopted: the reader returned {why}")
+            return None
+        assert isinstance(found, LegacySession)
+        data = _core.legacy_data(found.data, self.codec, reader.name, self._refuse_bad_values)
         if data is None:
             return None
-        user_id = legacy.user_id if isinstance(legacy.user_id, str) and 0 < len(legacy.user_id) <= 255 else None
+        user_id = found.user_id if isinstance(found.user_id, str) else None
+        if isinstance(found.user_id, int) and not isinstance(found.user_id, bool):
+            user_id = str(found.user_id)
+        if found.user_id is not None and (user_id is None or not 0 < len(user_id) <= 255):
+            warn(
+                reader.name,
+                f"user {str(found.user_id)[:40]!r} is not a user ID (1 to 255 characters); the session is adopted unbound",
+            )
+            user_id = None
         now = self.clock()
         flow = _core.adopt_flow(
-            claim, data, user_id, legacy.expires_at, self.config, now, self._session, self.codec, pending=pending
+            claim, data, user_id, found.expires_at, self.config, now, self._session, self.codec, pending=pending
         )
         return _refusing_too_large(flow, reader)
 
@@ -382,6 +396,37 @@ class SessionManager:
         await self._arun(iter_call(_core.Call("close", ())))
 
 
+def _header_list(cookie_headers: str | Iterable[str] | None) -> Sequence[str]:
+    """The request's Cookie headers as a sequence (read twice when a legacy reader is set)."""
+    if isinstance(cookie_headers, str):
+        return [cookie_headers]
+    return cookie_headers if isinstance(cookie_headers, (list, tuple)) else list(cookie_headers or ())
+
+
+def _malformed(found: object) -> str | None:
+    """What is wrong with a reader's answer, or None for a well-formed :class:`LegacySession`."""
+    if not isinstance(found, LegacySession):
+        return f"a {type(found).__name__}, not a LegacySession"
+    if not isinstance(found.data, dict):
+        return f"data of type {type(found.data).__name__}, not a dict"
+    expires_at = found.expires_at
+    if expires_at is not None and (
+        isinstance(expires_at, bool) or not isinstance(expires_at, (int, float)) or not math.isfinite(expires_at)
+    ):
+        return f"expires_at {expires_at!r}, not unix seconds"
+    return None
+
+
+@contextlib.contextmanager
+def _forgetting(reader: LegacyReader) -> Iterator[None]:
+    """Deleting an adopted legacy record is best effort: the claim already stops a second
+    adoption, so a failure is logged and the request goes on with its new session."""
+    try:
+        yield
+    except Exception as exc:
+        warn(reader.name, f"session adopted, but its legacy record not deleted: {type(exc).__name__}: {exc}")
+
+
 @contextlib.contextmanager
 def _reading(reader: LegacyReader) -> Iterator[None]:
     """A reader's failure raises as a store failure (the middleware answers 503); ours pass through."""
@@ -400,7 +445,7 @@ def _refusing_too_large(
     try:
         return (yield from flow)
     except SessionTooLargeError as exc:
-        not_adopted(reader.name, str(exc))
+        warn(reader.name, f"session not adopted: {exc}")
         return _core.REFUSED
 
 

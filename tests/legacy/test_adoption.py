@@ -9,6 +9,7 @@ sessions those packages made, in the other modules of this directory.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -63,7 +64,7 @@ class Client:
     def __init__(self, mode: str, manager: SessionManager) -> None:
         self.mode, self.manager = mode, manager
 
-    async def load(self, cookie: str | None) -> Session:
+    async def load(self, cookie: str | Iterable[str] | None) -> Session:
         return self.manager.load(cookie) if self.mode == "sync" else await self.manager.aload(cookie)
 
     async def commit(self, session: Session) -> str | None:
@@ -269,10 +270,11 @@ async def test_offline_adoption_waits_for_its_browser(store: Any, clock: FakeClo
     assert manager.adopt_legacy(reader, "old1") is True
     assert reader.forgotten == ["old1"] and not reader.records
     assert manager.adopt_legacy(reader, "old1") is False  # once
-    clock.advance(600)  # the browser comes back later
+    clock.advance(2400)  # the browser comes back after more than the idle timeout (30 minutes)
     first = manager.load("oldsid=old1")
     second = manager.load("oldsid=old1")
     assert first["cart"] == [1] and first.user_id == "7" and second.id == first.id
+    assert first.created_at == clock() and first.expires_at == clock() + 1800  # its timeouts start now
     assert cookie_id(manager.commit(first)) == first.id
     clock.advance(60)
     assert manager.load("oldsid=old1").is_new
@@ -283,3 +285,83 @@ async def test_offline_adoption_of_what_does_not_verify(store: Any, clock: FakeC
     manager = SessionManager(store, clock=clock, legacy=[reader])
     assert manager.adopt_legacy(reader, "unknown") is False
     assert reader.forgotten == []
+
+
+async def test_a_failing_forget_keeps_the_adoption(
+    mode: str, store: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deleting the legacy record is best effort: the claim already stops a second adoption, so
+    the browser still gets its new session (and the failure is logged)."""
+    reader = DictReader()
+    reader.records["old1"] = LegacySession({"a": 1}, "7", clock() + 600)
+
+    def forget(value: str) -> None:
+        raise OSError("legacy database read-only")
+
+    async def aforget(value: str) -> None:
+        forget(value)
+
+    reader.forget, reader.aforget = forget, aforget  # type: ignore[method-assign]
+    app = client(mode, store, clock, reader)
+    with caplog.at_level(logging.WARNING, logger="coatcheck.legacy"):
+        session = await app.load("oldsid=old1")
+    assert session["a"] == 1 and cookie_id(await app.commit(session)) == session.id
+    assert "not deleted" in caplog.text
+
+
+async def test_claim_outlives_the_idle_timeout_when_the_reader_cannot_tell(mode: str, store: Any, clock: FakeClock) -> None:
+    """A reader that cannot tell when the legacy session ends (expires_at None): the claim on the
+    cookie lasts the absolute timeout, not just the new session's idle timeout."""
+    reader = DictReader()
+    reader.records["old1"] = LegacySession({"a": 1}, "7", None)
+    app = client(mode, store, clock, reader)
+    await app.commit(await app.load("oldsid=old1"))
+    reader.records["old1"] = LegacySession({"a": 1}, "7", None)  # a signed cookie: still verifies
+    clock.advance(3600 + 60)  # past the idle timeout
+    assert (await app.load("oldsid=old1")).is_new
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"a": 1},
+        LegacySession(["not", "a", "dict"], None, None),  # type: ignore[arg-type]
+        LegacySession({"a": 1}, None, float("nan")),
+        LegacySession({"a": 1}, None, float("inf")),
+        LegacySession({"a": 1}, None, "tomorrow"),  # type: ignore[arg-type]
+    ],
+    ids=["dict", "list-data", "nan", "inf", "str-expiry"],
+)
+async def test_a_malformed_answer_adopts_nothing(
+    mode: str, store: Any, clock: FakeClock, answer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = DictReader()
+    reader.records["old1"] = answer
+    app = client(mode, store, clock, reader)
+    with caplog.at_level(logging.WARNING, logger="coatcheck.legacy"):
+        session = await app.load("oldsid=old1")
+    assert session.is_new and dict(session) == {} and reader.forgotten == []
+    assert "not adopted" in caplog.text
+
+
+async def test_an_integer_user_id_is_bound(mode: str, store: Any, clock: FakeClock) -> None:
+    reader = DictReader()
+    reader.records["old1"] = LegacySession({"a": 1}, 42, clock() + 600)
+    assert (await client(mode, store, clock, reader).load("oldsid=old1")).user_id == "42"
+
+
+async def test_cookie_headers_given_as_an_iterator(mode: str, store: Any, clock: FakeClock) -> None:
+    reader = DictReader()
+    reader.records["old1"] = LegacySession({"a": 1}, None, clock() + 600)
+    session = await client(mode, store, clock, reader).load(iter(["other=1", "oldsid=old1"]))
+    assert session["a"] == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "domain"),
+    [("bad name", "/", None), ("ok", "/caf\u20ac", None), ("ok", "/\x00", None), ("ok", "/", "ex\tample.com"), ("ok", "x", None)],
+)
+def test_legacy_cookie_fields_are_checked(name: str, path: str, domain: str | None) -> None:
+    """What goes into the clearing Set-Cookie is checked when the reader is built."""
+    with pytest.raises(ConfigurationError):
+        LegacyCookie(name, path, domain)

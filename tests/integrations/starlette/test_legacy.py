@@ -155,3 +155,25 @@ async def test_starsessions_unknown_or_replayed(store: Any, clock: FakeClock, st
         assert visit(client, "known")[0] == {"data": {"cart": [1]}, "user": None}
         clock.advance(60)
         assert visit(client, "known")[0] == {"data": {}, "user": None}
+
+
+async def test_a_websocket_adopts_nothing(store: Any, clock: FakeClock) -> None:
+    """A WebSocket handshake cannot send the new cookie: it leaves the legacy session for the
+    next HTTP request instead of spending its adoption."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(dict(websocket.session))
+        await websocket.close()
+
+    value = old_cookie(starlette_before())
+    manager = SessionManager(store, clock=clock, legacy=[legacy.starlette_cookie(secret_key=SECRET, user_key="user")])
+    app = Starlette(
+        routes=[Route("/peek", peek), WebSocketRoute("/ws", socket)], middleware=[Middleware(SessionMiddleware, manager=manager)]
+    )
+    with TestClient(app, base_url=BASE) as client:
+        with client.websocket_connect("/ws", headers={"Cookie": f"session={value}"}) as websocket:
+            assert websocket.receive_json() == {}
+        assert visit(client, value)[0] == {"data": {"cart": [1, 2], "user": "42"}, "user": "42"}
