@@ -63,7 +63,7 @@ STORE_URLS = {
     "redis": "redis://127.0.0.1:6379/0",
     "postgres": f"{_infra.PG_URL}?table=bench_concurrent&create_schema=1",
 }
-STORES = (*STORE_URLS, "cookie", "none")
+STORES = (*STORE_URLS, "sqlite", "cookie", "none")
 PG_TABLES = ("bench_concurrent", "django_session")  # what the apps may create in the benchmark database
 CEILING_COOKIE = f"sessionid={'x' * 43}"  # apps without a session get a cookie of the usual size, ignored
 
@@ -157,7 +157,13 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @contextlib.contextmanager
 def scratch_database(store: str) -> Iterator[None]:
-    """For the PostgreSQL store: the benchmark database, and its tables dropped afterwards."""
+    """For the PostgreSQL store: the benchmark database, and its tables dropped afterwards; for
+    SQLite: a file in a directory of its own, removed afterwards."""
+    if store == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="coatcheck-concurrent-") as scratch:
+            os.environ["BENCH_STORE_URL"] = f"sqlite:///{scratch}/sessions.db"
+            yield
+        return
     if store != "postgres":
         yield
         return
