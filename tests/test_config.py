@@ -118,7 +118,7 @@ def test_sqlite_in_a_missing_directory_fails_at_construction(tmp_path: Path) -> 
 
 def test_a_store_object_must_implement_a_protocol() -> None:
     with pytest.raises(ConfigurationError, match="neither the Store nor the AsyncStore"):
-        SessionManager(object())
+        SessionManager(object())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="SessionConfig"):
         SessionManager("memory://", config={"idle_timeout": 5})  # type: ignore[arg-type]
 

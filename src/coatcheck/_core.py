@@ -1,8 +1,8 @@
 """The decisions, with no I/O: IDs, store keys, cookies, expiry, and the load/commit flows.
 
-A flow is a generator that yields :class:`Call` objects (one store operation each) and receives
-their results; ``SessionManager`` drives it against a sync or an async store. The logic exists
-once; only the two tiny drivers in ``manager.py`` differ.
+A flow is a generator that yields store operations (:mod:`coatcheck._ops`) and receives their
+results; ``SessionManager`` drives it against a sync or an async store with the one pair of
+drivers in ``_ops``. The logic exists once.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable
 from email.utils import formatdate
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _codec
 from ._ids import is_valid_id, log_handle, store_key
 from ._logs import log, security_log
+from ._ops import Capabilities, Delete, Load, Operation, Pause, Rotate, Save, Touch
+from ._record import Record
 from .config import CookieConfig, SessionConfig
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .session import Session
-from .stores._protocol import Record
 
 if TYPE_CHECKING:
     from .legacy import LegacyCookie
@@ -124,30 +124,13 @@ def wants_secure(cookie: CookieConfig, scheme: str) -> bool:
 # -- the flows --------------------------------------------------------------------------------
 
 
-_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
-
-
-class Call(NamedTuple):
-    """One store operation: ``store.<method>(*args, **kwargs)`` (``a<method>`` when async).
-
-    The method ``PAUSE`` is not a store call: the driver sleeps ``args[0]`` seconds.
-    """
-
-    method: str
-    args: tuple[Any, ...]
-    kwargs: Mapping[str, Any] = _NO_KWARGS
-
-
-PAUSE = "pause"
-
-
 MAX_BACKOFF = 0.25  # seconds: wide enough to spread dozens of writers that each wait for a pool
 
 
-def backoff(attempt: int) -> Call:
+def backoff(attempt: int) -> Pause:
     """A random pause before compare-and-set retry ``attempt`` (1-based): up to 2 ms, doubling
     with each retry up to :data:`MAX_BACKOFF`, so writers that keep colliding spread out."""
-    return Call(PAUSE, (random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)),))  # noqa: S311 - jitter, not security
+    return Pause(random.uniform(0, min(MAX_BACKOFF, 0.001 * 2**attempt)))  # noqa: S311 - jitter, not security
 
 
 def deadline(config: SessionConfig, created_at: float, now: float) -> float:
@@ -157,10 +140,10 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
 
 def _live(
     session_id: str, config: SessionConfig, now: float, codec: _codec.Codec
-) -> Generator[Call, Any, tuple[str, Record, float, dict[str, Any]] | None]:
+) -> Generator[Operation[Any], Any, tuple[str, Record, float, dict[str, Any]] | None]:
     """Load the record of ``session_id``: ``(key, record, created_at, data)`` if it is a live session."""
     key = store_key(session_id)
-    record: Record | None = yield Call("load", (key,))
+    record: Record | None = yield Load(key)
     if record is None or record.data == _codec.TOMBSTONE:
         security_log(logging.INFO, "unknown, expired or rotated session ID (sha256 %s)", log_handle(session_id))
         return None
@@ -184,7 +167,7 @@ def load_flow(
     now: float,
     make_session: Callable[[str | None], Session],
     codec: _codec.Codec = _codec.JSON,
-) -> Generator[Call, Any, Session]:
+) -> Generator[Operation[Any], Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
 
     Unknown, expired and corrupt records never make their ID adopted (strict mode). When a
@@ -227,8 +210,8 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
 
 
 def commit_flow(
-    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
-) -> Generator[Call, Any, CommitResult] | None:
+    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: Capabilities
+) -> Generator[Operation[Any], Any, CommitResult] | None:
     """The flow that persists what this request did to ``session`` and says what the cookie
     becomes, or None when there is nothing to do (no store call, no cookie). A session whose
     browser does not hold its ID yet (adopted from a legacy system) gets its cookie whatever
@@ -239,8 +222,8 @@ def commit_flow(
 
 
 def _with_cookie(
-    session: Session, flow: Generator[Call, Any, CommitResult] | None, now: float
-) -> Generator[Call, Any, CommitResult]:
+    session: Session, flow: Generator[Operation[Any], Any, CommitResult] | None, now: float
+) -> Generator[Operation[Any], Any, CommitResult]:
     result = NOTHING if flow is None else (yield from flow)
     session._cookie_due = False
     if result.session_id is None and not result.clear and session._loaded_key is not None:
@@ -250,8 +233,8 @@ def _with_cookie(
 
 
 def _commit_flow(
-    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: frozenset[str]
-) -> Generator[Call, Any, CommitResult] | None:
+    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: Capabilities
+) -> Generator[Operation[Any], Any, CommitResult] | None:
     """:func:`commit_flow` for a session whose browser holds its ID.
 
     Writes are compare-and-set on the record version. On a conflict the fresh record is loaded,
@@ -278,12 +261,12 @@ def _touch_due(session: Session, config: SessionConfig, now: float) -> bool:
 
 
 def _destroy(
-    session: Session, config: SessionConfig, now: float, keep_changes: bool, capabilities: frozenset[str]
-) -> Generator[Call, Any, CommitResult]:
+    session: Session, config: SessionConfig, now: float, keep_changes: bool, capabilities: Capabilities
+) -> Generator[Operation[Any], Any, CommitResult]:
     """Delete the ended session's record, then persist what the request put in its fresh one."""
     ended, session._destroy_key = session._destroy_key, None
     assert ended is not None
-    yield Call("delete", (ended,))
+    yield Delete(ended)
     security_log(logging.INFO, "session ended (sha256 %s)", ended[:16])
     rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
     return CommitResult(clear=True) if rest is None else (yield from rest)
@@ -296,13 +279,13 @@ def _encode(session: Session, config: SessionConfig, created_at: float) -> bytes
     return raw
 
 
-def _create(session: Session, config: SessionConfig, now: float) -> Generator[Call, Any, CommitResult]:
+def _create(session: Session, config: SessionConfig, now: float) -> Generator[Operation[Any], Any, CommitResult]:
     raw = _encode(session, config, now)
     expires_at = deadline(config, now, now)
     record = Record(raw, expires_at, 1, session._user_id)
     for _ in range(config.max_commit_attempts):
         key = store_key(session._current_id())
-        if (yield Call("save", (key, record), {"expected_version": None})):
+        if (yield Save(key, record, None)):
             session._adopt(key, raw, 1, now, expires_at, session._user_id, session)
             security_log(logging.INFO, "session created (sha256 %s)", key[:16])
             return _result(session, expires_at, now)
@@ -311,26 +294,26 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Ca
 
 
 def _touch(
-    session: Session, config: SessionConfig, now: float, capabilities: frozenset[str]
-) -> Generator[Call, Any, CommitResult]:
+    session: Session, config: SessionConfig, now: float, capabilities: Capabilities
+) -> Generator[Operation[Any], Any, CommitResult]:
     """Move the expiry of an unchanged session (the caller checked that a refresh is due)."""
     assert session._created_at is not None and session._loaded_key is not None
     expires_at = deadline(config, session._created_at, now)
-    if "touch" in capabilities:
-        if (yield Call("touch", (session._loaded_key, expires_at))) is False:
+    if Touch in capabilities:
+        if (yield Touch(session._loaded_key, expires_at)) is False:
             return NOTHING  # deleted meanwhile (a logout), or refreshed further by a concurrent write
     else:
         assert session._raw is not None
         record = Record(session._raw, expires_at, session._version + 1, session._user_id)
-        if not (yield Call("save", (session._loaded_key, record), {"expected_version": session._version})):
+        if not (yield Save(session._loaded_key, record, session._version)):
             return NOTHING  # a concurrent write already refreshed (or deleted) it
     session._expires_at = expires_at
     return _result(session, expires_at, now)
 
 
 def _write(
-    session: Session, changed: set[str], config: SessionConfig, now: float, capabilities: frozenset[str]
-) -> Generator[Call, Any, CommitResult]:
+    session: Session, changed: set[str], config: SessionConfig, now: float, capabilities: Capabilities
+) -> Generator[Operation[Any], Any, CommitResult]:
     old_key, rotate = session._loaded_key, session._rotate
     assert old_key is not None and session._created_at is not None and session._expires_at is not None
     created_at = now if session._reauthenticated else session._created_at
@@ -345,9 +328,9 @@ def _write(
         expires_at = deadline(config, created_at, now) if renew else session._expires_at
         record = Record(raw, expires_at, session._version + 1, session._user_id)
         if new_id is None:
-            saved = yield Call("save", (old_key, record), {"expected_version": session._version})
-        elif "rotate" in capabilities:
-            saved = yield Call("rotate", (old_key, store_key(new_id), record), {"expected_version": session._version})
+            saved = yield Save(old_key, record, session._version)
+        elif Rotate in capabilities:
+            saved = yield Rotate(old_key, store_key(new_id), record, session._version)
         else:
             claimed = yield from _rotate_by_parts(session, old_key, new_id, record, config)
             saved, new_id = claimed is not None, claimed or new_id
@@ -359,7 +342,7 @@ def _write(
             session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session)
             session._rotate = session._user_changed = session._reauthenticated = False
             return _result(session, expires_at, now) if renew else NOTHING
-        fresh: Record | None = yield Call("load", (old_key,))
+        fresh: Record | None = yield Load(old_key)
         if fresh is None and min(session._expires_at, session._created_at + config.absolute_seconds) <= now:
             raise _interrupted(session, "expired while this request ran")
         if fresh is None or fresh.data == _codec.TOMBSTONE:
@@ -383,7 +366,7 @@ def _interrupted(session: Session, what: str) -> SessionInterruptedError:
 
 def _rotate_by_parts(
     session: Session, old_key: str, new_id: str, record: Record, config: SessionConfig
-) -> Generator[Call, Any, str | None]:
+) -> Generator[Operation[Any], Any, str | None]:
     """Rotate with the five core store methods, keeping an atomic rotate's guarantees.
 
     Create the new record first (drawing another ID on a collision; no one knows its ID yet),
@@ -395,16 +378,16 @@ def _rotate_by_parts(
     """
     assert session._expires_at is not None
     for _ in range(config.max_commit_attempts):
-        if (yield Call("save", (store_key(new_id), record), {"expected_version": None})):
+        if (yield Save(store_key(new_id), record, None)):
             break
         new_id = session._id_factory()
     else:
         raise ConcurrentUpdateError("could not find an unused session ID")
     tombstone = Record(_codec.TOMBSTONE, session._expires_at, session._version + 1, None)
-    if not (yield Call("save", (old_key, tombstone), {"expected_version": session._version})):
-        yield Call("delete", (store_key(new_id),))
+    if not (yield Save(old_key, tombstone, session._version)):
+        yield Delete(store_key(new_id))
         return None
-    yield Call("delete", (old_key,))
+    yield Delete(old_key)
     return new_id
 
 
@@ -476,19 +459,19 @@ def _parse_claim(data: bytes) -> tuple[str, str] | None:
 
 def claimed_flow(
     claim_id: str, config: SessionConfig, now: float, make_session: Callable[[str | None], Session], codec: _codec.Codec
-) -> Generator[Call, Any, Adoption | None]:
+) -> Generator[Operation[Any], Any, Adoption | None]:
     """What the claim on a legacy cookie says: None when there is none (read the legacy session);
     the session it became when it was claimed under :data:`LEGACY_GRACE` seconds ago (a
     concurrent request), or when it was adopted offline and this is the first request to come;
     :data:`REFUSED` otherwise (a replayed copy, or a session that has ended since)."""
     claim_key = store_key(claim_id)
-    record: Record | None = yield Call("load", (claim_key,))
+    record: Record | None = yield Load(claim_key)
     if record is None:
         return None
     claim = _parse_claim(record.data)
     if claim is not None and claim[1] == _PENDING:  # adopted offline: hand it out, once
         handed_out = Record(_claim_data(claim[0], repr(now)), record.expires_at, record.version + 1, None)
-        if not (yield Call("save", (claim_key, handed_out), {"expected_version": record.version})):
+        if not (yield Save(claim_key, handed_out, record.version)):
             return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED  # another request did
         session = yield from load_flow([claim[0]], config, now, make_session, codec)
         return REFUSED if session._loaded_key is None else Adoption((yield from _fresh_start(session, config, now)))
@@ -503,14 +486,14 @@ def claimed_flow(
     return REFUSED if session._loaded_key is None else Adoption(session)
 
 
-def _fresh_start(session: Session, config: SessionConfig, now: float) -> Generator[Call, Any, Session]:
+def _fresh_start(session: Session, config: SessionConfig, now: float) -> Generator[Operation[Any], Any, Session]:
     """Start the idle and absolute timeouts of a session adopted offline now, when its browser
     comes (a concurrent write that got there first has done the same)."""
     assert session._loaded_key is not None
     raw = session._codec.encode(now, session._plain())
     expires_at = deadline(config, now, now)
     record = Record(raw, expires_at, session._version + 1, session._user_id)
-    if (yield Call("save", (session._loaded_key, record), {"expected_version": session._version})):
+    if (yield Save(session._loaded_key, record, session._version)):
         session._adopt(session._loaded_key, raw, record.version, now, expires_at, session._user_id, session)
     return session
 
@@ -526,7 +509,7 @@ def adopt_flow(
     codec: _codec.Codec,
     *,
     pending: bool = False,
-) -> Generator[Call, Any, Adoption]:
+) -> Generator[Operation[Any], Any, Adoption]:
     """Store ``data`` as a new session (user bound, the legacy lifetime capped by the idle and
     absolute timeouts), then claim the legacy cookie by compare-and-set. A request that finds the
     claim taken deletes what it stored and joins the session the claim names, so concurrent
@@ -548,7 +531,7 @@ def adopt_flow(
     record = Record(raw, expires_at, 1, user_id)
     for _ in range(config.max_commit_attempts):
         key = store_key(session._current_id())
-        if (yield Call("save", (key, record), {"expected_version": None})):
+        if (yield Save(key, record, None)):
             break
         session._id = session._id_factory()
     else:
@@ -556,8 +539,8 @@ def adopt_flow(
     claim = Record(
         _claim_data(session._current_id(), _PENDING if pending else repr(now)), max(legacy_end, now + LEGACY_GRACE), 1, None
     )
-    if not (yield Call("save", (store_key(claim_id), claim), {"expected_version": None})):
-        yield Call("delete", (key,))
+    if not (yield Save(store_key(claim_id), claim, None)):
+        yield Delete(key)
         if pending:
             return REFUSED  # adopted meanwhile by a returning browser
         return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED

@@ -14,6 +14,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import _aio
+from .stores import expires_natively
 
 if TYPE_CHECKING:
     from .manager import SessionManager
@@ -25,7 +26,7 @@ __all__ = ["Expirer"]
 
 def needs_purge(manager: SessionManager) -> bool:
     """False for stores whose backend expires records by itself (Redis)."""
-    return not getattr(manager.store, "expires_natively", False)
+    return not expires_natively(manager.store)
 
 
 class Expirer:

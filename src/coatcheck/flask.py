@@ -47,6 +47,7 @@ from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledEr
 from .legacy import BadValues, FlaskCookieReader, LegacyReader, check_readers
 from .manager import DEFAULT_STORE, SessionManager
 from .session import Session
+from .stores import AsyncStore, Store
 
 if TYPE_CHECKING:
     from flask.wrappers import Request, Response
@@ -289,7 +290,7 @@ _READ = (*_FLASK_SETTINGS, *_COATCHECK_SETTINGS)
 class Settings:
     """What :func:`read_settings` makes of an app's config."""
 
-    store: str | object
+    store: str | Store | AsyncStore
     config: SessionConfig
     partitioned: bool  # SESSION_COOKIE_PARTITIONED: "; Partitioned" on every session Set-Cookie
     permanent_lifetime: int  # PERMANENT_SESSION_LIFETIME in seconds: the longest Max-Age of a permanent cookie
@@ -297,7 +298,7 @@ class Settings:
     legacy: tuple[LegacyReader, ...] = ()  # COATCHECK_LEGACY, with the app's settings filled in
     legacy_bad_values: BadValues = "drop"  # COATCHECK_LEGACY_BAD_VALUES
 
-    def manager(self, store: object, clock: Callable[[], float]) -> _Manager:
+    def manager(self, store: str | Store | AsyncStore, clock: Callable[[], float]) -> _Manager:
         """The manager these settings make, on ``store``."""
         return _Manager(
             store, config=self.config, clock=clock, codec=CODEC, legacy=self.legacy, legacy_bad_values=self.legacy_bad_values

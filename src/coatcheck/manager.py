@@ -11,22 +11,58 @@ from typing import Any, TypeVar
 
 from . import _aio, _codec, _core
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
+from ._ops import (
+    Capabilities,
+    Close,
+    DeleteExpired,
+    DeleteUser,
+    ListUser,
+    Load,
+    Observer,
+    Operation,
+    Rotate,
+    Touch,
+    adrive,
+    drive,
+    one,
+)
+from ._record import Record
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
 from .errors import CoatcheckError, ConfigurationError, NotSupportedError, SessionTooLargeError, StoreError
 from .legacy import MAX_LEGACY_VALUE, BadValues, LegacyReader, LegacySession, check_readers, warn
 from .session import Session
 from .stores import from_url
-from .stores._protocol import Record
+from .stores._protocol import (
+    AsyncStore,
+    Store,
+    SupportsAsyncRotate,
+    SupportsAsyncTouch,
+    SupportsAsyncUserIndex,
+    SupportsRotate,
+    SupportsTouch,
+    SupportsUserIndex,
+    asyncio_only,
+    nonblocking,
+)
 
 __all__ = ["SessionInfo", "SessionManager"]
 
 T = TypeVar("T")
 Host = str | Callable[[], str | None] | None  # the request's Host, or a function that finds it
 DEFAULT_STORE = "sqlite:///sessions.db"  # the store of a manager given none
-_CORE = ("load", "save", "delete", "delete_expired", "close")
-_OPTIONAL = ("touch", "rotate", "delete_user", "list_user")
-_ASYNC_NAMES = {name: "a" + name for name in (*_CORE, *_OPTIONAL)}  # the async methods' names, built once
+_SYNC_CAPABILITIES = (
+    (SupportsTouch, Touch),
+    (SupportsRotate, Rotate),
+    (SupportsUserIndex, DeleteUser),
+    (SupportsUserIndex, ListUser),
+)
+_ASYNC_CAPABILITIES = (
+    (SupportsAsyncTouch, Touch),
+    (SupportsAsyncRotate, Rotate),
+    (SupportsAsyncUserIndex, DeleteUser),
+    (SupportsAsyncUserIndex, ListUser),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +90,7 @@ class SessionManager:
 
     def __init__(
         self,
-        store: str | object = DEFAULT_STORE,
+        store: str | Store | AsyncStore = DEFAULT_STORE,
         *,
         config: SessionConfig | None = None,
         clock: Callable[[], float] = time.time,
@@ -78,52 +114,31 @@ class SessionManager:
         self._legacy_name = any(reader.cookie.name == config.cookie.name for reader in self.legacy)
         self._id_factory = id_factory if id_factory is new_session_id else _checked(id_factory)
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
-        self.supports_sync = all(callable(getattr(self.store, name, None)) for name in _CORE)
-        self.supports_async = all(callable(getattr(self.store, _ASYNC_NAMES[name], None)) for name in _CORE)
+        self.supports_sync = isinstance(self.store, Store)
+        self.supports_async = isinstance(self.store, AsyncStore)
         if not (self.supports_sync or self.supports_async):
             raise ConfigurationError(f"{type(self.store).__name__} implements neither the Store nor the AsyncStore protocol")
-        self._nonblocking = self.supports_sync and getattr(self.store, "nonblocking", False) is True
-        self._sync_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, n, None)))
-        self._async_caps = frozenset(n for n in _OPTIONAL if callable(getattr(self.store, _ASYNC_NAMES[n], None)))
+        self._inline = self.supports_sync and nonblocking(self.store)  # async code calls its sync methods
+        self._sync_caps: Capabilities = frozenset(op for kind, op in _SYNC_CAPABILITIES if isinstance(self.store, kind))
+        self._async_caps: Capabilities = frozenset(op for kind, op in _ASYNC_CAPABILITIES if isinstance(self.store, kind))
+        self.observe: Observer | None = None  # sees every store operation (its kind, time, outcome): metrics, tracing
         self._turns = KeyTurns()  # commits of one session in this process take turns
         self._aturns = AsyncKeyTurns()
 
     def __repr__(self) -> str:
         return f"<SessionManager store={type(self.store).__name__}>"
 
-    # -- drivers: the only places that differ between sync and async ---------------------------
+    # -- running flows: the one pair of drivers, in _ops ---------------------------------------
 
-    def _run(self, flow: Generator[_core.Call, Any, T]) -> T:
+    def _run(self, flow: Generator[Operation[Any], Any, T]) -> T:
         if not self.supports_sync:
             raise NotSupportedError(f"{type(self.store).__name__} has no synchronous API; use the a-prefixed methods")
-        store = self.store
-        try:
-            method, args, kwargs = next(flow)
-            while True:
-                if method == _core.PAUSE:
-                    time.sleep(*args)
-                    method, args, kwargs = flow.send(None)
-                else:
-                    method, args, kwargs = flow.send(getattr(store, method)(*args, **kwargs))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return drive(flow, self.store, self.observe)
 
-    async def _arun(self, flow: Generator[_core.Call, Any, T]) -> T:
+    def _arun(self, flow: Generator[Operation[Any], Any, T]) -> Coroutine[Any, Any, T]:
         if not self.supports_async:
             raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
-        store, nonblocking = self.store, self._nonblocking  # a non-blocking store: no coroutine
-        try:
-            method, args, kwargs = next(flow)
-            while True:
-                if method == _core.PAUSE:
-                    await _aio.sleep(*args)
-                    method, args, kwargs = flow.send(None)
-                elif not nonblocking:
-                    method, args, kwargs = flow.send(await getattr(store, _ASYNC_NAMES[method])(*args, **kwargs))
-                else:
-                    method, args, kwargs = flow.send(getattr(store, method)(*args, **kwargs))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+        return adrive(flow, self.store, self.observe, inline=self._inline)
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -134,7 +149,7 @@ class SessionManager:
     def _session(self, session_id: str | None) -> Session:
         return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
 
-    def _load_flow(self, headers: Sequence[str]) -> Generator[_core.Call, Any, Session]:
+    def _load_flow(self, headers: Sequence[str]) -> Generator[Operation[Any], Any, Session]:
         candidates = _core.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
         return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
 
@@ -193,7 +208,7 @@ class SessionManager:
         timeouts start then; later copies get nothing). True if adopted; False if it was adopted
         already or does not verify."""
         claim = _core.legacy_claim_id(reader.name, value)
-        if self._run(iter_call(_core.Call("load", (store_key(claim),)))) is not None:
+        if self._run(one(Load(store_key(claim)))) is not None:
             return False  # claimed already (a later compare-and-set settles any race)
         with _reading(reader):
             found_session = reader.read(value)
@@ -214,12 +229,12 @@ class SessionManager:
                 return reader, value, _core.legacy_claim_id(reader.name, value)
         return None
 
-    def _claimed(self, claim: str) -> Generator[_core.Call, Any, _core.Adoption | None]:
+    def _claimed(self, claim: str) -> Generator[Operation[Any], Any, _core.Adoption | None]:
         return _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec)
 
     def _adopt_flow(
         self, reader: LegacyReader, claim: str, found: object, *, pending: bool = False
-    ) -> Generator[_core.Call, Any, _core.Adoption] | None:
+    ) -> Generator[Operation[Any], Any, _core.Adoption] | None:
         """The flow that stores what ``reader`` found, or None when there is nothing to adopt
         (a reader's answer that is not a well-formed :class:`LegacySession` is logged and refused)."""
         if found is None:
@@ -258,8 +273,8 @@ class SessionManager:
         return session
 
     def _commit_flow(
-        self, session: Session, status_code: int, caps: frozenset[str]
-    ) -> Generator[_core.Call, Any, _core.CommitResult] | None:
+        self, session: Session, status_code: int, caps: Capabilities
+    ) -> Generator[Operation[Any], Any, _core.CommitResult] | None:
         """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
         return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
@@ -318,19 +333,18 @@ class SessionManager:
 
     # -- per-user operations -------------------------------------------------------------------
 
-    def _require(self, capability: str, caps: frozenset[str]) -> None:
-        if capability not in caps:
-            raise NotSupportedError(f"{type(self.store).__name__} has no per-user index ({capability})")
+    def _per_user(self, op: DeleteUser | ListUser, caps: Capabilities) -> Generator[Operation[Any], Any, Any]:
+        if type(op) not in caps:
+            raise NotSupportedError(f"{type(self.store).__name__} has no per-user index (SupportsUserIndex)")
+        return one(op)
 
     def revoke_user(self, user_id: str) -> int:
         """Delete every session of ``user_id`` ("log out everywhere"); return how many."""
-        self._require("delete_user", self._sync_caps)
-        return int(self.store.delete_user(user_id))
+        return int(self._run(self._per_user(DeleteUser(user_id), self._sync_caps)))
 
     async def arevoke_user(self, user_id: str) -> int:
         """Async :meth:`revoke_user`."""
-        self._require("delete_user", self._async_caps)
-        return int(await self.store.adelete_user(user_id))
+        return int(await self._arun(self._per_user(DeleteUser(user_id), self._async_caps)))
 
     def _infos(self, rows: list[tuple[str, Record]]) -> list[SessionInfo]:
         infos = []
@@ -347,13 +361,11 @@ class SessionManager:
 
     def list_sessions(self, user_id: str) -> list[SessionInfo]:
         """The live sessions of ``user_id``, oldest first."""
-        self._require("list_user", self._sync_caps)
-        return self._infos(self.store.list_user(user_id))
+        return self._infos(self._run(self._per_user(ListUser(user_id), self._sync_caps)))
 
     async def alist_sessions(self, user_id: str) -> list[SessionInfo]:
         """Async :meth:`list_sessions`."""
-        self._require("list_user", self._async_caps)
-        return self._infos(await self.store.alist_user(user_id))
+        return self._infos(await self._arun(self._per_user(ListUser(user_id), self._async_caps)))
 
     @staticmethod
     def handle(session: Session) -> str:
@@ -364,36 +376,36 @@ class SessionManager:
 
     def purge_expired(self) -> int:
         """Delete expired records now; return how many (0 for stores that expire natively)."""
-        return int(self._run(iter_call(_core.Call("delete_expired", (self.clock(),)))))
+        return int(self._run(one(DeleteExpired(self.clock()))))
 
     async def apurge_expired(self) -> int:
         """Async :meth:`purge_expired` (always through the store's async method, which may
-        yield to the event loop between batches)."""
+        yield to the event loop between batches, even for a store whose sync methods never block)."""
         if not self.supports_async:
             raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
-        return int(await self.store.adelete_expired(self.clock()))
+        return int(await adrive(one(DeleteExpired(self.clock())), self.store, self.observe))
 
     def check(self) -> None:
         """Raise :class:`StoreUnavailableError` (or another StoreError) if the store cannot be used."""
-        self._run(iter_call(_probe()))
+        self._run(one(_probe()))
 
     async def acheck(self) -> None:
         """Async :meth:`check`. Under an event loop other than asyncio (trio), a store whose
         async side needs asyncio raises :class:`NotSupportedError` here, at startup."""
-        if getattr(self.store, "asyncio_only", False) is True and _aio.running_asyncio_loop() is None:
+        if asyncio_only(self.store) and _aio.running_asyncio_loop() is None:
             raise NotSupportedError(
                 f"{type(self.store).__name__}'s async side needs asyncio, and this app runs on another"
                 " event loop (trio): use memory:// or sqlite://, or run the app on asyncio"
             )
-        await self._arun(iter_call(_probe()))
+        await self._arun(one(_probe()))
 
     def close(self) -> None:
         """Release the store's connections."""
-        self._run(iter_call(_core.Call("close", ())))
+        self._run(one(Close()))
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        await self._arun(iter_call(_core.Call("close", ())))
+        await self._arun(one(Close()))
 
 
 def _header_list(cookie_headers: str | Iterable[str] | None) -> Sequence[str]:
@@ -439,8 +451,8 @@ def _reading(reader: LegacyReader) -> Iterator[None]:
 
 
 def _refusing_too_large(
-    flow: Generator[_core.Call, Any, _core.Adoption], reader: LegacyReader
-) -> Generator[_core.Call, Any, _core.Adoption]:
+    flow: Generator[Operation[Any], Any, _core.Adoption], reader: LegacyReader
+) -> Generator[Operation[Any], Any, _core.Adoption]:
     """``flow``, adopting nothing when the legacy session is over ``max_size`` (logged)."""
     try:
         return (yield from flow)
@@ -462,10 +474,5 @@ def _checked(id_factory: Callable[[], str]) -> Callable[[], str]:
     return checked
 
 
-def _probe() -> _core.Call:
-    return _core.Call("load", (store_key(new_session_id()),))
-
-
-def iter_call(call: _core.Call) -> Generator[_core.Call, Any, Any]:
-    """A flow of one store call that returns its result."""
-    return (yield call)
+def _probe() -> Load:
+    return Load(store_key(new_session_id()))

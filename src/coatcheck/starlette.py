@@ -20,6 +20,7 @@ from .errors import ConfigurationError, MiddlewareNotInstalledError
 from .legacy import LegacyReader
 from .manager import DEFAULT_STORE, SessionManager
 from .session import Session
+from .stores import AsyncStore, Store
 
 try:
     from starlette.requests import HTTPConnection
@@ -55,7 +56,7 @@ class SessionMiddleware(asgi.SessionMiddleware):
         self,
         app: asgi.ASGIApp,
         *,
-        store: str | object | None = None,
+        store: str | Store | AsyncStore | None = None,
         manager: SessionManager | None = None,
         cookie: CookieConfig | None = None,
         idle_timeout: timedelta | float | None = None,

@@ -67,7 +67,7 @@ async def make_browser(kind: str, clock: FakeClock) -> AsyncIterator[BrowserFact
     def make(target: object = None, *, config: SessionConfig | None = None, base_url: str = BASE, **options: Any) -> Browser:
         if not isinstance(target, SessionManager):
             store = MemoryStore(clock=clock) if target is None else target
-            target = SessionManager(store, config=config, clock=clock, **options)
+            target = SessionManager(store, config=config, clock=clock, **options)  # type: ignore[arg-type]
         opened.append(Browser(kind, target, base_url=base_url))
         return opened[-1]
 

@@ -21,7 +21,7 @@ UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection r
 BAD_CONFIGURATIONS: dict[str, Callable[[Path], object]] = {
     "unknown store scheme": lambda tmp: SessionManager("nosuch://host/db"),
     "store that is not a URL": lambda tmp: SessionManager("sessions.db"),
-    "store object without the protocol": lambda tmp: SessionManager(object()),
+    "store object without the protocol": lambda tmp: SessionManager(object()),  # type: ignore[arg-type]
     "config of the wrong type": lambda tmp: SessionManager("memory://", config={"idle_timeout": 60}),  # type: ignore[arg-type]
     "cookie name with ';'": lambda tmp: CookieConfig(name="a;b"),
     "empty cookie name": lambda tmp: CookieConfig(name=""),

@@ -13,9 +13,37 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-from ._protocol import AsyncStore, Record, Store
+from ._protocol import (
+    AsyncStore,
+    Record,
+    Store,
+    SupportsAsyncRotate,
+    SupportsAsyncTouch,
+    SupportsAsyncUserIndex,
+    SupportsRotate,
+    SupportsTouch,
+    SupportsUserIndex,
+    asyncio_only,
+    expires_natively,
+    nonblocking,
+)
 
-__all__ = ["SCHEMES", "AsyncStore", "Record", "Store", "from_url"]
+__all__ = [
+    "SCHEMES",
+    "AsyncStore",
+    "Record",
+    "Store",
+    "SupportsAsyncRotate",
+    "SupportsAsyncTouch",
+    "SupportsAsyncUserIndex",
+    "SupportsRotate",
+    "SupportsTouch",
+    "SupportsUserIndex",
+    "asyncio_only",
+    "expires_natively",
+    "from_url",
+    "nonblocking",
+]
 
 # scheme -> (module, class, the extra that brings its driver)
 SCHEMES: dict[str, tuple[str, str, str | None]] = {

@@ -10,42 +10,37 @@ later of the stored and the new expiry (an out-of-order refresh, or servers whos
 never shortens a session). Both return ``False`` when the condition fails: that is normal
 control flow, not an error.
 
-Optional capabilities (the manager detects them when it is built):
-
-* ``touch(key, expires_at)``: move a live record's expiry forward without rewriting its data;
-  return False when no live record moved (deleted meanwhile, or already refreshed further), so
-  no cookie is sent for it (None, from a store that cannot tell, counts as moved).
-* ``rotate(old_key, new_key, record, expected_version=N)``: atomically delete ``old_key`` (only
-  at version ``N``) and create ``new_key`` (only if absent); ``False`` if either check fails.
-* ``delete_user(user_id)`` / ``list_user(user_id)``: the per-user index behind
-  ``revoke_user`` and "your devices" pages.
+Optional capabilities, each a Protocol below that the manager checks when it is built:
+:class:`SupportsTouch` (refresh an expiry without rewriting the data), :class:`SupportsRotate`
+(an atomic new ID) and :class:`SupportsUserIndex` (``revoke_user`` and session listings), with
+their async twins. A store without them still works: the manager does the same with the core
+methods.
 
 Async stores implement the same methods with an ``a`` prefix (``aload``, ``asave``, ...). One
-class may implement both flavours; one whose sync methods never block (no I/O, no waiting lock)
-may set ``nonblocking = True`` so the manager's async side calls them without a coroutine.
-A store whose async side needs asyncio (its drivers are asyncio's) sets ``asyncio_only = True``:
-under another event loop (trio, which Starlette can run on) it then refuses to start, with a
-clear error, instead of failing on a request.
+class may implement both flavours. Three flags (class attributes, read by :func:`nonblocking`,
+:func:`expires_natively` and :func:`asyncio_only` below) say more about a store.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-__all__ = ["AsyncStore", "Record", "Store"]
+from .._record import Record
 
-
-class Record(NamedTuple):
-    """One stored session: opaque encoded data, expiry (unix seconds), CAS version, owner.
-
-    Immutable (a named tuple: it is built on every request, and a tuple is the cheapest
-    immutable object Python builds).
-    """
-
-    data: bytes
-    expires_at: float
-    version: int
-    user_id: str | None = None
+__all__ = [
+    "AsyncStore",
+    "Record",
+    "Store",
+    "SupportsAsyncRotate",
+    "SupportsAsyncTouch",
+    "SupportsAsyncUserIndex",
+    "SupportsRotate",
+    "SupportsTouch",
+    "SupportsUserIndex",
+    "asyncio_only",
+    "expires_natively",
+    "nonblocking",
+]
 
 
 @runtime_checkable
@@ -68,3 +63,70 @@ class AsyncStore(Protocol):
     async def adelete(self, key: str) -> None: ...
     async def adelete_expired(self, now: float) -> int: ...
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SupportsTouch(Protocol):
+    """Moves a live record's expiry forward without rewriting its data: False when no live
+    record moved (deleted meanwhile, or refreshed further already); None counts as moved."""
+
+    def touch(self, key: str, expires_at: float) -> bool | None: ...
+
+
+@runtime_checkable
+class SupportsAsyncTouch(Protocol):
+    """:class:`SupportsTouch` for async stores."""
+
+    async def atouch(self, key: str, expires_at: float) -> bool | None: ...
+
+
+@runtime_checkable
+class SupportsRotate(Protocol):
+    """Atomically deletes ``old_key`` (only at version ``expected_version``) and creates
+    ``new_key`` (only if absent); False if either check fails."""
+
+    def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool: ...
+
+
+@runtime_checkable
+class SupportsAsyncRotate(Protocol):
+    """:class:`SupportsRotate` for async stores."""
+
+    async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool: ...
+
+
+@runtime_checkable
+class SupportsUserIndex(Protocol):
+    """The per-user index behind ``revoke_user`` ("log out everywhere") and session listings."""
+
+    def delete_user(self, user_id: str) -> int: ...
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]: ...
+
+
+@runtime_checkable
+class SupportsAsyncUserIndex(Protocol):
+    """:class:`SupportsUserIndex` for async stores."""
+
+    async def adelete_user(self, user_id: str) -> int: ...
+    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]: ...
+
+
+# -- flags: class attributes a store may set (each False when absent) -----------------------------
+
+
+def nonblocking(store: object) -> bool:
+    """``nonblocking = True``: the sync methods never block (no I/O, no waiting lock), so the
+    manager's async side calls them without a coroutine each (the memory store)."""
+    return getattr(store, "nonblocking", False) is True
+
+
+def expires_natively(store: object) -> bool:
+    """``expires_natively = True``: the backend drops expired records itself (Redis TTLs), so no
+    purge needs to run."""
+    return getattr(store, "expires_natively", False) is True
+
+
+def asyncio_only(store: object) -> bool:
+    """``asyncio_only = True``: the async side needs asyncio's event loop (its drivers are
+    asyncio's); under another loop (trio) the store refuses to start, with a clear error."""
+    return getattr(store, "asyncio_only", False) is True
