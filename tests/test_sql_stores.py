@@ -8,7 +8,7 @@ import contextlib
 import functools
 import socket
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -25,6 +25,7 @@ from coatcheck.errors import ConfigurationError, StoreError, StoreUnavailableErr
 from coatcheck.manager import SessionManager
 from coatcheck.stores import mysql, postgres
 from coatcheck.stores._protocol import Record
+from coatcheck.stores._sql import Statement
 from coatcheck.stores.mysql import MySQLStore
 from coatcheck.stores.postgres import PostgresStore
 from coatcheck.testing import FakeClock, Ops, cookie_id
@@ -284,17 +285,6 @@ async def test_schema_columns_and_indexes(db: Database, make: Maker) -> None:
 # -- behaviour -------------------------------------------------------------------------------------
 
 
-def _recording(flow: Generator[Any, Any, T], log: list[str]) -> Generator[Any, Any, T]:
-    sent = None
-    try:
-        while True:
-            statement = flow.send(sent)
-            log.append(statement[0])
-            sent = yield statement
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
-
-
 @pytest.mark.server
 async def test_purge_deletes_in_batches(
     db: Database, make: Maker, mode: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
@@ -304,11 +294,19 @@ async def test_purge_deletes_in_batches(
     now = clock()
     db.insert(store.table, [(_ids.store_key(f"old{i}"), b"x", now - 1 - i % 7, 1, None) for i in range(2500)])
     db.insert(store.table, [(_ids.store_key(f"live{i}"), b"x", now + 60, 1, "u") for i in range(10)])
-    module = postgres if db.name == "postgres" else mysql
     statements: list[str] = []
-    drive, adrive = module._drive, module._adrive
-    monkeypatch.setattr(module, "_drive", lambda conn, flow, *a: drive(conn, _recording(flow, statements), *a))
-    monkeypatch.setattr(module, "_adrive", lambda conn, flow, *a: adrive(conn, _recording(flow, statements), *a))
+    run, arun = Statement.run, Statement.arun  # every statement of every SQL flow passes through these
+
+    def recorded(self: Statement, cursor: Any) -> Any:
+        statements.append(self.sql)
+        return run(self, cursor)
+
+    def arecorded(self: Statement, cursor: Any) -> Any:
+        statements.append(self.sql)
+        return arun(self, cursor)
+
+    monkeypatch.setattr(Statement, "run", recorded)
+    monkeypatch.setattr(Statement, "arun", arecorded)
     assert await call(mode, store, "delete_expired", now) == 2500
     assert statements == [store._flows.sql["purge"]] * 3
     assert db.query(f"SELECT COUNT(*) FROM {db.q(store.table)}") == [(10,)]  # noqa: S608

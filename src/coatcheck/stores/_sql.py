@@ -18,9 +18,9 @@ import asyncio
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from functools import partial
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 
 from ..errors import StoreError
 from ._protocol import Record
@@ -40,8 +40,24 @@ SQL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 }
 
 
-Statement = tuple[str, tuple[Any, ...]]
-Result = tuple[int, list[tuple[Any, ...]]]
+Result = tuple[int, list[tuple[Any, ...]]]  # the rowcount and the rows a statement returned
+
+
+class Statement(NamedTuple):
+    """One SQL statement with its parameters: the operation a SQL flow yields (see
+    :mod:`coatcheck._ops`), run against a database's cursor by ``execute`` or ``aexecute``."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+
+    def run(self, cursor: Any) -> Result:
+        return cursor.execute(self.sql, self.params)  # type: ignore[no-any-return]
+
+    def arun(self, cursor: Any) -> Awaitable[Result]:
+        return cursor.aexecute(self.sql, self.params)  # type: ignore[no-any-return]
+
+
+BEGIN, COMMIT, ROLLBACK = Statement("BEGIN"), Statement("COMMIT"), Statement("ROLLBACK")
 Flow = Generator[Statement, Result, T]
 
 RETRIES = 3  # runs of a flow after the first one that lost a deadlock or a serialization check
@@ -80,11 +96,11 @@ class SQLFlows(ABC):
         yield from ()
 
     def rowcount(self, name: str, *params: Any) -> Flow[int]:
-        count, _ = yield self.sql[name], params
+        count, _ = yield Statement(self.sql[name], params)
         return count
 
     def rows(self, name: str, *params: Any) -> Flow[list[tuple[Any, ...]]]:
-        _, rows = yield self.sql[name], params
+        _, rows = yield Statement(self.sql[name], params)
         return rows
 
     def load(self, key: str, now: float) -> Flow[Record | None]:
@@ -97,12 +113,12 @@ class SQLFlows(ABC):
         return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
 
     def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
-        yield "BEGIN", ()
+        yield BEGIN
         yield from self.lock_user(r.user_id, exclusive=False)
         ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
             yield from self.create(new_key, r, now)
         )
-        yield ("COMMIT" if ok else "ROLLBACK"), ()
+        yield COMMIT if ok else ROLLBACK
         return ok
 
     def purge(self, now: float, batch: int) -> Flow[int]:

@@ -48,9 +48,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import aiomysql
 import pymysql
 
+from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._sql import SQL_URL_OPTIONS, Flow, SQLFlows, SQLStoreMethods
+from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement
 
 __all__ = ["MySQLStore"]
 
@@ -107,19 +108,19 @@ class _Flows(SQLFlows):
         return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, *replace)) in (1, 2)
 
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
-        yield "BEGIN", ()  # both deletes or neither: run again after a deadlock, it counts right
+        yield BEGIN  # both deletes or neither: run again after a deadlock, it counts right
         live = yield from self.rowcount("delete_user_live", user_id, now)
         yield from self.rowcount("delete_user_all", user_id)
-        yield "COMMIT", ()
+        yield COMMIT
         return live
 
     def migrate(self) -> Flow[None]:
         lock = f"coatcheck:{self.table}"
-        yield _MIGRATE_LOCK, (lock,)
-        _, rows = yield _TABLE_EXISTS, (self.table,)
+        yield Statement(_MIGRATE_LOCK, (lock,))
+        _, rows = yield Statement(_TABLE_EXISTS, (self.table,))
         if not rows[0][0]:  # checked first: IF NOT EXISTS on an existing table raises a note (a warning)
-            yield _SCHEMA.format(t=self.table), ()
-        yield _MIGRATE_UNLOCK, (lock,)
+            yield Statement(_SCHEMA.format(t=self.table))
+        yield Statement(_MIGRATE_UNLOCK, (lock,))
 
 
 class _PoolTimeout(TimeoutError):
@@ -251,24 +252,22 @@ def _close(conn: pymysql.connections.Connection[Any]) -> None:
         conn.close()
 
 
-def _drive(cur: pymysql.cursors.Cursor, flow: Flow[T]) -> T:
-    try:
-        sql, params = next(flow)
-        while True:
-            cur.execute(sql, params or None)
-            sql, params = flow.send((cur.rowcount, list(cur.fetchall())))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+class _Cursor:
+    """What a flow's statements run against: one cursor, sync (PyMySQL) or async (aiomysql,
+    which has no read timeout of its own: each statement gets ``timeout`` seconds)."""
 
+    __slots__ = ("cur", "timeout")
 
-async def _adrive(cur: Any, flow: Flow[T], timeout: float) -> T:
-    try:
-        sql, params = next(flow)
-        while True:
-            await asyncio.wait_for(cur.execute(sql, params or None), timeout)  # aiomysql has no read timeout
-            sql, params = flow.send((cur.rowcount, list(await cur.fetchall())))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+    def __init__(self, cur: Any, timeout: float | None = None) -> None:
+        self.cur, self.timeout = cur, timeout
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> Result:
+        self.cur.execute(sql, params or None)
+        return self.cur.rowcount, list(self.cur.fetchall())
+
+    async def aexecute(self, sql: str, params: tuple[Any, ...]) -> Result:
+        await asyncio.wait_for(self.cur.execute(sql, params or None), self.timeout)
+        return self.cur.rowcount, list(await self.cur.fetchall())
 
 
 class MySQLStore(SQLStoreMethods):
@@ -416,7 +415,7 @@ class MySQLStore(SQLStoreMethods):
         pool = self._sync_pool()
         try:
             with pool.connection() as conn, conn.cursor() as cur:
-                return _drive(cur, flow)
+                return drive(flow, _Cursor(cur))
         except self._driver_errors as exc:
             if self._unavailable(exc):  # the server went away: the idle connections are dead too
                 pool.clear()
@@ -426,7 +425,7 @@ class MySQLStore(SQLStoreMethods):
         pool = self._async_pool()
         try:
             async with pool.connection() as conn:
-                return await _adrive(await conn.cursor(), flow, self.statement_timeout)
+                return await adrive(flow, _Cursor(await conn.cursor(), self.statement_timeout))
         except self._driver_errors as exc:
             if self._unavailable(exc):
                 await pool.clear()

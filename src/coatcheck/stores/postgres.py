@@ -64,9 +64,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._sql import SQL_URL_OPTIONS, Flow, SQLFlows, SQLStoreMethods
+from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement
 from ._watchdog import WATCHDOG
 
 __all__ = ["PostgresStore"]
@@ -127,21 +128,21 @@ class _Flows(SQLFlows):
 
     def lock_user(self, user_id: str | None, *, exclusive: bool) -> Flow[None]:
         if user_id is not None:
-            yield _USER_LOCKS[exclusive], (f"coatcheck:{self.table}:user:{user_id}",)
+            yield Statement(_USER_LOCKS[exclusive], (f"coatcheck:{self.table}:user:{user_id}",))
 
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
-        yield "BEGIN", ()
+        yield BEGIN
         yield from self.lock_user(user_id, exclusive=True)  # the DELETE's snapshot comes after it
         rows = yield from self.rows("delete_user", user_id, now)
-        yield "COMMIT", ()
+        yield COMMIT
         return int(rows[0][0])
 
     def migrate(self) -> Flow[None]:
-        yield "BEGIN", ()
-        yield _MIGRATE_LOCK, (f"coatcheck:{self.table}",)  # concurrent migrations wait, not fail
+        yield BEGIN
+        yield Statement(_MIGRATE_LOCK, (f"coatcheck:{self.table}",))  # concurrent migrations wait, not fail
         for statement in _SCHEMA:
-            yield statement.format(t=self.table), ()
-        yield "COMMIT", ()
+            yield Statement(statement.format(t=self.table))
+        yield COMMIT
 
 
 @contextlib.contextmanager
@@ -173,40 +174,48 @@ class _AsyncConnection(psycopg.AsyncConnection[Any]):
             return await super().connect(conninfo, **kwargs)
 
 
+class _Cursor:
+    """What a flow's statements run against: one cursor of a connection, each statement within
+    ``limit`` seconds (the watchdog shuts the socket down past it)."""
+
+    __slots__ = ("cur", "fd", "limit")
+
+    def __init__(self, cur: Any, fd: int, limit: float) -> None:
+        self.cur, self.fd, self.limit = cur, fd, limit
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> Result:
+        cur = self.cur
+        with WATCHDOG.deadline(self.fd, self.limit):
+            cur.execute(sql, params or None)
+        return cur.rowcount, (cur.fetchall() if cur.description else [])
+
+    async def aexecute(self, sql: str, params: tuple[Any, ...]) -> Result:
+        cur = self.cur
+        with WATCHDOG.deadline(self.fd, self.limit):
+            await cur.execute(sql, params or None)
+        return cur.rowcount, (await cur.fetchall() if cur.description else [])
+
+
 def _drive(conn: _Connection, flow: Flow[T], limit: float) -> T:
-    """Run ``flow``, each statement within ``limit`` seconds; a failed transaction is rolled back."""
-    fd = conn.fileno()
+    """Run ``flow`` on ``conn``; a failed transaction is rolled back."""
     with conn.cursor() as cur:
         try:
-            sql, params = next(flow)
-            while True:
-                with WATCHDOG.deadline(fd, limit):
-                    cur.execute(sql, params or None)
-                sql, params = flow.send((cur.rowcount, cur.fetchall() if cur.description else []))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return drive(flow, _Cursor(cur, conn.fileno(), limit))
         except psycopg.Error:
             if conn.info.transaction_status == TransactionStatus.INERROR:
-                with WATCHDOG.deadline(fd, limit):
+                with WATCHDOG.deadline(conn.fileno(), limit):
                     conn.rollback()
             raise
 
 
 async def _adrive(conn: _AsyncConnection, flow: Flow[T], limit: float) -> T:
     """Async :func:`_drive`."""
-    fd = conn.fileno()
     async with conn.cursor() as cur:
         try:
-            sql, params = next(flow)
-            while True:
-                with WATCHDOG.deadline(fd, limit):
-                    await cur.execute(sql, params or None)
-                sql, params = flow.send((cur.rowcount, await cur.fetchall() if cur.description else []))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return await adrive(flow, _Cursor(cur, conn.fileno(), limit))
         except psycopg.Error:
             if conn.info.transaction_status == TransactionStatus.INERROR:
-                with WATCHDOG.deadline(fd, limit):
+                with WATCHDOG.deadline(conn.fileno(), limit):
                     await conn.rollback()
             raise
 
