@@ -339,8 +339,8 @@ async def test_cluster_rotate_undoes_its_first_step(cluster_store: RedisClusterS
     flow = cluster_store._rotate_flow(store_key("old"), store_key("new"), moved, 2)
     side = cluster_store._sync_side()
     op = next(flow)
-    op = flow.send(side.start(op))  # read old; next op creates the new record
-    op = flow.send(side.start(op))  # created; next op deletes the old one at version 2
+    op = flow.send(op.run(side))  # read old; next op creates the new record
+    op = flow.send(op.run(side))  # created; next op deletes the old one at version 2
     await ops.save(store_key("old"), Record(b"o2", clock() + 60, 3, "u"), 2)
     assert finish(flow, op, side) is False
     assert await ops.load(store_key("new")) is None
@@ -351,7 +351,7 @@ def finish(flow: Generator[Any, Any, T], op: Any, side: Any) -> T:
     """Run a store flow from its pending ``op`` to the end, on the sync client."""
     try:
         while True:
-            op = flow.send(side.start(op))
+            op = flow.send(op.run(side))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
@@ -501,7 +501,7 @@ async def drive(
     assert side is not None
 
     async def start(op: Any) -> Any:
-        reply = side.start(op)
+        reply = op.run(side)
         return await reply if mode == "async" else reply
 
     try:

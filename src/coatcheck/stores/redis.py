@@ -62,9 +62,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from .._ops import Operation, adrive, drive, one
 from .._turns import PerLoop
 from ..errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from ._protocol import Record
@@ -305,30 +306,104 @@ _SCRIPTS = {
     "revoke_epoch": _REVOKE_EPOCH,
 }
 
-# -- operations: one description, run by a sync or an async driver -----------------------------
-
-Op = tuple[str, tuple[Any, ...]]
-"""One round trip, as data: ``(command, args)`` names a client method, ``("script", (name, keys,
-args))`` a registered script and ``("pipeline", ((command, args), ...))`` several commands at
-once (not a transaction; it may span cluster nodes). :meth:`_Side.start` runs it."""
-Flow = Generator[Op, Any, T]
+# -- operations: one round trip each, run by the drivers of coatcheck._ops ------------------------
+#
+# Each runs against a _Side (one flavour's client and its scripts); on the async side the
+# client's methods return awaitables, so ``arun`` is ``run``. The commands are the few that both
+# client stacks (redis-py and coatcheck's own RESP client) offer under the same names.
 
 
-def _call(method: str, *args: Any) -> Op:
-    return method, args
+class _Get(NamedTuple):
+    key: str
+
+    def queue(self, pipe: Any) -> None:
+        pipe.get(self.key)
+
+    def run(self, side: _Side) -> Any:
+        return side.client.get(self.key)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
 
 
-def _eval(script: str, keys: Sequence[str], args: Sequence[Any]) -> Op:
-    return "script", (script, keys, args)
+class _HMGet(NamedTuple):
+    key: str
+    fields: Sequence[str]
+
+    def queue(self, pipe: Any) -> None:
+        pipe.hmget(self.key, self.fields)
+
+    def run(self, side: _Side) -> Any:
+        return side.client.hmget(self.key, self.fields)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
 
 
-def _batch(*calls: Op) -> Op:
-    return "pipeline", calls
+class _ZRange(NamedTuple):
+    key: str
+
+    def queue(self, pipe: Any) -> None:
+        pipe.zrange(self.key, 0, -1)
+
+    def run(self, side: _Side) -> Any:
+        return side.client.zrange(self.key, 0, -1)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
 
 
-def _single(op: Op) -> Flow[Any]:
-    """A flow of one round trip that returns its result."""
-    return (yield op)
+class _ZRem(NamedTuple):
+    key: str
+    members: Sequence[str]
+
+    def run(self, side: _Side) -> Any:
+        return side.client.zrem(self.key, *self.members)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _Del(NamedTuple):
+    key: str
+
+    def run(self, side: _Side) -> Any:
+        return side.client.delete(self.key)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _Script(NamedTuple):
+    """One of :data:`_SCRIPTS`, registered on each side (EVALSHA, falling back to EVAL)."""
+
+    name: str
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+    def run(self, side: _Side) -> Any:
+        return side.scripts[self.name](self.keys, self.args)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _Batch(NamedTuple):
+    """Several reads in one round trip (a pipeline, not a transaction: it may span cluster nodes)."""
+
+    commands: tuple[_Get | _HMGet | _ZRange, ...]
+
+    def run(self, side: _Side) -> Any:
+        pipe = side.client.pipeline(transaction=False)
+        for command in self.commands:
+            command.queue(pipe)
+        return pipe.execute()
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+Flow = Generator[Operation[Any], Any, T]
 
 
 def _num(value: float) -> str:
@@ -405,19 +480,6 @@ class _Side:
     def __init__(self, client: Any) -> None:
         self.client = client
         self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
-
-    def start(self, op: Op) -> Any:
-        """Run ``op``: its result, or on the async side an awaitable of it."""
-        command, args = op
-        if command == "script":
-            name, keys, argv = args
-            return self.scripts[name](keys, argv)
-        if command == "pipeline":
-            pipe = self.client.pipeline(transaction=False)
-            for method, method_args in args:
-                getattr(pipe, method)(*method_args)
-            return pipe.execute()
-        return getattr(self.client, command)(*args)
 
 
 class RedisStore:
@@ -528,12 +590,7 @@ class RedisStore:
 
     def _run(self, flow: Flow[T]) -> T:
         try:
-            side = self._sync_side()
-            op = next(flow)
-            while True:
-                op = flow.send(side.start(op))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return drive(flow, self._sync_side())
         except Exception as exc:
             if _is_driver_error(exc):
                 raise _translate(exc, self._where) from exc
@@ -542,13 +599,8 @@ class RedisStore:
     async def _arun(self, flow: Flow[T]) -> T:
         if self._async is None:
             raise NotSupportedError(f"{self!r} has no asynchronous client")
-        side = self._async
         try:
-            op = next(flow)
-            while True:
-                op = flow.send(await side.start(op))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return await adrive(flow, self._async)
         except Exception as exc:
             if _is_driver_error(exc):
                 raise _translate(exc, self._where) from exc
@@ -556,20 +608,20 @@ class RedisStore:
 
     # -- flows: every decision, shared by both flavours ------------------------------------------
 
-    def _index_op(self, user_id: str, key: str, at: int, now: float) -> Op:
-        return _eval("index", [self._index_key(user_id)], [key, at, _num(now)])
+    def _index_op(self, user_id: str, key: str, at: int, now: float) -> _Script:
+        return _Script("index", [self._index_key(user_id)], [key, at, _num(now)])
 
     def _inline(self, record: Record) -> list[str]:
         return [self._index_key(record.user_id)] if self._inline_index and record.user_id else []
 
     def _load_flow(self, key: str) -> Flow[Record | None]:
         now = self._clock()
-        found = _decode((yield _call("hmget", self._session_key(key), _FIELDS)), now, self._max)
+        found = _decode((yield _HMGet(self._session_key(key), _FIELDS)), now, self._max)
         if found is None:
             return None
         record, created = found
         if self._revocation_epochs and record.user_id:
-            epoch = yield _call("get", self._epoch_key(record.user_id))  # the one extra round trip
+            epoch = yield _Get(self._epoch_key(record.user_id))  # the one extra round trip
             if _revoked(created, epoch):
                 return None
         return record
@@ -578,7 +630,7 @@ class RedisStore:
         now = self._clock()
         expected = "" if expected_version is None else str(expected_version)
         args = [_num(now), expected, self._max_arg, key, created, *_record_args(record)]
-        at: int = yield _eval("save", [self._session_key(key), *self._inline(record)], args)
+        at: int = yield _Script("save", [self._session_key(key), *self._inline(record)], args)
         if at and record.user_id and not self._inline_index:
             yield self._index_op(record.user_id, key, at, now)
         return at > 0
@@ -587,7 +639,7 @@ class RedisStore:
         now = self._clock()
         index_prefix = self._index_key("") if self._inline_index else ""  # one server: the script extends the index
         args = [_num(now), _num(expires_at), self._max_arg, index_prefix, key]
-        moved = yield _eval("touch", [self._session_key(key)], args)
+        moved = yield _Script("touch", [self._session_key(key)], args)
         if not moved:
             return False
         if moved[0]:  # the cluster: the index is in another slot, so a second call extends it
@@ -598,7 +650,7 @@ class RedisStore:
         now = self._clock()
         keys = [self._session_key(old_key), self._session_key(new_key), *self._inline(record)]
         args = [_num(now), str(expected_version), self._max_arg, new_key, "", *_record_args(record)]
-        return bool((yield _eval("rotate", keys, args)))
+        return bool((yield _Script("rotate", keys, args)))
 
     def _delete_user_flow(self, user_id: str) -> Flow[int]:
         # One batch per call; the call that leaves the index empty ends it (module docstring).
@@ -608,7 +660,7 @@ class RedisStore:
         args = [user_id, _num(now), self._max_arg, self._session_key(""), self._delete_batch]
         deleted = 0
         while True:
-            count, left = yield _eval("revoke", [self._index_key(user_id)], args)
+            count, left = yield _Script("revoke", [self._index_key(user_id)], args)
             deleted += int(count)
             if not left:
                 return deleted
@@ -618,11 +670,11 @@ class RedisStore:
             return []
         now = self._clock()
         index = self._index_key(user_id)
-        raw_members, epoch = yield _batch(("zrange", (index, 0, -1)), ("get", (self._epoch_key(user_id),)))
+        raw_members, epoch = yield _Batch((_ZRange(index), _Get(self._epoch_key(user_id))))
         members = [m.decode() for m in raw_members]
         if not members:
             return []
-        rows = yield _batch(*(("hmget", (self._session_key(m), _FIELDS)) for m in members))
+        rows = yield _Batch(tuple(_HMGet(self._session_key(m), _FIELDS) for m in members))
         live: list[tuple[str, Record]] = []
         dead: list[str] = []
         for member, values in zip(members, rows, strict=True):
@@ -632,7 +684,7 @@ class RedisStore:
             else:
                 live.append((member, found[0]))
         if dead:
-            yield _call("zrem", index, *dead)
+            yield _ZRem(index, dead)
         return live
 
     # -- Store ---------------------------------------------------------------------------------------
@@ -655,7 +707,7 @@ class RedisStore:
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        self._run(_single(_call("delete", self._session_key(key))))
+        self._run(one(_Del(self._session_key(key))))
 
     def delete_expired(self, now: float) -> int:
         """Nothing to do: Redis expires records by their TTL. Always 0."""
@@ -697,7 +749,7 @@ class RedisStore:
 
     async def adelete(self, key: str) -> None:
         """Async :meth:`delete`."""
-        await self._arun(_single(_call("delete", self._session_key(key))))
+        await self._arun(one(_Del(self._session_key(key))))
 
     async def adelete_expired(self, now: float) -> int:
         """Async :meth:`delete_expired`: always 0."""
@@ -846,7 +898,7 @@ class RedisClusterStore(RedisStore):
         # Two slots, so no single script: create the new record first (unreachable: its ID has
         # not left the server), then delete the old one at its version; undo the first on failure.
         now = self._clock()
-        found = _decode((yield _call("hmget", self._session_key(old_key), _FIELDS)), now, self._max)
+        found = _decode((yield _HMGet(self._session_key(old_key), _FIELDS)), now, self._max)
         if found is None or found[0].version != expected_version:
             return False
         old, created = found
@@ -854,9 +906,9 @@ class RedisClusterStore(RedisStore):
         if not (yield from self._save_flow(new_key, record, None, keep_created)):
             return False
         args = [_num(now), self._max_arg, str(expected_version), _num(created), new_key]
-        if (yield _eval("delete_if", [self._session_key(old_key)], args)):
+        if (yield _Script("delete_if", [self._session_key(old_key)], args)):
             return True
-        yield _call("delete", self._session_key(new_key))
+        yield _Del(self._session_key(new_key))
         return False
 
     def _delete_user_flow(self, user_id: str) -> Flow[int]:
@@ -867,12 +919,12 @@ class RedisClusterStore(RedisStore):
         now = self._clock()
         index = self._index_key(user_id)
         until = str(math.floor((now + self._max) * 1000))
-        members = [m.decode() for m in (yield _eval("revoke_epoch", [index, self._epoch_key(user_id)], [_num(now), until]))]
+        members = [m.decode() for m in (yield _Script("revoke_epoch", [index, self._epoch_key(user_id)], [_num(now), until]))]
         deleted = 0
         for member in members:  # one slot per call
-            deleted += yield _eval("delete_owned", [self._session_key(member)], [user_id, _num(now), self._max_arg])
+            deleted += yield _Script("delete_owned", [self._session_key(member)], [user_id, _num(now), self._max_arg])
         if members:
-            yield _call("zrem", index, *members)
+            yield _ZRem(index, members)
         return deleted
 
 
