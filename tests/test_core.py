@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coatcheck import SessionManager, _codec, _core, _ids
+from coatcheck import SessionManager, _codec, _cookies, _ids
 from coatcheck._logs import RateLimitedLog
 from coatcheck.config import CookieConfig
 from coatcheck.stores import Record
@@ -60,36 +60,39 @@ def test_store_key_is_sha256_hex_and_a_hash_is_not_a_valid_id() -> None:
     ],
 )
 def test_cookie_candidates(header: str, expected: list[str]) -> None:
-    assert _core.cookie_candidates([header], "sessionid") == expected
+    assert _cookies.cookie_candidates([header], "sessionid") == expected
 
 
 def test_cookie_parsing_is_linear_on_pathological_headers() -> None:
     header = 'x="' + '\\"' * 32_000 + '"; ' + "; ".join(f"c{i}=v" for i in range(1000)) + "; sessionid=" + "A" * 43
     start = time.perf_counter()
-    assert _core.cookie_candidates([header], "sessionid") == ["A" * 43]
+    assert _cookies.cookie_candidates([header], "sessionid") == ["A" * 43]
     assert time.perf_counter() - start < 0.05
 
 
 def test_candidates_are_bounded() -> None:
     header = "; ".join(f"sessionid={_ids.new_session_id()}" for _ in range(100))
-    assert len(_core.cookie_candidates([header], "sessionid")) == _core.MAX_COOKIE_CANDIDATES
+    assert len(_cookies.cookie_candidates([header], "sessionid")) == _cookies.MAX_COOKIE_CANDIDATES
 
 
 def test_set_cookie_header_never_contains_crlf() -> None:
     cookie = CookieConfig(name="__Host-id")
     for secure in (True, False):
-        attributes = _core.cookie_attributes(cookie, secure=secure)
-        for header in (_core.set_cookie_header(cookie, "A" * 43, 60, attributes), _core.clear_cookie_header(cookie, attributes)):
+        attributes = _cookies.cookie_attributes(cookie, secure=secure)
+        for header in (
+            _cookies.set_cookie_header(cookie, "A" * 43, 60, attributes),
+            _cookies.clear_cookie_header(cookie, attributes),
+        ):
             assert "\r" not in header and "\n" not in header
     assert (
-        _core.set_cookie_header(cookie, "A" * 43, 60, _core.cookie_attributes(cookie, secure=True))
+        _cookies.set_cookie_header(cookie, "A" * 43, 60, _cookies.cookie_attributes(cookie, secure=True))
         == "__Host-id=" + "A" * 43 + "; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
     )
 
 
 def test_browser_session_cookie_has_no_max_age() -> None:
     cookie = CookieConfig(persistent=False)
-    header = _core.set_cookie_header(cookie, "A" * 43, 60, _core.cookie_attributes(cookie, secure=True))
+    header = _cookies.set_cookie_header(cookie, "A" * 43, 60, _cookies.cookie_attributes(cookie, secure=True))
     assert "Max-Age" not in header
 
 

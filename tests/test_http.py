@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from coatcheck import CookieConfig, SessionConfig, SessionManager, _core, _http
+from coatcheck import CookieConfig, SessionConfig, SessionManager, _cookies, _http
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, SpyStore
 from tests.apps import BASE, Browser, FlakyStore, cookie_value, set_cookies
@@ -396,7 +396,7 @@ def _threaded(browser: Browser, cookie: dict[str, str], count: int) -> list[http
 async def test_a_secure_cookie_over_plain_http_that_browsers_drop_is_warned_about_once(
     kind: str, clock: FakeClock, base_url: str, warned: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_core, "_warned_insecure", False)
+    monkeypatch.setattr(_cookies, "_warned_insecure", False)
     browser = Browser(kind, SessionManager(MemoryStore(clock=clock), clock=clock), base_url=base_url)
     try:
         with caplog.at_level(logging.WARNING, logger="coatcheck"):

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from coatcheck import ConfigurationError, CookieConfig, Session, _codec, _core
+from coatcheck import ConfigurationError, CookieConfig, Session, _codec, _cookies
 from coatcheck._ids import ID_LENGTH, is_valid_id, new_session_id
 
 NAME = "sessionid"
@@ -36,8 +36,8 @@ junk_pairs = st.lists(header_text, max_size=20).map("; ".join)
 
 @given(header_text)
 def test_cookie_parser_never_raises_and_finds_only_well_formed_ids(header: str) -> None:
-    candidates = _core.cookie_candidates([header], NAME)
-    assert len(candidates) <= _core.MAX_COOKIE_CANDIDATES
+    candidates = _cookies.cookie_candidates([header], NAME)
+    assert len(candidates) <= _cookies.MAX_COOKIE_CANDIDATES
     assert all(is_valid_id(value) for value in candidates)
     assert len(set(candidates)) == len(candidates)
 
@@ -48,9 +48,9 @@ def test_one_bad_pair_never_hides_the_session_cookie(before: list[str], session_
     characters), the session cookie is found, unless the header already offers the maximum
     number of well-formed candidates before it."""
     header = glue.join([*before, f"{NAME}={session_id}", after])
-    ahead = _core.cookie_candidates([glue.join(before)], NAME)
-    assume(session_id not in ahead and len(ahead) < _core.MAX_COOKIE_CANDIDATES)
-    assert session_id in _core.cookie_candidates([header], NAME)
+    ahead = _cookies.cookie_candidates([glue.join(before)], NAME)
+    assume(session_id not in ahead and len(ahead) < _cookies.MAX_COOKIE_CANDIDATES)
+    assert session_id in _cookies.cookie_candidates([header], NAME)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_cookie_parsing_time_is_linear_in_the_header_size(unit: str) -> None:
         best = math.inf
         for _ in range(5):  # the best of five runs: a busy machine only ever adds time
             start = time.perf_counter()
-            _core.cookie_candidates([header], NAME)
+            _cookies.cookie_candidates([header], NAME)
             best = min(best, time.perf_counter() - start)
         return best
 
@@ -94,10 +94,10 @@ def test_set_cookie_builder_refuses_at_construction_or_emits_a_clean_header(
         return
     session_id = new_session_id()
     for https in (True, False):
-        attributes = _core.cookie_attributes(cookie, secure=_core.wants_secure(cookie, "https" if https else "http"))
+        attributes = _cookies.cookie_attributes(cookie, secure=_cookies.wants_secure(cookie, "https" if https else "http"))
         for header in (
-            _core.set_cookie_header(cookie, session_id, 1800, attributes),
-            _core.clear_cookie_header(cookie, attributes),
+            _cookies.set_cookie_header(cookie, session_id, 1800, attributes),
+            _cookies.clear_cookie_header(cookie, attributes),
         ):
             assert not re.search(r"[\x00-\x1f\x7f]", header), header
             pairs = [part.strip() for part in header.split(";")]

@@ -24,6 +24,7 @@ from coatcheck.asgi import SessionMiddleware, get_session
 from coatcheck.errors import ConfigurationError, StoreError, StoreUnavailableError
 from coatcheck.manager import SessionManager
 from coatcheck.stores import mysql, postgres
+from coatcheck.stores._mysql_pools import AsyncPool
 from coatcheck.stores._protocol import Record
 from coatcheck.stores._sql import Statement
 from coatcheck.stores.mysql import MySQLStore
@@ -347,13 +348,13 @@ async def test_concurrent_first_async_uses_open_one_pool(db: Database, make: Mak
 
         monkeypatch.setattr(postgres, "AsyncConnectionPool", CountingPool)
     else:
-        real = mysql._AsyncPool
+        real = AsyncPool
 
-        def counting_pool(*args: Any) -> mysql._AsyncPool:
+        def counting_pool(*args: Any) -> AsyncPool:
             built.append(args)
             return real(*args)
 
-        monkeypatch.setattr(mysql, "_AsyncPool", counting_pool)
+        monkeypatch.setattr(mysql, "AsyncPool", counting_pool)
     assert await asyncio.gather(*(store.aload(_ids.store_key(str(i))) for i in range(8))) == [None] * 8
     assert len(built) == 1
 

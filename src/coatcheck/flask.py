@@ -39,7 +39,7 @@ from flask.json.tag import JSONTag, PassDict, PassList, TagBytes, TagDict, Tagge
 from flask.sessions import SessionInterface, SessionMixin
 from markupsafe import Markup
 
-from . import _codec, _core
+from . import _codec, _cookies
 from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, ErrorResponse, default_error_response, session_headers, status_line
 from .config import CookieConfig, SessionConfig
@@ -580,8 +580,8 @@ def _commit(active: _Active, session: FlaskSession, status_code: int, request: f
     assert session._expires_at is not None
     cookie = settings.config.cookie if permanent else active.browser_cookie
     max_age = min(max(0, int(session._expires_at - active.manager.clock())), settings.permanent_lifetime)
-    attributes = _core.cookie_attributes(cookie, secure=_core.wants_secure(cookie, scheme))
-    set_cookie = _core.set_cookie_header(cookie, session._current_id(), max_age, attributes)
+    attributes = _cookies.cookie_attributes(cookie, secure=_cookies.wants_secure(cookie, scheme))
+    set_cookie = _cookies.set_cookie_header(cookie, session._current_id(), max_age, attributes)
     return f"{set_cookie}; Partitioned" if settings.partitioned else set_cookie
 
 

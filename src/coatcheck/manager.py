@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, 
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import _aio, _codec, _core
+from . import _aio, _codec, _cookies, _core
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._ops import (
     Capabilities,
@@ -104,7 +104,7 @@ class SessionManager:
         if not isinstance(config, SessionConfig):
             raise ConfigurationError(f"config must be a SessionConfig, not {type(config).__name__}")
         self.config = config
-        self._cookie_attributes = {secure: _core.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
+        self._cookie_attributes = {secure: _cookies.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
         self.clock = clock
         self.codec = codec
         self.legacy = check_readers(legacy)
@@ -150,7 +150,7 @@ class SessionManager:
         return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
 
     def _load_flow(self, headers: Sequence[str]) -> Generator[Operation[Any], Any, Session]:
-        candidates = _core.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
+        candidates = _cookies.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
         return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
 
     def load(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Session:
@@ -224,7 +224,7 @@ class SessionManager:
     def _legacy_cookie(self, headers: Sequence[str]) -> tuple[LegacyReader, str, str] | None:
         """The first reader whose cookie the request carries: (reader, cookie value, claim ID)."""
         for reader in self.legacy:
-            value = _core.legacy_value(headers, reader.cookie.name, MAX_LEGACY_VALUE)
+            value = _cookies.legacy_value(headers, reader.cookie.name, MAX_LEGACY_VALUE)
             if value is not None:
                 return reader, value, _core.legacy_claim_id(reader.name, value)
         return None
@@ -269,7 +269,7 @@ class SessionManager:
         session._cookie_due = adoption.session is not None
         ours, theirs = self.config.cookie, reader.cookie
         same = (ours.name, ours.path, ours.domain) == (theirs.name, theirs.path, theirs.domain)
-        session._legacy_cookie = (_core.legacy_clear_header(theirs, secure=ours.secure is True), same)
+        session._legacy_cookie = (_cookies.legacy_clear_header(theirs, secure=ours.secure is True), same)
         return session
 
     def _commit_flow(
@@ -282,13 +282,13 @@ class SessionManager:
     def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:
             return None
-        secure = _core.wants_secure(self.config.cookie, scheme)
+        secure = _cookies.wants_secure(self.config.cookie, scheme)
         if secure and scheme == "http" and host is not None:
-            _core.warn_if_browsers_drop(host if isinstance(host, str) else host())
+            _cookies.warn_if_browsers_drop(host if isinstance(host, str) else host())
         attributes = self._cookie_attributes[secure]
         if result.session_id is not None:
-            return _core.set_cookie_header(self.config.cookie, result.session_id, result.max_age, attributes)
-        return _core.clear_cookie_header(self.config.cookie, attributes)
+            return _cookies.set_cookie_header(self.config.cookie, result.session_id, result.max_age, attributes)
+        return _cookies.clear_cookie_header(self.config.cookie, attributes)
 
     def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https", host: Host = None) -> str | None:
         """Write what the request did to ``session``; return the ``Set-Cookie`` value, if any.

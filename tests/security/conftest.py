@@ -26,10 +26,10 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from coatcheck import Session, SessionConfig, SessionManager, _core
+from coatcheck import Session, SessionConfig, SessionManager
 from coatcheck._http import status_line
 from coatcheck._ids import new_session_id, store_key
-from coatcheck._logs import RateLimitedLog
+from coatcheck._logs import security_log
 from coatcheck.asgi import get_session as asgi_session
 from coatcheck.stores import Record
 from coatcheck.stores.memory import MemoryStore
@@ -164,7 +164,7 @@ def shared_cacheable(response: httpx.Response) -> bool:
 def logs(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
     """``caplog`` recording every level of the ``coatcheck`` loggers, with a fresh rate limit on
     the security log (the per-process limit would otherwise carry over from earlier tests)."""
-    monkeypatch.setattr(_core, "security_log", RateLimitedLog(logging.getLogger("coatcheck.security")))
+    monkeypatch.setattr(security_log, "_budgets", {})  # the one limiter every module logs through
     caplog.set_level(logging.DEBUG, logger="coatcheck")
     return caplog
 

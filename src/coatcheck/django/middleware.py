@@ -31,7 +31,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.http import http_date
 
-from .._core import wants_secure, warn_if_browsers_drop
+from .._cookies import wants_secure, warn_if_browsers_drop
 from .._http import default_error_response
 from ..errors import CoatcheckError, ConcurrentUpdateError, StoreError
 from . import SessionStore

@@ -34,22 +34,21 @@ once the server is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import re
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import aiomysql
 import pymysql
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
+from ._mysql_pools import AsyncPool, Pool
 from ._protocol import Record
 from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement
 
@@ -123,116 +122,6 @@ class _Flows(SQLFlows):
         yield Statement(_MIGRATE_UNLOCK, (lock,))
 
 
-class _PoolTimeout(TimeoutError):
-    """No connection became free within the pool timeout."""
-
-
-class _Pool:
-    """A small thread-safe pool of PyMySQL connections: at most ``size`` open, ``timeout``
-    seconds to get one. A connection that raised is closed, never put back."""
-
-    def __init__(self, connect: Callable[[], pymysql.connections.Connection[Any]], size: int, timeout: float) -> None:
-        self._connect = connect
-        self._timeout = timeout
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: list[pymysql.connections.Connection[Any]] = []
-        self._lock = threading.Lock()
-        self.closed = False
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[pymysql.connections.Connection[Any]]:
-        if not self._slots.acquire(timeout=self._timeout):
-            raise _PoolTimeout(f"no free MySQL connection within {self._timeout} s")
-        try:
-            with self._lock:
-                conn = self._idle.pop() if self._idle else None
-            conn = conn or self._connect()
-            try:
-                yield conn
-            except BaseException:
-                _close(conn)
-                raise
-            with self._lock:
-                if not self.closed:
-                    self._idle.append(conn)
-                    return
-            _close(conn)
-        finally:
-            self._slots.release()
-
-    def clear(self, *, close: bool = False) -> None:
-        """Close the idle connections; with ``close=True`` also those handed back later."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-            self.closed = self.closed or close
-        for conn in idle:
-            _close(conn)
-
-
-class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
-    """aiomysql's connection, escaping bytes itself: aiomysql 0.3 imports an escaper that recent
-    PyMySQL releases replaced with a placeholder string (PyMySQL issue 1274): bytes would break."""
-
-    def escape(self, obj: Any) -> str:
-        if isinstance(obj, bytes):
-            return pymysql.converters.escape_bytes(obj)
-        return super().escape(obj)  # type: ignore[no-any-return]
-
-
-class _AsyncPool:
-    """The asyncio twin of :class:`_Pool` over aiomysql connections, for one event loop."""
-
-    def __init__(self, connect_args: dict[str, Any], size: int, timeout: float, connect_timeout: float) -> None:
-        self._args = connect_args
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
-        self._slots = asyncio.Semaphore(size)
-        self._idle: list[Any] = []
-        self.closed = False
-
-    async def _connect(self) -> Any:
-        # Not aiomysql.connect(): cancelled mid-handshake it leaks the open socket (it cleans up on
-        # Exception only), and the handshake has no timeout of its own. Here any failure closes it.
-        conn = _AioConnection(**self._args)
-        try:
-            await asyncio.wait_for(conn._connect(), self._connect_timeout)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Any]:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._timeout)
-        except asyncio.TimeoutError:
-            raise _PoolTimeout(f"no free MySQL connection within {self._timeout} s") from None
-        try:
-            conn = self._idle.pop() if self._idle else await self._connect()
-            try:
-                yield conn
-            except BaseException:
-                conn.close()
-                raise
-            if self.closed:
-                conn.close()
-            else:
-                self._idle.append(conn)
-        finally:
-            self._slots.release()
-
-    async def clear(self, *, close: bool = False) -> None:
-        """Close the idle connections; ``close=True`` as in :class:`_Pool`, saying goodbye to the
-        server first (within a second each) instead of just dropping the sockets."""
-        idle, self._idle = self._idle, []
-        self.closed = self.closed or close
-        for conn in idle:
-            if close:
-                with contextlib.suppress(Exception, asyncio.TimeoutError):
-                    await asyncio.wait_for(conn.ensure_closed(), 1.0)
-            conn.close()
-
-
 def _why(exc: BaseException) -> str:
     """An error's message; an OS error's own words for its errno ("Connection refused") first,
     since asyncio's say only "Connect call failed"."""
@@ -245,11 +134,6 @@ def _code(exc: Exception) -> int | None:
     """The server's or the client's error number (1213, 2003, ...), or None."""
     code = exc.args[0] if isinstance(exc, pymysql.err.Error) and exc.args else None
     return code if isinstance(code, int) else None
-
-
-def _close(conn: pymysql.connections.Connection[Any]) -> None:
-    if conn.open:
-        conn.close()
 
 
 class _Cursor:
@@ -335,8 +219,8 @@ class MySQLStore(SQLStoreMethods):
         self._flows = _Flows(table)
         self._schema_pending = create_schema
         self._lock = threading.Lock()
-        self._pool: _Pool | None = None
-        self._apool: _AsyncPool | None = None
+        self._pool: Pool | None = None
+        self._apool: AsyncPool | None = None
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> MySQLStore:
@@ -399,16 +283,16 @@ class MySQLStore(SQLStoreMethods):
             return StoreUnavailableError(f"MySQL store {self._where} unavailable: {reason}")
         return StoreError(f"MySQL store {self._where} failed: {reason}")
 
-    def _sync_pool(self) -> _Pool:
+    def _sync_pool(self) -> Pool:
         with self._lock:
             if self._pool is None:
-                self._pool = _Pool(self._connect, self.pool_size, self.pool_timeout)
+                self._pool = Pool(self._connect, self.pool_size, self.pool_timeout)
             return self._pool
 
-    def _async_pool(self) -> _AsyncPool:
+    def _async_pool(self) -> AsyncPool:
         if self._apool is None:  # no await in between: two first uses still build one pool
             args = {**self._args, "db": self.database}
-            self._apool = _AsyncPool(args, self.pool_size, self.pool_timeout, self.connect_timeout)
+            self._apool = AsyncPool(args, self.pool_size, self.pool_timeout, self.connect_timeout)
         return self._apool
 
     def _once(self, flow: Flow[T]) -> T:

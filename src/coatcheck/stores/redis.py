@@ -561,7 +561,6 @@ class RedisStore:
             lean.update(host=parts.hostname, port=port or 6379)
             if parts.scheme == "rediss":
                 lean["ssl_context"] = _ssl_context(options)
-        # max_connections and pool_timeout are accepted but unused: one connection per thread or loop
         return cls(RespClient(**lean), AsyncRespClient(**lean), clock=clock, where=where, **_store_options(options))
 
     # -- keys --------------------------------------------------------------------------------------
@@ -965,7 +964,14 @@ def _query(query: str, *, cluster: bool, tls: bool) -> dict[str, Any]:
     if not cluster:
         known["db"] = str
     options: dict[str, Any] = {}
+    if not cluster:  # one connection per thread and per event loop: no pool to size or wait for
+        del known["max_connections"], known["pool_timeout"]
     for name, text in parse_qsl(query, keep_blank_values=True):
+        if name in ("max_connections", "pool_timeout") and not cluster:
+            raise ConfigurationError(
+                f"Redis URL option {name!r} applies to redis+cluster:// only: a redis:// store keeps one"
+                " connection per thread and per event loop, with no pool to size or wait for"
+            )
         if name not in known:
             raise ConfigurationError(f"unknown Redis URL option {name!r}; known: {', '.join(sorted(known))}")
         try:

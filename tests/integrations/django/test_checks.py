@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
 
-from coatcheck import _core
+from coatcheck import _cookies
 from coatcheck.django import SessionStore, get_manager
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.sqlite import SQLiteStore
@@ -143,7 +143,7 @@ def test_clearsessions_purges_expired_sessions(purgeable: Any, clock: FakeClock)
 def test_a_secure_cookie_over_plain_http_that_browsers_drop_is_warned_about_once(
     host: str, warned: bool, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_core, "_warned_insecure", False)
+    monkeypatch.setattr(_cookies, "_warned_insecure", False)
     with (
         override_settings(COATCHECK={"STORE": "memory://"}, ALLOWED_HOSTS=[host]),
         caplog.at_level(logging.WARNING, logger="coatcheck"),
