@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar, cast
+from urllib.parse import parse_qsl
 
-from ..errors import StoreError
+from ..errors import ConfigurationError, StoreError
 from ._protocol import Record
 from ._urls import flag
 
@@ -59,6 +61,37 @@ class Statement(NamedTuple):
 
 BEGIN, COMMIT, ROLLBACK = Statement("BEGIN"), Statement("COMMIT"), Statement("ROLLBACK")
 Flow = Generator[Statement, Result, T]
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")  # a table name both databases take unquoted
+
+
+def check_options(
+    table: str, connect_timeout: float, statement_timeout: float, pool_timeout: float, pool_size: int, purge_batch: int
+) -> None:
+    """Raise :class:`ConfigurationError` for a bad option of a SQL store."""
+    if not isinstance(table, str) or not IDENTIFIER.fullmatch(table):
+        raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
+    if min(connect_timeout, statement_timeout, pool_timeout) <= 0:
+        raise ConfigurationError("connect_timeout, statement_timeout and pool_timeout must be positive")
+    if pool_size < 1 or purge_batch < 1:
+        raise ConfigurationError("pool_size and purge_batch must be at least 1")
+
+
+def url_options(query: str, database: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """coatcheck's options in a SQL store URL's query (:data:`SQL_URL_OPTIONS`, converted), and
+    the other parameters, as given."""
+    ours: dict[str, Any] = {}
+    theirs: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name not in SQL_URL_OPTIONS:
+            theirs.append((name, value))
+            continue
+        try:
+            ours[name] = SQL_URL_OPTIONS[name](value)
+        except ValueError as exc:
+            raise ConfigurationError(f"bad value for {name!r} in the {database} store URL: {value!r}") from exc
+    return ours, theirs
+
 
 RETRIES = 3  # runs of a flow after the first one that lost a deadlock or a serialization check
 BACKOFF = 0.01  # seconds: the n-th retry waits between BACKOFF and 2 * BACKOFF times 2 ** (n - 1)
@@ -140,8 +173,37 @@ class SQLStoreMethods(ABC):
     _flows: Any
     _clock: Callable[[], float]
     _schema_pending: bool
+    _where: str  # host:port/database, for messages
+    table: str
     purge_batch: int
     _driver_errors: ClassVar[tuple[type[Exception], ...]]  # what ``_once`` and ``_aonce`` may raise
+    database_name: ClassVar[str]  # "PostgreSQL", "MySQL": for messages
+
+    def _setup(
+        self,
+        flows: Any,
+        *,
+        where: str,
+        table: str,
+        create_schema: bool,
+        connect_timeout: float,
+        statement_timeout: float,
+        pool_timeout: float,
+        pool_size: int,
+        purge_batch: int,
+        clock: Callable[[], float],
+    ) -> None:
+        """The settings every SQL store keeps, as its constructor was given them."""
+        self._flows, self._where, self.table, self.create_schema = flows, where, table, create_schema
+        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
+        self.pool_size, self.purge_batch, self._clock = pool_size, purge_batch, clock
+        self._schema_pending = create_schema
+
+    def _missing_table(self) -> StoreError:
+        return StoreError(
+            f"the session table {self.table!r} does not exist in {self.database_name} {self._where}: run"
+            " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
+        )
 
     @abstractmethod
     def _once(self, flow: Flow[T]) -> T:

@@ -36,13 +36,12 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pymysql
 
@@ -50,13 +49,12 @@ from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._mysql_pools import AsyncPool, Pool
 from ._protocol import Record
-from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement
+from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options, url_options
 
 __all__ = ["MySQLStore"]
 
 T = TypeVar("T")
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _MIGRATE_LOCK = "SELECT GET_LOCK(%s, 10)"  # concurrent migrations wait instead of racing
 _MIGRATE_UNLOCK = "SELECT RELEASE_LOCK(%s)"
 _TABLE_EXISTS = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND LOWER(table_name) = LOWER(%s)"
@@ -164,6 +162,7 @@ class MySQLStore(SQLStoreMethods):
     the server's lock-wait timeouts), ``pool_timeout`` (waiting for a free connection).
     """
 
+    database_name = "MySQL"
     expires_natively = False
     asyncio_only = True  # asyncio drivers: refused under trio
     _driver_errors: ClassVar[tuple[type[Exception], ...]] = (pymysql.err.Error, OSError, asyncio.TimeoutError)
@@ -186,14 +185,9 @@ class MySQLStore(SQLStoreMethods):
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
-            raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
+        check_options(table, connect_timeout, statement_timeout, pool_timeout, pool_size, purge_batch)
         if not database:
             raise ConfigurationError("the MySQL store needs a database name")
-        if min(connect_timeout, statement_timeout, pool_timeout) <= 0:
-            raise ConfigurationError("connect_timeout, statement_timeout and pool_timeout must be positive")
-        if pool_size < 1 or purge_batch < 1:
-            raise ConfigurationError("pool_size and purge_batch must be at least 1")
         lock_wait = max(1, math.ceil(statement_timeout))
         self._args: dict[str, Any] = {
             "host": host,
@@ -207,17 +201,18 @@ class MySQLStore(SQLStoreMethods):
             "init_command": f"SET SESSION innodb_lock_wait_timeout = {lock_wait}, lock_wait_timeout = {lock_wait}",
         }
         self.database = database
-        self._where = f"{host}:{port}/{database}"
-        self.table = table
-        self.create_schema = create_schema
-        self.connect_timeout = connect_timeout
-        self.statement_timeout = statement_timeout
-        self.pool_timeout = pool_timeout
-        self.pool_size = pool_size
-        self.purge_batch = purge_batch
-        self._clock = clock
-        self._flows = _Flows(table)
-        self._schema_pending = create_schema
+        self._setup(
+            _Flows(table),
+            where=f"{host}:{port}/{database}",
+            table=table,
+            create_schema=create_schema,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            pool_timeout=pool_timeout,
+            pool_size=pool_size,
+            purge_batch=purge_batch,
+            clock=clock,
+        )
         self._lock = threading.Lock()
         self._pool: Pool | None = None
         self._apool: AsyncPool | None = None
@@ -230,14 +225,9 @@ class MySQLStore(SQLStoreMethods):
         ``pool_timeout``, ``pool_size``, ``purge_batch``. For TLS pass ``ssl_context`` to the constructor.
         """
         parts = urlsplit(url)
-        options: dict[str, Any] = {}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name not in SQL_URL_OPTIONS:
-                raise ConfigurationError(f"unknown MySQL store URL parameter {name!r}; known: {', '.join(SQL_URL_OPTIONS)}")
-            try:
-                options[name] = SQL_URL_OPTIONS[name](value)
-            except ValueError as exc:
-                raise ConfigurationError(f"bad value for {name!r} in the MySQL store URL: {value!r}") from exc
+        options, unknown = url_options(parts.query, cls.database_name)
+        if unknown:
+            raise ConfigurationError(f"unknown MySQL store URL parameter {unknown[0][0]!r}; known: {', '.join(SQL_URL_OPTIONS)}")
         try:
             port = parts.port or 3306
         except ValueError as exc:
@@ -272,10 +262,7 @@ class MySQLStore(SQLStoreMethods):
 
     def _error(self, exc: Exception) -> StoreError:
         if _code(exc) == _NO_SUCH_TABLE:
-            return StoreError(
-                f"the session table {self.table!r} does not exist in MySQL {self._where}: run"
-                " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
-            )
+            return self._missing_table()
         reason = _why(exc)
         if exc.__cause__ is not None:  # aiomysql says only "Can't connect"; what it wraps says why
             reason = f"{reason}: {_why(exc.__cause__)}"

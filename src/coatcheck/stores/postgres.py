@@ -52,12 +52,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -67,14 +66,13 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._protocol import Record
-from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement
+from ._sql import BEGIN, COMMIT, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options, url_options
 from ._watchdog import WATCHDOG
 
 __all__ = ["PostgresStore"]
 
 T = TypeVar("T")
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
 _SCHEMA = (
     'CREATE TABLE IF NOT EXISTS "{t}" (key varchar(64) PRIMARY KEY, data bytea NOT NULL,'
     " expires_at double precision NOT NULL, version bigint NOT NULL, user_id varchar(255))",
@@ -232,6 +230,7 @@ class PostgresStore(SQLStoreMethods):
     free connection).
     """
 
+    database_name = "PostgreSQL"
     expires_natively = False
     asyncio_only = True  # asyncio drivers: refused under trio
     _driver_errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error, TimeoutError)
@@ -249,12 +248,7 @@ class PostgresStore(SQLStoreMethods):
         purge_batch: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not isinstance(table, str) or not _IDENTIFIER.fullmatch(table):
-            raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
-        if min(connect_timeout, statement_timeout, pool_timeout) <= 0:
-            raise ConfigurationError("connect_timeout, statement_timeout and pool_timeout must be positive")
-        if pool_size < 1 or purge_batch < 1:
-            raise ConfigurationError("pool_size and purge_batch must be at least 1")
+        check_options(table, connect_timeout, statement_timeout, pool_timeout, pool_size, purge_batch)
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.Error as exc:
@@ -270,16 +264,18 @@ class PostgresStore(SQLStoreMethods):
             application_name=params.get("application_name") or "coatcheck",
             **keepalives,
         )
-        self._where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}"
-        self.table = table
-        self.create_schema = create_schema
-        self.statement_timeout = statement_timeout
-        self.pool_timeout = pool_timeout
-        self.pool_size = pool_size
-        self.purge_batch = purge_batch
-        self._clock = clock
-        self._flows = _Flows(table)
-        self._schema_pending = create_schema
+        self._setup(
+            _Flows(table),
+            where=f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}",
+            table=table,
+            create_schema=create_schema,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            pool_timeout=pool_timeout,
+            pool_size=pool_size,
+            purge_batch=purge_batch,
+            clock=clock,
+        )
         self._reply_timeout = statement_timeout + _REPLY_MARGIN
         self._lock = threading.Lock()
         self._alock = asyncio.Lock()
@@ -294,16 +290,7 @@ class PostgresStore(SQLStoreMethods):
         ``pool_timeout``, ``pool_size`` and ``purge_batch`` from the query; the rest go to libpq.
         """
         parts = urlsplit(url)
-        ours: dict[str, Any] = {}
-        theirs = []
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name not in SQL_URL_OPTIONS:
-                theirs.append((name, value))
-                continue
-            try:
-                ours[name] = SQL_URL_OPTIONS[name](value)
-            except ValueError as exc:
-                raise ConfigurationError(f"bad value for {name!r} in the PostgreSQL store URL: {value!r}") from exc
+        ours, theirs = url_options(parts.query, cls.database_name)
         conninfo = parts._replace(query=urlencode(theirs, quote_via=quote)).geturl()
         return cls(conninfo, clock=clock, **ours)
 
@@ -328,10 +315,7 @@ class PostgresStore(SQLStoreMethods):
 
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, psycopg.errors.UndefinedTable):
-            return StoreError(
-                f"the session table {self.table!r} does not exist in PostgreSQL {self._where}: run"
-                " `coatcheck migrate --store URL` with this store's URL (or set create_schema=1)"
-            )
+            return self._missing_table()
         if isinstance(exc, PoolTimeout) and (why := _connect_failures.get(self._conninfo)):
             return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {exc}; last connection attempt: {why}")
         if isinstance(exc, (psycopg.OperationalError, TimeoutError)):  # refused, lost, statement, reply or pool timeout
