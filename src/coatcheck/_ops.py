@@ -194,6 +194,9 @@ class Pause(NamedTuple):
         return _aio.sleep(self.seconds)
 
 
+STORE_OPERATIONS = frozenset({Load, Save, Delete, DeleteExpired, Close, Touch, Rotate, DeleteUser, ListUser})
+
+
 def one(op: Operation[T]) -> Generator[Operation[T], Any, T]:
     """A flow of the one operation ``op`` that returns its result."""
     result: T = yield op
@@ -220,13 +223,14 @@ async def adrive(
     flow: Generator[Operation[Any], Any, T], target: Any, observe: Observer | None = None, *, inline: bool = False
 ) -> T:
     """Run ``flow`` against an async ``target``. With ``inline`` (a store whose sync methods never
-    block), operations run through the sync methods, without a coroutine each; pauses still wait."""
+    block), the store operations run through its sync methods, without a coroutine each; every
+    other operation (a pause, a legacy reader's I/O) is awaited."""
     try:
         op = next(flow)
         while True:
             if observe is not None:
                 op = flow.send(await _aobserved(op, target, observe, inline))
-            elif inline and type(op) is not Pause:
+            elif inline and type(op) in STORE_OPERATIONS:
                 op = flow.send(op.run(target))
             else:
                 op = flow.send(await op.arun(target))
@@ -252,7 +256,7 @@ async def _aobserved(op: Operation[Any], target: Any, observe: Observer, inline:
         return await op.arun(target)
     started = time.perf_counter()
     try:
-        result = op.run(target) if inline else await op.arun(target)
+        result = op.run(target) if inline and type(op) in STORE_OPERATIONS else await op.arun(target)
     except BaseException as exc:
         observe(op, time.perf_counter() - started, exc)
         raise

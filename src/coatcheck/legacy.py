@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,10 +28,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from ._logs import security_log
-from .errors import ConfigurationError, NotSupportedError
+from .errors import CoatcheckError, ConfigurationError, NotSupportedError, StoreError
 
 __all__ = [
     "LegacyCookie",
@@ -710,6 +711,56 @@ def django(engine: str = "django.contrib.sessions.backends.db", *, cookie: Legac
 
 
 # -- used by the manager -------------------------------------------------------------------------
+
+
+class Read(NamedTuple):
+    """The operation a flow yields to read legacy cookie ``value`` with ``reader`` (see
+    :mod:`coatcheck._ops`). The reader's own failures raise as :class:`StoreError` (503)."""
+
+    reader: LegacyReader
+    value: str
+
+    def run(self, _store: object) -> LegacySession | None:
+        with _reading(self.reader):
+            return self.reader.read(self.value)
+
+    async def arun(self, _store: object) -> LegacySession | None:
+        with _reading(self.reader):
+            return await self.reader.aread(self.value)
+
+
+class Forget(NamedTuple):
+    """The operation that deletes an adopted legacy record: best effort, since the claim already
+    stops a second adoption (a failure is logged, and the request goes on with its session)."""
+
+    reader: LegacyReader
+    value: str
+
+    def run(self, _store: object) -> None:
+        with _forgetting(self.reader):
+            self.reader.forget(self.value)
+
+    async def arun(self, _store: object) -> None:
+        with _forgetting(self.reader):
+            await self.reader.aforget(self.value)
+
+
+@contextlib.contextmanager
+def _reading(reader: LegacyReader) -> Iterator[None]:
+    try:
+        yield
+    except CoatcheckError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"legacy reader {reader.name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _forgetting(reader: LegacyReader) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        warn(reader.name, f"session adopted, but its legacy record not deleted: {type(exc).__name__}: {exc}")
 
 
 def check_readers(readers: Iterable[Any]) -> tuple[LegacyReader, ...]:

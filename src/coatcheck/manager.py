@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,8 +28,8 @@ from ._ops import (
 from ._record import Record
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
-from .errors import CoatcheckError, ConfigurationError, NotSupportedError, SessionTooLargeError, StoreError
-from .legacy import MAX_LEGACY_VALUE, BadValues, LegacyReader, LegacySession, check_readers, warn
+from .errors import ConfigurationError, NotSupportedError, SessionTooLargeError
+from .legacy import MAX_LEGACY_VALUE, BadValues, Forget, LegacyReader, LegacySession, Read, check_readers, warn
 from .session import Session
 from .stores import from_url
 from .stores._protocol import (
@@ -161,45 +160,12 @@ class SessionManager:
         unless ``legacy=False`` (a request that cannot send the new cookie: a WebSocket).
         """
         headers = _header_list(cookie_headers)
-        session = self._run(self._load_flow(headers))
-        if not (legacy and self.legacy) or session._loaded_key is not None:
-            return session
-        found = self._legacy_cookie(headers)
-        if found is None:
-            return session
-        reader, value, claim = found
-        adoption = self._run(self._claimed(claim))
-        if adoption is None:
-            with _reading(reader):
-                found_session = reader.read(value)
-            adoption = self._run(flow) if (flow := self._adopt_flow(reader, claim, found_session)) else _core.REFUSED
-            if adoption.created:
-                with _forgetting(reader):
-                    reader.forget(value)
-        return self._adopted(session, reader, adoption)
+        return self._run(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
 
     def aload(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Coroutine[Any, Any, Session]:
-        """Async :meth:`load` (the driver's coroutine itself where no legacy reader is set: one
-        coroutine less per request)."""
+        """Async :meth:`load` (the driver's coroutine itself: one coroutine less per request)."""
         headers = _header_list(cookie_headers)
-        if legacy and self.legacy:
-            return self._aload_or_adopt(headers)
-        return self._arun(self._load_flow(headers))
-
-    async def _aload_or_adopt(self, headers: Sequence[str]) -> Session:
-        session = await self._arun(self._load_flow(headers))
-        if session._loaded_key is not None or (found := self._legacy_cookie(headers)) is None:
-            return session
-        reader, value, claim = found
-        adoption = await self._arun(self._claimed(claim))
-        if adoption is None:
-            with _reading(reader):
-                found_session = await reader.aread(value)
-            adoption = await self._arun(flow) if (flow := self._adopt_flow(reader, claim, found_session)) else _core.REFUSED
-            if adoption.created:
-                with _forgetting(reader):
-                    await reader.aforget(value)
-        return self._adopted(session, reader, adoption)
+        return self._arun(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
 
     def adopt_legacy(self, reader: LegacyReader, value: str) -> bool:
         """Adopt the legacy session behind cookie ``value`` now, before its browser comes back
@@ -207,17 +173,7 @@ class SessionManager:
         is deleted, and the first request that brings the legacy cookie gets the session (its
         timeouts start then; later copies get nothing). True if adopted; False if it was adopted
         already or does not verify."""
-        claim = _core.legacy_claim_id(reader.name, value)
-        if self._run(one(Load(store_key(claim)))) is not None:
-            return False  # claimed already (a later compare-and-set settles any race)
-        with _reading(reader):
-            found_session = reader.read(value)
-        flow = self._adopt_flow(reader, claim, found_session, pending=True)
-        if flow is None or not self._run(flow).created:
-            return False
-        with _forgetting(reader):
-            reader.forget(value)
-        return True
+        return self._run(self._adoption(reader, value, _core.legacy_claim_id(reader.name, value), pending=True)) is not None
 
     # -- legacy sessions: the decisions are in _core; these are the steps both drivers share -------
 
@@ -229,8 +185,34 @@ class SessionManager:
                 return reader, value, _core.legacy_claim_id(reader.name, value)
         return None
 
-    def _claimed(self, claim: str) -> Generator[Operation[Any], Any, _core.Adoption | None]:
-        return _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec)
+    def _load_or_adopt(self, headers: Sequence[str]) -> Generator[Operation[Any], Any, Session]:
+        """The load flow, then, without a live session but with a legacy cookie, the adoption."""
+        session = yield from self._load_flow(headers)
+        if session._loaded_key is not None or (found := self._legacy_cookie(headers)) is None:
+            return session
+        reader, value, claim = found
+        adopted = yield from self._adoption(reader, value, claim)
+        return self._adopted(session, reader, adopted)
+
+    def _adoption(
+        self, reader: LegacyReader, value: str, claim: str, *, pending: bool = False
+    ) -> Generator[Operation[Any], Any, Session | None]:
+        """The session legacy cookie ``value`` leads to: the one a claim names (or None when the
+        claim refuses it), else the one made from what ``reader`` reads, whose legacy record is
+        then forgotten. A ``pending`` (offline) adoption makes none from a cookie claimed already."""
+        if pending:  # offline: a cookie claimed already is left as it is (a pending claim waits for its browser)
+            if (yield Load(store_key(claim))) is not None:
+                return None
+        elif (
+            adoption := (yield from _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec))
+        ) is not None:
+            return adoption.session
+        found = yield Read(reader, value)
+        flow = self._adopt_flow(reader, claim, found, pending=pending)
+        adoption = (yield from flow) if flow is not None else _core.REFUSED
+        if adoption.created:
+            yield Forget(reader, value)
+        return adoption.session
 
     def _adopt_flow(
         self, reader: LegacyReader, claim: str, found: object, *, pending: bool = False
@@ -262,11 +244,11 @@ class SessionManager:
         )
         return _refusing_too_large(flow, reader)
 
-    def _adopted(self, fresh: Session, reader: LegacyReader, adoption: _core.Adoption) -> Session:
+    def _adopted(self, fresh: Session, reader: LegacyReader, adopted: Session | None) -> Session:
         """The request's session after a legacy cookie: the adopted one (its cookie to send), or
         ``fresh``; either way the legacy cookie is cleared (unless ours replaces it)."""
-        session = adoption.session or fresh
-        session._cookie_due = adoption.session is not None
+        session = adopted or fresh
+        session._cookie_due = adopted is not None
         ours, theirs = self.config.cookie, reader.cookie
         same = (ours.name, ours.path, ours.domain) == (theirs.name, theirs.path, theirs.domain)
         session._legacy_cookie = (_cookies.legacy_clear_header(theirs, secure=ours.secure is True), same)
@@ -427,27 +409,6 @@ def _malformed(found: object) -> str | None:
     ):
         return f"expires_at {expires_at!r}, not unix seconds"
     return None
-
-
-@contextlib.contextmanager
-def _forgetting(reader: LegacyReader) -> Iterator[None]:
-    """Deleting an adopted legacy record is best effort: the claim already stops a second
-    adoption, so a failure is logged and the request goes on with its new session."""
-    try:
-        yield
-    except Exception as exc:
-        warn(reader.name, f"session adopted, but its legacy record not deleted: {type(exc).__name__}: {exc}")
-
-
-@contextlib.contextmanager
-def _reading(reader: LegacyReader) -> Iterator[None]:
-    """A reader's failure raises as a store failure (the middleware answers 503); ours pass through."""
-    try:
-        yield
-    except CoatcheckError:
-        raise
-    except Exception as exc:
-        raise StoreError(f"legacy reader {reader.name} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _refusing_too_large(
