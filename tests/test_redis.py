@@ -32,8 +32,9 @@ from coatcheck.config import CookieConfig, SessionConfig
 from coatcheck.errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from coatcheck.manager import SessionManager
 from coatcheck.stores import Record
-from coatcheck.stores._resp import AsyncRespClient, RespClient, RespConnectionError, RespReplyError
-from coatcheck.stores.redis import _SCRIPTS, CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
+from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, RedisStore
+from coatcheck.stores.redis._resp import AsyncRespClient, RespClient, RespConnectionError, RespReplyError
+from coatcheck.stores.redis._scripts import _SCRIPTS
 from coatcheck.testing import FakeClock, Ops, cookie_id
 from tests.backends import ServerMissing, backend, require_servers
 from tests.backends.redis import URL, admin, ping, with_prefix

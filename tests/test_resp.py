@@ -1,4 +1,4 @@
-"""The lean RESP client (coatcheck.stores._resp) against real servers: the shared Redis on
+"""The lean RESP client (coatcheck.stores.redis._resp) against real servers: the shared Redis on
 127.0.0.1:6379 (keys under a unique prefix, deleted after) and private ``redis-server``
 processes this module starts, freezes, restarts and kills."""
 
@@ -19,8 +19,8 @@ import pytest
 import redis
 import redis.exceptions as rex
 
-from coatcheck.stores import _resp
-from coatcheck.stores._resp import (
+from coatcheck.stores.redis import RedisStore, _resp
+from coatcheck.stores.redis._resp import (
     AsyncRespClient,
     RespArgumentError,
     RespClient,
@@ -29,7 +29,6 @@ from coatcheck.stores._resp import (
     RespTimeoutError,
     pack,
 )
-from coatcheck.stores.redis import RedisStore
 from tests.backends import require_servers
 from tests.redis_server import Server, until
 

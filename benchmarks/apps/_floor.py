@@ -71,7 +71,7 @@ def store(*, asynchronous: bool) -> tuple[Load, Save]:
     if store_kind() != "redis":
         records: dict[str, bytes] = {}
         return records.get, records.__setitem__
-    from coatcheck.stores._resp import AsyncRespClient, RespClient
+    from coatcheck.stores.redis._resp import AsyncRespClient, RespClient
 
     host, port = redis_url().removeprefix("redis://").split("/")[0].split(":")
     client = (AsyncRespClient if asynchronous else RespClient)(host, int(port))

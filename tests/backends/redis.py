@@ -8,8 +8,8 @@ from weakref import WeakKeyDictionary
 
 import redis
 
-from coatcheck.stores._resp import RespClient
 from coatcheck.stores.redis import RedisStore
+from coatcheck.stores.redis._resp import RespClient
 from coatcheck.testing import FakeClock
 from tests.backends import ServerMissing, server_url
 

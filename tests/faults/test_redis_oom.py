@@ -21,7 +21,8 @@ from coatcheck.config import CookieConfig, SessionConfig
 from coatcheck.errors import StoreError
 from coatcheck.manager import SessionManager
 from coatcheck.stores import Record
-from coatcheck.stores.redis import _SCRIPTS, RedisClusterStore, RedisStore
+from coatcheck.stores.redis import RedisClusterStore, RedisStore
+from coatcheck.stores.redis._scripts import _SCRIPTS
 from coatcheck.testing import FakeClock, Ops, cookie_id
 from tests.redis_server import Server
 

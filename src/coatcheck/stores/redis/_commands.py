@@ -1,0 +1,126 @@
+"""One round trip each: the operations the Redis flows yield (see :mod:`coatcheck._ops`), run
+against one flavour's client and its registered scripts."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from ..._ops import Operation
+
+if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
+    pass
+
+from ._scripts import _SCRIPTS
+
+T = TypeVar("T")
+
+
+class _Side:
+    """One flavour's client and the scripts registered on it (registering does no I/O)."""
+
+    __slots__ = ("client", "scripts")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.scripts = {name: client.register_script(text) for name, text in _SCRIPTS.items()}
+
+
+# -- operations: one round trip each, run by the drivers of coatcheck._ops ------------------------
+#
+# Each runs against a _Side (one flavour's client and its scripts); on the async side the
+# client's methods return awaitables, so ``arun`` is ``run``. The commands are the few that both
+# client stacks (redis-py and coatcheck's own RESP client) offer under the same names.
+
+
+class _Get(NamedTuple):
+    key: str
+
+    def queue(self, pipe: Any) -> None:
+        pipe.get(self.key)
+
+    def run(self, side: _Side) -> Any:
+        return side.client.get(self.key)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _HMGet(NamedTuple):
+    key: str
+    fields: Sequence[str]
+
+    def queue(self, pipe: Any) -> None:
+        pipe.hmget(self.key, self.fields)
+
+    def run(self, side: _Side) -> Any:
+        return side.client.hmget(self.key, self.fields)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _ZRange(NamedTuple):
+    key: str
+
+    def queue(self, pipe: Any) -> None:
+        pipe.zrange(self.key, 0, -1)
+
+    def run(self, side: _Side) -> Any:
+        return side.client.zrange(self.key, 0, -1)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _ZRem(NamedTuple):
+    key: str
+    members: Sequence[str]
+
+    def run(self, side: _Side) -> Any:
+        return side.client.zrem(self.key, *self.members)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _Del(NamedTuple):
+    key: str
+
+    def run(self, side: _Side) -> Any:
+        return side.client.delete(self.key)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _Script(NamedTuple):
+    """One of :data:`_SCRIPTS`, registered on each side (EVALSHA, falling back to EVAL)."""
+
+    name: str
+    keys: Sequence[str]
+    args: Sequence[Any]
+
+    def run(self, side: _Side) -> Any:
+        return side.scripts[self.name](self.keys, self.args)
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+class _Batch(NamedTuple):
+    """Several reads in one round trip (a pipeline, not a transaction: it may span cluster nodes)."""
+
+    commands: tuple[_Get | _HMGet | _ZRange, ...]
+
+    def run(self, side: _Side) -> Any:
+        pipe = side.client.pipeline(transaction=False)
+        for command in self.commands:
+            command.queue(pipe)
+        return pipe.execute()
+
+    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
+        return self.run(side)
+
+
+Flow = Generator[Operation[Any], Any, T]

@@ -1,0 +1,376 @@
+"""RedisStore: sessions on one Redis server, sync and async (see the package's docstring)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ..._ops import adrive, drive, one
+from ...errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
+from .._protocol import Record
+from ._resp import AsyncRespClient, RespClient, RespError, RespUnavailableError
+
+if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
+    pass
+
+from ._commands import Flow, _Batch, _Del, _Get, _HMGet, _Script, _Side, _ZRange, _ZRem
+from ._options import DEFAULT_TIMEOUT, _db, _query, _ssl_context, _store_options
+from ._scripts import _FIELDS
+
+T = TypeVar("T")
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _record_args(record: Record) -> list[Any]:
+    user = [] if record.user_id is None else [record.user_id]
+    return [record.data, _num(record.expires_at), str(record.version), *user]
+
+
+def _deadline(expires_at: float, created: float, max_lifetime: float) -> float:
+    return min(expires_at, created + max_lifetime) if max_lifetime > 0 else expires_at
+
+
+def _decode(values: Sequence[bytes | None], now: float, max_lifetime: float) -> tuple[Record, float] | None:
+    """``(record, created)`` from an HMGET of ``_FIELDS``; None when missing, expired or malformed."""
+    data, expires, version, user, created = values
+    if data is None or expires is None or version is None or created is None:
+        return None
+    try:
+        record = Record(bytes(data), float(expires), int(version), None if user is None else user.decode())
+        created_at = float(created)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if _deadline(record.expires_at, created_at, max_lifetime) <= now:
+        return None
+    return record, created_at
+
+
+def _revoked(created: float, epoch: bytes | None) -> bool:
+    try:
+        return epoch is not None and created <= float(epoch)
+    except ValueError:
+        return False
+
+
+def _unavailable(exc: Exception) -> bool:
+    """Whether a driver error means Redis cannot be used now (rather than that the call failed)."""
+    if isinstance(exc, RespError):
+        return isinstance(exc, RespUnavailableError)
+    import redis.exceptions as rex  # a redis-py client raised it, so redis-py is loaded
+
+    unavailable = (
+        rex.ConnectionError,  # also BusyLoading, MaxConnections, pool exhausted
+        rex.TimeoutError,
+        rex.ClusterDownError,  # also MasterDown
+        rex.TryAgainError,
+        rex.ReadOnlyError,  # a failover in progress
+        rex.SlotNotCoveredError,
+    )
+    return isinstance(exc, unavailable) or type(exc) is rex.RedisClusterException
+
+
+def _translate(exc: Exception, where: str) -> StoreError:
+    if _unavailable(exc):
+        return StoreUnavailableError(f"Redis store {where} unavailable: {type(exc).__name__}: {exc}")
+    return StoreError(f"Redis store {where} failed: {type(exc).__name__}: {exc}")
+
+
+def _is_driver_error(exc: Exception) -> bool:
+    """Whether ``exc`` is Redis's (the lean client's or redis-py's) rather than a bug to let through."""
+    if isinstance(exc, RespError):
+        return True
+    rex = sys.modules.get("redis.exceptions")  # only a loaded redis-py can have raised its errors
+    return rex is not None and isinstance(exc, (rex.RedisError, rex.RedisClusterException))
+
+
+class RedisStore:
+    """Sessions on one Redis server (or a proxy that speaks to one), sync and async.
+
+    ``client`` is a ``redis.Redis`` and ``async_client`` a ``redis.asyncio.Redis`` (or the lean
+    :class:`~._resp.RespClient` and :class:`~._resp.AsyncRespClient`, which :meth:`from_url`
+    builds with bounded timeouts); a flavour whose client is None raises
+    :class:`NotSupportedError`. ``client_factory`` builds the sync client on first use instead.
+    ``max_lifetime`` (seconds, None: no cap) caps every record's TTL at its creation time plus
+    that much. ``where`` names the server in error messages (never include a password).
+    """
+
+    expires_natively: ClassVar[bool] = True
+    asyncio_only = True  # asyncio drivers: refused under trio
+    _inline_index: ClassVar[bool] = True  # the user index is written by the record's own script
+    _revocation_epochs: ClassVar[bool] = False
+    _delete_batch: ClassVar[int] = 256  # sessions per call of a revoke
+
+    def __init__(
+        self,
+        client: Any = None,
+        async_client: Any = None,
+        *,
+        key_prefix: str = "coatcheck:",
+        max_lifetime: float | None = None,
+        clock: Callable[[], float] = time.time,
+        client_factory: Callable[[], Any] | None = None,
+        where: str | None = None,
+    ) -> None:
+        if not isinstance(key_prefix, str):
+            raise ConfigurationError("key_prefix must be a str")
+        if max_lifetime is not None and not max_lifetime > 0:
+            raise ConfigurationError("max_lifetime must be a positive number of seconds (or None)")
+        self.key_prefix = key_prefix
+        self.max_lifetime = max_lifetime
+        self._max = float(max_lifetime or 0)
+        self._max_arg = _num(self._max)  # as the scripts receive it
+        self._clock = clock
+        self._where = where or type(self).__name__
+        self._client_factory = client_factory
+        self._factory_lock = threading.Lock()
+        self._sync = None if client is None else _Side(client)
+        self._async = None if async_client is None else _Side(async_client)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
+
+    @classmethod
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> RedisStore:
+        """``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS) or
+        ``unix:///path/to/redis.sock``; options as query parameters (see docs/stores/redis.md)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"RedisStore needs a redis://, rediss:// or unix:// URL, not {parts.scheme!r}")
+        options = _query(parts.query, cluster=False, tls=parts.scheme == "rediss")
+        db = _db(parts, options.pop("db", None))
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigurationError(f"bad port in Redis URL: {exc}") from exc
+        lean: dict[str, Any] = {
+            "db": db,
+            "username": unquote(parts.username) if parts.username else None,
+            "password": unquote(parts.password) if parts.password else None,
+            "socket_timeout": options.get("socket_timeout", DEFAULT_TIMEOUT),
+            "socket_connect_timeout": options.get("socket_connect_timeout", DEFAULT_TIMEOUT),
+            "client_name": options.get("client_name"),
+        }
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ConfigurationError("unix:// Redis URL needs a socket path, e.g. unix:///run/redis.sock")
+            where = f"unix://{parts.path}?db={db}"
+            lean["path"] = parts.path
+        else:
+            if not parts.hostname:
+                raise ConfigurationError(f"{parts.scheme}:// Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
+            where = f"{parts.scheme}://{parts.hostname}:{port or 6379}/{db}"
+            lean.update(host=parts.hostname, port=port or 6379)
+            if parts.scheme == "rediss":
+                lean["ssl_context"] = _ssl_context(options)
+        return cls(RespClient(**lean), AsyncRespClient(**lean), clock=clock, where=where, **_store_options(options))
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    _open, _close = "", ""  # what wraps a key's variable part (the cluster's hash tag)
+
+    def _session_key(self, key: str) -> str:
+        return f"{self.key_prefix}s:{self._open}{key}{self._close}"
+
+    def _index_key(self, user_id: str) -> str:
+        return f"{self.key_prefix}u:{self._open}{user_id}{self._close}"
+
+    def _epoch_key(self, user_id: str) -> str:
+        return f"{self.key_prefix}revoked:{self._open}{user_id}{self._close}"
+
+    # -- drivers: the only code that differs between sync and async ----------------------------------
+
+    def _sync_side(self) -> _Side:
+        if self._sync is None and self._client_factory is not None:
+            with self._factory_lock:
+                if self._sync is None:
+                    self._sync = _Side(self._client_factory())
+        if self._sync is None:
+            raise NotSupportedError(f"{self!r} has no synchronous client")
+        return self._sync
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            return drive(flow, self._sync_side())
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise _translate(exc, self._where) from exc
+            raise
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        if self._async is None:
+            raise NotSupportedError(f"{self!r} has no asynchronous client")
+        try:
+            return await adrive(flow, self._async)
+        except Exception as exc:
+            if _is_driver_error(exc):
+                raise _translate(exc, self._where) from exc
+            raise
+
+    # -- flows: every decision, shared by both flavours ------------------------------------------
+
+    def _index_op(self, user_id: str, key: str, at: int, now: float) -> _Script:
+        return _Script("index", [self._index_key(user_id)], [key, at, _num(now)])
+
+    def _inline(self, record: Record) -> list[str]:
+        return [self._index_key(record.user_id)] if self._inline_index and record.user_id else []
+
+    def _load_flow(self, key: str) -> Flow[Record | None]:
+        now = self._clock()
+        found = _decode((yield _HMGet(self._session_key(key), _FIELDS)), now, self._max)
+        if found is None:
+            return None
+        record, created = found
+        if self._revocation_epochs and record.user_id:
+            epoch = yield _Get(self._epoch_key(record.user_id))  # the one extra round trip
+            if _revoked(created, epoch):
+                return None
+        return record
+
+    def _save_flow(self, key: str, record: Record, expected_version: int | None, created: str = "") -> Flow[bool]:
+        now = self._clock()
+        expected = "" if expected_version is None else str(expected_version)
+        args = [_num(now), expected, self._max_arg, key, created, *_record_args(record)]
+        at: int = yield _Script("save", [self._session_key(key), *self._inline(record)], args)
+        if at and record.user_id and not self._inline_index:
+            yield self._index_op(record.user_id, key, at, now)
+        return at > 0
+
+    def _touch_flow(self, key: str, expires_at: float) -> Flow[bool]:
+        now = self._clock()
+        index_prefix = self._index_key("") if self._inline_index else ""  # one server: the script extends the index
+        args = [_num(now), _num(expires_at), self._max_arg, index_prefix, key]
+        moved = yield _Script("touch", [self._session_key(key)], args)
+        if not moved:
+            return False
+        if moved[0]:  # the cluster: the index is in another slot, so a second call extends it
+            yield self._index_op(moved[0].decode(), key, moved[1], now)
+        return True
+
+    def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
+        now = self._clock()
+        keys = [self._session_key(old_key), self._session_key(new_key), *self._inline(record)]
+        args = [_num(now), str(expected_version), self._max_arg, new_key, "", *_record_args(record)]
+        return bool((yield _Script("rotate", keys, args)))
+
+    def _delete_user_flow(self, user_id: str) -> Flow[int]:
+        # One batch per call; the call that leaves the index empty ends it (module docstring).
+        if not user_id:
+            return 0
+        now = self._clock()
+        args = [user_id, _num(now), self._max_arg, self._session_key(""), self._delete_batch]
+        deleted = 0
+        while True:
+            count, left = yield _Script("revoke", [self._index_key(user_id)], args)
+            deleted += int(count)
+            if not left:
+                return deleted
+
+    def _list_user_flow(self, user_id: str) -> Flow[list[tuple[str, Record]]]:
+        if not user_id:
+            return []
+        now = self._clock()
+        index = self._index_key(user_id)
+        raw_members, epoch = yield _Batch((_ZRange(index), _Get(self._epoch_key(user_id))))
+        members = [m.decode() for m in raw_members]
+        if not members:
+            return []
+        rows = yield _Batch(tuple(_HMGet(self._session_key(m), _FIELDS) for m in members))
+        live: list[tuple[str, Record]] = []
+        dead: list[str] = []
+        for member, values in zip(members, rows, strict=True):
+            found = _decode(values, now, self._max)
+            if found is None or found[0].user_id != user_id or (self._revocation_epochs and _revoked(found[1], epoch)):
+                dead.append(member)
+            else:
+                live.append((member, found[0]))
+        if dead:
+            yield _ZRem(index, dead)
+        return live
+
+    # -- Store ---------------------------------------------------------------------------------------
+
+    def load(self, key: str) -> Record | None:
+        """The live record under ``key``, or None (one HMGET)."""
+        return self._run(self._load_flow(key))
+
+    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        """Create (``expected_version=None``) or compare-and-set, in one script call."""
+        return self._run(self._save_flow(key, record, expected_version))
+
+    def touch(self, key: str, expires_at: float) -> bool:
+        """Move a live record's expiry (and TTL) forward, never backward; False if none is live."""
+        return self._run(self._touch_flow(key, expires_at))
+
+    def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """Delete ``old_key`` at ``expected_version`` and create ``new_key``, all or nothing."""
+        return self._run(self._rotate_flow(old_key, new_key, record, expected_version))
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        self._run(one(_Del(self._session_key(key))))
+
+    def delete_expired(self, now: float) -> int:
+        """Nothing to do: Redis expires records by their TTL. Always 0."""
+        return 0
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove every session of ``user_id``; return how many were live."""
+        return self._run(self._delete_user_flow(user_id))
+
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """The live ``(key, record)`` pairs of ``user_id``; prunes dead index entries."""
+        return self._run(self._list_user_flow(user_id))
+
+    def close(self) -> None:
+        """Close the sync client and its connections."""
+        if self._sync is not None:
+            self._sync.client.close()
+
+    # -- AsyncStore ----------------------------------------------------------------------------------
+
+    # The three calls of every request return the driver's coroutine itself (one coroutine less
+    # per call, so fewer objects live while a request waits for Redis).
+
+    def aload(self, key: str) -> Coroutine[Any, Any, Record | None]:
+        """Async :meth:`load`."""
+        return self._arun(self._load_flow(key))
+
+    def asave(self, key: str, record: Record, *, expected_version: int | None) -> Coroutine[Any, Any, bool]:
+        """Async :meth:`save`."""
+        return self._arun(self._save_flow(key, record, expected_version))
+
+    def atouch(self, key: str, expires_at: float) -> Coroutine[Any, Any, bool]:
+        """Async :meth:`touch`."""
+        return self._arun(self._touch_flow(key, expires_at))
+
+    async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
+        """Async :meth:`rotate`."""
+        return await self._arun(self._rotate_flow(old_key, new_key, record, expected_version))
+
+    async def adelete(self, key: str) -> None:
+        """Async :meth:`delete`."""
+        await self._arun(one(_Del(self._session_key(key))))
+
+    async def adelete_expired(self, now: float) -> int:
+        """Async :meth:`delete_expired`: always 0."""
+        return 0
+
+    async def adelete_user(self, user_id: str) -> int:
+        """Async :meth:`delete_user`."""
+        return await self._arun(self._delete_user_flow(user_id))
+
+    async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
+        """Async :meth:`list_user`."""
+        return await self._arun(self._list_user_flow(user_id))
+
+    async def aclose(self) -> None:
+        """Close the async client and its connections."""
+        if self._async is not None:
+            await self._async.client.aclose()
