@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from . import _codec
 from ._ids import is_valid_id, log_handle, store_key
@@ -22,9 +22,6 @@ from ._record import Record
 from .config import SessionConfig
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .session import Session
-
-if TYPE_CHECKING:
-    pass
 
 MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this server's clock
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from . import _aio
+from ._logs import log
 from ._record import Record
 
 __all__ = [
@@ -194,7 +195,10 @@ class Pause(NamedTuple):
         return _aio.sleep(self.seconds)
 
 
-STORE_OPERATIONS = frozenset({Load, Save, Delete, DeleteExpired, Close, Touch, Rotate, DeleteUser, ListUser})
+CORE_OPERATIONS: Capabilities = frozenset({Load, Save, Delete, DeleteExpired, Close})
+"""The operations every store has (the five core methods)."""
+
+NOTHING_INLINE: Capabilities = frozenset()
 
 
 def one(op: Operation[T]) -> Generator[Operation[T], Any, T]:
@@ -204,38 +208,51 @@ def one(op: Operation[T]) -> Generator[Operation[T], Any, T]:
 
 
 # -- the drivers: the only places that differ between sync and async ---------------------------------
+#
+# Only ``next(flow)`` and ``flow.send(...)`` sit inside the ``try`` that takes StopIteration as the
+# flow's return: a StopIteration that escapes an operation is an error, never a result.
 
 
 def drive(flow: Generator[Operation[Any], Any, T], target: Any, observe: Observer | None = None) -> T:
-    """Run ``flow`` against a sync ``target`` (a store, a connection, a client)."""
+    """Run ``flow`` against a sync ``target`` (a store, a cursor, a client)."""
     try:
         op = next(flow)
-        if observe is None:
-            while True:
-                op = flow.send(op.run(target))
-        while True:
-            op = flow.send(_observed(op, target, observe))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    while True:
+        result = op.run(target) if observe is None else _observed(op, target, observe)
+        try:
+            op = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 async def adrive(
-    flow: Generator[Operation[Any], Any, T], target: Any, observe: Observer | None = None, *, inline: bool = False
+    flow: Generator[Operation[Any], Any, T],
+    target: Any,
+    observe: Observer | None = None,
+    *,
+    inline: Capabilities = NOTHING_INLINE,
 ) -> T:
-    """Run ``flow`` against an async ``target``. With ``inline`` (a store whose sync methods never
-    block), the store operations run through its sync methods, without a coroutine each; every
-    other operation (a pause, a legacy reader's I/O) is awaited."""
+    """Run ``flow`` against an async ``target``. The operations whose type is in ``inline`` (for
+    a store whose sync methods never block: the ones it has sync methods for) run through the
+    sync side, without a coroutine each; every other operation (a pause, a legacy reader's I/O)
+    is awaited."""
     try:
         op = next(flow)
-        while True:
-            if observe is not None:
-                op = flow.send(await _aobserved(op, target, observe, inline))
-            elif inline and type(op) in STORE_OPERATIONS:
-                op = flow.send(op.run(target))
-            else:
-                op = flow.send(await op.arun(target))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
+    while True:
+        if observe is not None:
+            result = await _aobserved(op, target, observe, inline)
+        elif type(op) in inline:
+            result = op.run(target)
+        else:
+            result = await op.arun(target)
+        try:
+            op = flow.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
 
 def _observed(op: Operation[Any], target: Any, observe: Observer) -> Any:
@@ -245,20 +262,28 @@ def _observed(op: Operation[Any], target: Any, observe: Observer) -> Any:
     try:
         result = op.run(target)
     except BaseException as exc:
-        observe(op, time.perf_counter() - started, exc)
+        _tell(observe, op, time.perf_counter() - started, exc)
         raise
-    observe(op, time.perf_counter() - started, None)
+    _tell(observe, op, time.perf_counter() - started, None)
     return result
 
 
-async def _aobserved(op: Operation[Any], target: Any, observe: Observer, inline: bool) -> Any:
+async def _aobserved(op: Operation[Any], target: Any, observe: Observer, inline: Capabilities) -> Any:
     if type(op) is Pause:
         return await op.arun(target)
     started = time.perf_counter()
     try:
-        result = op.run(target) if inline and type(op) in STORE_OPERATIONS else await op.arun(target)
+        result = op.run(target) if type(op) in inline else await op.arun(target)
     except BaseException as exc:
-        observe(op, time.perf_counter() - started, exc)
+        _tell(observe, op, time.perf_counter() - started, exc)
         raise
-    observe(op, time.perf_counter() - started, None)
+    _tell(observe, op, time.perf_counter() - started, None)
     return result
+
+
+def _tell(observe: Observer, op: Operation[Any], seconds: float, error: BaseException | None) -> None:
+    """Call the observer; its own failure is logged and changes nothing for the request."""
+    try:
+        observe(op, seconds, error)
+    except Exception:
+        log.exception("the store operation observer failed on %s", type(op).__name__)

@@ -731,7 +731,8 @@ class Read(NamedTuple):
 
 class Forget(NamedTuple):
     """The operation that deletes an adopted legacy record: best effort, since the claim already
-    stops a second adoption (a failure is logged, and the request goes on with its session)."""
+    stops a second adoption (a failure is logged, and the request goes on with its session; an
+    observer of store operations sees it succeed)."""
 
     reader: LegacyReader
     value: str

@@ -1,4 +1,4 @@
-"""SessionManager: thin sync and async drivers over the flows in ``_core`` and a store."""
+"""SessionManager: the flows of ``_core`` run against a store by the drivers of ``_ops``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 from . import _aio, _codec, _cookies, _core
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._ops import (
+    CORE_OPERATIONS,
+    NOTHING_INLINE,
     Capabilities,
     Close,
     DeleteExpired,
@@ -42,6 +44,7 @@ from .stores._protocol import (
     SupportsTouch,
     SupportsUserIndex,
     asyncio_only,
+    implements,
     nonblocking,
 )
 
@@ -113,13 +116,14 @@ class SessionManager:
         self._legacy_name = any(reader.cookie.name == config.cookie.name for reader in self.legacy)
         self._id_factory = id_factory if id_factory is new_session_id else _checked(id_factory)
         self.store: Any = from_url(store, clock=clock) if isinstance(store, str) else store
-        self.supports_sync = isinstance(self.store, Store)
-        self.supports_async = isinstance(self.store, AsyncStore)
+        self.supports_sync = implements(self.store, Store)
+        self.supports_async = implements(self.store, AsyncStore)
         if not (self.supports_sync or self.supports_async):
             raise ConfigurationError(f"{type(self.store).__name__} implements neither the Store nor the AsyncStore protocol")
-        self._inline = self.supports_sync and nonblocking(self.store)  # async code calls its sync methods
-        self._sync_caps: Capabilities = frozenset(op for kind, op in _SYNC_CAPABILITIES if isinstance(self.store, kind))
-        self._async_caps: Capabilities = frozenset(op for kind, op in _ASYNC_CAPABILITIES if isinstance(self.store, kind))
+        self._sync_caps: Capabilities = frozenset(op for kind, op in _SYNC_CAPABILITIES if implements(self.store, kind))
+        self._async_caps: Capabilities = frozenset(op for kind, op in _ASYNC_CAPABILITIES if implements(self.store, kind))
+        # A store whose sync methods never block: async code runs the operations it has sync methods for inline.
+        self._inline = CORE_OPERATIONS | self._sync_caps if self.supports_sync and nonblocking(self.store) else NOTHING_INLINE
         self.observe: Observer | None = None  # sees every store operation (its kind, time, outcome): metrics, tracing
         self._turns = KeyTurns()  # commits of one session in this process take turns
         self._aturns = AsyncKeyTurns()
@@ -135,8 +139,9 @@ class SessionManager:
         return drive(flow, self.store, self.observe)
 
     def _arun(self, flow: Generator[Operation[Any], Any, T]) -> Coroutine[Any, Any, T]:
-        if not self.supports_async:
-            raise NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods")
+        if not self.supports_async:  # raised when awaited, as from an async method
+            flow.close()
+            return _raising(NotSupportedError(f"{type(self.store).__name__} has no asynchronous API; use the sync methods"))
         return adrive(flow, self.store, self.observe, inline=self._inline)
 
     # -- sessions -------------------------------------------------------------------------------
@@ -175,7 +180,7 @@ class SessionManager:
         already or does not verify."""
         return self._run(self._adoption(reader, value, _core.legacy_claim_id(reader.name, value), pending=True)) is not None
 
-    # -- legacy sessions: the decisions are in _core; these are the steps both drivers share -------
+    # -- legacy sessions: the decisions are in _core; this composes the flows ------------------------
 
     def _legacy_cookie(self, headers: Sequence[str]) -> tuple[LegacyReader, str, str] | None:
         """The first reader whose cookie the request carries: (reader, cookie value, claim ID)."""
@@ -388,6 +393,10 @@ class SessionManager:
     async def aclose(self) -> None:
         """Async :meth:`close`."""
         await self._arun(one(Close()))
+
+
+async def _raising(exc: Exception) -> Any:
+    raise exc
 
 
 def _header_list(cookie_headers: str | Iterable[str] | None) -> Sequence[str]:

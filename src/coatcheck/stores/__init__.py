@@ -25,6 +25,7 @@ from ._protocol import (
     SupportsUserIndex,
     asyncio_only,
     expires_natively,
+    implements,
     nonblocking,
 )
 
@@ -42,6 +43,7 @@ __all__ = [
     "asyncio_only",
     "expires_natively",
     "from_url",
+    "implements",
     "nonblocking",
 ]
 

@@ -39,6 +39,7 @@ __all__ = [
     "SupportsUserIndex",
     "asyncio_only",
     "expires_natively",
+    "implements",
     "nonblocking",
 ]
 
@@ -109,6 +110,25 @@ class SupportsAsyncUserIndex(Protocol):
 
     async def adelete_user(self, user_id: str) -> int: ...
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]: ...
+
+
+_MEMBERS: dict[type, tuple[str, ...]] = {
+    Store: ("load", "save", "delete", "delete_expired", "close"),
+    AsyncStore: ("aload", "asave", "adelete", "adelete_expired", "aclose"),
+    SupportsTouch: ("touch",),
+    SupportsAsyncTouch: ("atouch",),
+    SupportsRotate: ("rotate",),
+    SupportsAsyncRotate: ("arotate",),
+    SupportsUserIndex: ("delete_user", "list_user"),
+    SupportsAsyncUserIndex: ("adelete_user", "alist_user"),
+}
+
+
+def implements(store: object, protocol: type) -> bool:
+    """Whether ``store`` has every method of ``protocol`` (one of the protocols above), each
+    callable on the object itself: what ``isinstance`` would say, except that a method set to
+    None (a capability turned off) counts as missing and a proxy's ``__getattr__`` is honoured."""
+    return all(callable(getattr(store, name, None)) for name in _MEMBERS[protocol])
 
 
 # -- flags: class attributes a store may set (each False when absent) -----------------------------

@@ -1,9 +1,10 @@
 """What the SQL stores share: their Store and AsyncStore methods, each one line over a flow.
 
-A SQL store provides ``_flows`` (generators of statements, one per operation), ``_once`` and
-``_aonce`` (run a flow once on a sync or async connection), ``_transient`` and ``_error`` (what
-its driver's errors mean), ``_clock`` and ``purge_batch``; this class turns those into the public
-methods, so PostgreSQL and MySQL cannot drift apart.
+A SQL store calls ``_setup`` with its flows (generators of :class:`Statement` operations, one
+per store operation) and settings, names its ``database_name``, and provides ``_once`` and
+``_aonce`` (run a flow once on a sync or async connection, with the drivers of
+:mod:`coatcheck._ops`) and ``_transient`` and ``_error`` (what its driver's errors mean); this
+class turns those into the public methods, so PostgreSQL and MySQL cannot drift apart.
 
 A flow that failed with a deadlock or a serialization failure was rolled back by the server and
 is run again from its start (a generator cannot be rewound, so the methods pass a builder), at

@@ -4,13 +4,9 @@ against one flavour's client and its registered scripts."""
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..._ops import Operation
-
-if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
-    pass
-
 from ._scripts import _SCRIPTS
 
 T = TypeVar("T")

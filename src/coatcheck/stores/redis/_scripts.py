@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
-    pass
-
 _FIELDS = ("d", "e", "v", "u", "c")
 
 # -- Lua: one prelude, one script per atomic operation ------------------------------------------

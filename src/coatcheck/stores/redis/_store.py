@@ -6,19 +6,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..._ops import adrive, drive, one
 from ...errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from .._protocol import Record
-from ._resp import AsyncRespClient, RespClient, RespError, RespUnavailableError
-
-if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
-    pass
-
 from ._commands import Flow, _Batch, _Del, _Get, _HMGet, _Script, _Side, _ZRange, _ZRem
 from ._options import DEFAULT_TIMEOUT, _db, _query, _ssl_context, _store_options
+from ._resp import AsyncRespClient, RespClient, RespError, RespUnavailableError
 from ._scripts import _FIELDS
 
 T = TypeVar("T")
