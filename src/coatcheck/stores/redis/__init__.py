@@ -3,7 +3,9 @@
 ``RedisStore.from_url`` runs on the lean RESP client of :mod:`._resp`; the cluster store and
 injected clients run on redis-py. The package: ``_scripts`` (the Lua and the record layout),
 ``_commands`` (the round trips the flows yield), ``_options`` (URLs), ``_store`` (RedisStore),
-``_cluster`` (RedisClusterStore) and ``_resp`` (the lean client).
+``_cluster`` (RedisClusterStore) and ``_resp`` (the lean client). What differs between one
+server and a cluster (key tags, where the user index is written, rotation, "log out
+everywhere", revocation epochs) is a strategy object: ``_store.OneServer`` and ``_cluster.Cluster``.
 
 Key layout (``key_prefix`` defaults to ``"coatcheck:"``; ``<key>`` is the sha256-hex store key,
 never a session ID)::

@@ -17,10 +17,10 @@ if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run wi
     import redis.asyncio.retry
     import redis.retry
 
-from ._commands import Flow, _Del, _HMGet, _Script, _ZRem
+from ._commands import Flow, _Del, _Get, _HMGet, _Script, _ZRem
 from ._options import DEFAULT_TIMEOUT, _host_port, _pool_options, _query, _retry_once, _store_options
 from ._scripts import _FIELDS
-from ._store import RedisStore, _decode, _num
+from ._store import OneServer, RedisStore, _decode, _num, _revoked
 
 T = TypeVar("T")
 CLUSTER_MAX_LIFETIME = 30 * 24 * 3600.0
@@ -41,9 +41,9 @@ class RedisClusterStore(RedisStore):
     raise :class:`StoreUnavailableError`.
     """
 
-    _inline_index = False
-    _revocation_epochs = True
-    _open, _close = "{", "}"
+    @property
+    def _topology(self) -> OneServer:
+        return CLUSTER
 
     def __init__(
         self,
@@ -151,35 +151,64 @@ class RedisClusterStore(RedisStore):
         finally:
             slots.release()
 
-    def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
+
+class Cluster(OneServer):
+    """What differs on a Redis Cluster: keys carry a hash tag, so each multi-key script stays in
+    one slot; a user's sessions live in many slots, so the index is written by a second call,
+    rotation is create-new then delete-old-at-version, and "log out everywhere" first records a
+    revocation epoch that every read checks (see the package docstring)."""
+
+    def tag(self, part: str) -> str:
+        return "{" + part + "}"
+
+    def script_index_keys(self, store: RedisStore, record: Record) -> list[str]:
+        return []  # the index is in another slot
+
+    def index_after_write(self, store: RedisStore, user_id: str, key: str, at: int, now: float) -> Flow[None]:
+        yield store._index_op(user_id, key, at, now)
+
+    def touch_index_prefix(self, store: RedisStore) -> str:
+        return ""  # the script reports the user; a second call extends the index
+
+    def revoked(self, store: RedisStore, record: Record, created: float) -> Flow[bool]:
+        if not record.user_id:
+            return False
+        epoch = yield _Get(store._epoch_key(record.user_id))  # the one extra round trip
+        return _revoked(created, epoch)
+
+    def revoked_by(self, created: float, epoch: bytes | None) -> bool:
+        return _revoked(created, epoch)
+
+    def rotate(self, store: RedisStore, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         # Two slots, so no single script: create the new record first (unreachable: its ID has
         # not left the server), then delete the old one at its version; undo the first on failure.
-        now = self._clock()
-        found = _decode((yield _HMGet(self._session_key(old_key), _FIELDS)), now, self._max)
+        now = store._clock()
+        found = _decode((yield _HMGet(store._session_key(old_key), _FIELDS)), now, store._max)
         if found is None or found[0].version != expected_version:
             return False
         old, created = found
         keep_created = _num(created) if old.user_id == record.user_id else ""
-        if not (yield from self._save_flow(new_key, record, None, keep_created)):
+        if not (yield from store._save_flow(new_key, record, None, keep_created)):
             return False
-        args = [_num(now), self._max_arg, str(expected_version), _num(created), new_key]
-        if (yield _Script("delete_if", [self._session_key(old_key)], args)):
+        args = [_num(now), store._max_arg, str(expected_version), _num(created), new_key]
+        if (yield _Script("delete_if", [store._session_key(old_key)], args)):
             return True
-        yield _Del(self._session_key(new_key))
+        yield _Del(store._session_key(new_key))
         return False
 
-    def _delete_user_flow(self, user_id: str) -> Flow[int]:
+    def delete_user(self, store: RedisStore, user_id: str) -> Flow[int]:
         # The epoch first: it revokes every older session of the user, indexed or not, on every
         # node, and a rotation keeps the old creation time; then delete the indexed ones.
-        if not user_id:
-            return 0
-        now = self._clock()
-        index = self._index_key(user_id)
-        until = str(math.floor((now + self._max) * 1000))
-        members = [m.decode() for m in (yield _Script("revoke_epoch", [index, self._epoch_key(user_id)], [_num(now), until]))]
+        now = store._clock()
+        index = store._index_key(user_id)
+        until = str(math.floor((now + store._max) * 1000))
+        members = [m.decode() for m in (yield _Script("revoke_epoch", [index, store._epoch_key(user_id)], [_num(now), until]))]
         deleted = 0
         for member in members:  # one slot per call
-            deleted += yield _Script("delete_owned", [self._session_key(member)], [user_id, _num(now), self._max_arg])
+            deleted += yield _Script("delete_owned", [store._session_key(member)], [user_id, _num(now), store._max_arg])
         if members:
             yield _ZRem(index, members)
         return deleted
+
+
+CLUSTER = Cluster()

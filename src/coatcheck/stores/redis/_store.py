@@ -99,8 +99,6 @@ class RedisStore:
 
     expires_natively: ClassVar[bool] = True
     asyncio_only = True  # asyncio drivers: refused under trio
-    _inline_index: ClassVar[bool] = True  # the user index is written by the record's own script
-    _revocation_epochs: ClassVar[bool] = False
     _delete_batch: ClassVar[int] = 256  # sessions per call of a revoke
 
     def __init__(
@@ -169,16 +167,19 @@ class RedisStore:
 
     # -- keys --------------------------------------------------------------------------------------
 
-    _open, _close = "", ""  # what wraps a key's variable part (the cluster's hash tag)
+    @property
+    def _topology(self) -> OneServer:
+        """What differs between one server and a cluster (:class:`OneServer` here)."""
+        return ONE_SERVER
 
     def _session_key(self, key: str) -> str:
-        return f"{self.key_prefix}s:{self._open}{key}{self._close}"
+        return f"{self.key_prefix}s:{self._topology.tag(key)}"
 
     def _index_key(self, user_id: str) -> str:
-        return f"{self.key_prefix}u:{self._open}{user_id}{self._close}"
+        return f"{self.key_prefix}u:{self._topology.tag(user_id)}"
 
     def _epoch_key(self, user_id: str) -> str:
-        return f"{self.key_prefix}revoked:{self._open}{user_id}{self._close}"
+        return f"{self.key_prefix}revoked:{self._topology.tag(user_id)}"
 
     # -- drivers: the only code that differs between sync and async ----------------------------------
 
@@ -214,34 +215,28 @@ class RedisStore:
     def _index_op(self, user_id: str, key: str, at: int, now: float) -> _Script:
         return _Script("index", [self._index_key(user_id)], [key, at, _num(now)])
 
-    def _inline(self, record: Record) -> list[str]:
-        return [self._index_key(record.user_id)] if self._inline_index and record.user_id else []
-
     def _load_flow(self, key: str) -> Flow[Record | None]:
         now = self._clock()
         found = _decode((yield _HMGet(self._session_key(key), _FIELDS)), now, self._max)
         if found is None:
             return None
         record, created = found
-        if self._revocation_epochs and record.user_id:
-            epoch = yield _Get(self._epoch_key(record.user_id))  # the one extra round trip
-            if _revoked(created, epoch):
-                return None
+        if (yield from self._topology.revoked(self, record, created)):
+            return None
         return record
 
     def _save_flow(self, key: str, record: Record, expected_version: int | None, created: str = "") -> Flow[bool]:
         now = self._clock()
         expected = "" if expected_version is None else str(expected_version)
         args = [_num(now), expected, self._max_arg, key, created, *_record_args(record)]
-        at: int = yield _Script("save", [self._session_key(key), *self._inline(record)], args)
-        if at and record.user_id and not self._inline_index:
-            yield self._index_op(record.user_id, key, at, now)
+        at: int = yield _Script("save", [self._session_key(key), *self._topology.script_index_keys(self, record)], args)
+        if at and record.user_id:
+            yield from self._topology.index_after_write(self, record.user_id, key, at, now)
         return at > 0
 
     def _touch_flow(self, key: str, expires_at: float) -> Flow[bool]:
         now = self._clock()
-        index_prefix = self._index_key("") if self._inline_index else ""  # one server: the script extends the index
-        args = [_num(now), _num(expires_at), self._max_arg, index_prefix, key]
+        args = [_num(now), _num(expires_at), self._max_arg, self._topology.touch_index_prefix(self), key]
         moved = yield _Script("touch", [self._session_key(key)], args)
         if not moved:
             return False
@@ -250,23 +245,12 @@ class RedisStore:
         return True
 
     def _rotate_flow(self, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
-        now = self._clock()
-        keys = [self._session_key(old_key), self._session_key(new_key), *self._inline(record)]
-        args = [_num(now), str(expected_version), self._max_arg, new_key, "", *_record_args(record)]
-        return bool((yield _Script("rotate", keys, args)))
+        return self._topology.rotate(self, old_key, new_key, record, expected_version)
 
     def _delete_user_flow(self, user_id: str) -> Flow[int]:
-        # One batch per call; the call that leaves the index empty ends it (module docstring).
         if not user_id:
             return 0
-        now = self._clock()
-        args = [user_id, _num(now), self._max_arg, self._session_key(""), self._delete_batch]
-        deleted = 0
-        while True:
-            count, left = yield _Script("revoke", [self._index_key(user_id)], args)
-            deleted += int(count)
-            if not left:
-                return deleted
+        return (yield from self._topology.delete_user(self, user_id))
 
     def _list_user_flow(self, user_id: str) -> Flow[list[tuple[str, Record]]]:
         if not user_id:
@@ -282,7 +266,7 @@ class RedisStore:
         dead: list[str] = []
         for member, values in zip(members, rows, strict=True):
             found = _decode(values, now, self._max)
-            if found is None or found[0].user_id != user_id or (self._revocation_epochs and _revoked(found[1], epoch)):
+            if found is None or found[0].user_id != user_id or self._topology.revoked_by(found[1], epoch):
                 dead.append(member)
             else:
                 live.append((member, found[0]))
@@ -370,3 +354,56 @@ class RedisStore:
         """Close the async client and its connections."""
         if self._async is not None:
             await self._async.client.aclose()
+
+
+class OneServer:
+    """What a flow does on one Redis server, where every key is in one keyspace: each script
+    writes the user index with the record, rotation is one script, and "log out everywhere" is
+    a loop of one script per batch (see the package docstring). :class:`~._cluster.Cluster`
+    does what differs on a Redis Cluster."""
+
+    def tag(self, part: str) -> str:
+        """A key's variable part, as it appears in the key."""
+        return part
+
+    def script_index_keys(self, store: RedisStore, record: Record) -> list[str]:
+        """The user index key a record's own script writes with it (none when it cannot)."""
+        return [store._index_key(record.user_id)] if record.user_id else []
+
+    def index_after_write(self, store: RedisStore, user_id: str, key: str, at: int, now: float) -> Flow[None]:
+        """What indexes a record its own script could not: nothing here."""
+        return
+        yield
+
+    def touch_index_prefix(self, store: RedisStore) -> str:
+        """The index key prefix a touch script extends the user's index under ('' for none)."""
+        return store._index_key("")
+
+    def revoked(self, store: RedisStore, record: Record, created: float) -> Flow[bool]:
+        """Whether a "log out everywhere" that no index reached revoked ``record``: never here."""
+        return False
+        yield
+
+    def revoked_by(self, created: float, epoch: bytes | None) -> bool:
+        """Whether a record created at ``created`` is revoked by the user's ``epoch``: never here."""
+        return False
+
+    def rotate(self, store: RedisStore, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
+        now = store._clock()
+        keys = [store._session_key(old_key), store._session_key(new_key), *self.script_index_keys(store, record)]
+        args = [_num(now), str(expected_version), store._max_arg, new_key, "", *_record_args(record)]
+        return bool((yield _Script("rotate", keys, args)))
+
+    def delete_user(self, store: RedisStore, user_id: str) -> Flow[int]:
+        # One batch per call; the call that leaves the index empty ends it (package docstring).
+        now = store._clock()
+        args = [user_id, _num(now), store._max_arg, store._session_key(""), store._delete_batch]
+        deleted = 0
+        while True:
+            count, left = yield _Script("revoke", [store._index_key(user_id)], args)
+            deleted += int(count)
+            if not left:
+                return deleted
+
+
+ONE_SERVER = OneServer()
