@@ -21,6 +21,7 @@ from ._ops import Capabilities, Delete, Load, Operation, Pause, Rotate, Save, To
 from ._record import Record
 from .config import SessionConfig
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
+from .legacy import report_bad_value
 from .session import Session
 
 MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this server's clock
@@ -446,8 +447,6 @@ def legacy_data(data: Any, codec: _codec.Codec, reader: str, refuse: bool) -> di
     """The legacy ``data`` the session can hold: values ``codec`` refuses (and keys that are
     not strings) are dropped, or, with ``refuse``, the session adopts nothing (None). Each
     refused key is reported once per reader and name."""
-    from .legacy import report_bad_value
-
     if not isinstance(data, dict):
         return None
     kept: dict[str, Any] = {}

@@ -76,14 +76,12 @@ def _revoke(manager: SessionManager, args: argparse.Namespace) -> str:
     return f"revoked {manager.revoke_user(args.user)} sessions of {args.user!r}"
 
 
-LEGACY_KINDS = {
+DJANGO_ENGINES = {  # --from: the Django session engine it names
     "django-db": "django.contrib.sessions.backends.db",
     "django-cached-db": "django.contrib.sessions.backends.cached_db",
     "django-cache": "django.contrib.sessions.backends.cache",
-    "flask-session-redis": "",
-    "flask-session-sqlalchemy": "",
-    "starsessions": "",
 }
+LEGACY_KINDS = (*DJANGO_ENGINES, "flask-session-redis", "flask-session-sqlalchemy", "starsessions")
 
 
 def _legacy_reader(args: argparse.Namespace) -> ListableReader:
@@ -92,13 +90,13 @@ def _legacy_reader(args: argparse.Namespace) -> ListableReader:
     from . import legacy
 
     kind = args.source
-    if kind.startswith("django-"):
+    if kind in DJANGO_ENGINES:
         import django
 
         if "DJANGO_SETTINGS_MODULE" not in os.environ:
             raise ConfigurationError(f"--from {kind} reads the project's settings: set DJANGO_SETTINGS_MODULE")
         django.setup()
-        reader: object = legacy.django(LEGACY_KINDS[kind])
+        reader: object = legacy.django(DJANGO_ENGINES[kind])
     elif not args.legacy_url:
         raise ConfigurationError(f"--from {kind} needs --legacy-url (the old system's Redis or database URL)")
     elif kind == "starsessions":

@@ -44,7 +44,7 @@ from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, ErrorResponse, default_error_response, session_headers, status_line
 from .config import CookieConfig, SessionConfig
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
-from .legacy import BadValues, FlaskCookieReader, LegacyReader, check_readers
+from .legacy import BadValues, FlaskCookieReader, LegacyCookie, LegacyReader, check_readers
 from .manager import DEFAULT_STORE, SessionManager
 from .session import Session
 from .stores import AsyncStore, Store
@@ -378,14 +378,23 @@ def read_settings(app: flask.Flask) -> Settings:
     if partitioned and cookie.secure is not True:
         raise ConfigurationError("SESSION_COOKIE_PARTITIONED = True needs a Secure cookie; COATCHECK_COOKIE_SECURE is not True")
     store = config.get("COATCHECK_STORE")
+    permanent_lifetime = _lifetime(config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31)))
+    flask_cookie = LegacyCookie(cookie.name, cookie.path, cookie.domain)  # what Flask's own session cookie was
     return Settings(
         store=DEFAULT_STORE if store is None else store,
         config=session_config,
         partitioned=partitioned,
-        permanent_lifetime=_lifetime(config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))),
+        permanent_lifetime=permanent_lifetime,
         refresh_each_request=_flag(config, "SESSION_REFRESH_EACH_REQUEST", True),
         legacy=tuple(
-            reader.for_app(config) if isinstance(reader, FlaskCookieReader) else reader
+            reader.for_app(
+                secret_key=config.get("SECRET_KEY"),
+                fallbacks=config.get("SECRET_KEY_FALLBACKS") or (),
+                cookie=flask_cookie,
+                max_age=permanent_lifetime,
+            )
+            if isinstance(reader, FlaskCookieReader)
+            else reader
             for reader in check_readers(config.get("COATCHECK_LEGACY") or ())
         ),
         legacy_bad_values=config.get("COATCHECK_LEGACY_BAD_VALUES") or "drop",

@@ -28,8 +28,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from importlib import import_module
 from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
+from ._aio import to_thread
 from ._logs import security_log
 from .errors import CoatcheckError, ConfigurationError, NotSupportedError, StoreError
 
@@ -143,13 +145,16 @@ def _glob_prefix(prefix: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
 
 
+def user_id_of(value: object) -> str | None:
+    """A user ID as coatcheck binds it: a non-empty str, or an int as its decimal string; None
+    for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        return None
+    return str(value)
+
+
 def _user(data: Mapping[str, Any], key: str | None) -> str | None:
-    if key is None:
-        return None
-    user = data.get(key)
-    if isinstance(user, bool) or not isinstance(user, (str, int)) or user == "":
-        return None
-    return str(user)
+    return None if key is None else user_id_of(data.get(key))
 
 
 class _Named:
@@ -242,8 +247,6 @@ class FlaskCookieReader(_CookieOnly):
             self._serializer = self._make_serializer()
 
     def _make_serializer(self) -> Any:
-        import hashlib as _hashlib
-
         from flask.json.tag import TaggedJSONSerializer
         from itsdangerous import URLSafeTimedSerializer
 
@@ -254,22 +257,19 @@ class FlaskCookieReader(_CookieOnly):
             keys,
             salt="cookie-session",
             serializer=TaggedJSONSerializer(),
-            signer_kwargs={"key_derivation": "hmac", "digest_method": _hashlib.sha1},
+            signer_kwargs={"key_derivation": "hmac", "digest_method": hashlib.sha1},
         )
 
-    def for_app(self, config: Mapping[str, Any]) -> FlaskCookieReader:
-        """This reader with what it left out taken from a Flask app's config (``SECRET_KEY``,
-        ``SECRET_KEY_FALLBACKS``, ``SESSION_COOKIE_*``, ``PERMANENT_SESSION_LIFETIME``)."""
+    def for_app(
+        self, *, secret_key: str | bytes | None, fallbacks: Sequence[str | bytes], cookie: LegacyCookie, max_age: int
+    ) -> FlaskCookieReader:
+        """This reader with what it left out filled in from a Flask app's settings, as
+        ``coatcheck.flask`` reads them (``SECRET_KEY``, ``SECRET_KEY_FALLBACKS``, the session
+        cookie and ``PERMANENT_SESSION_LIFETIME``). A reader given its secret key is kept as it is."""
         if self.secret_key is not None:
             return self
-        lifetime = config.get("PERMANENT_SESSION_LIFETIME", timedelta(days=31))
-        seconds = int(lifetime.total_seconds() if isinstance(lifetime, timedelta) else lifetime)
-        cookie = self.cookie
-        if cookie == _FLASK_DEFAULT_COOKIE:
-            path = config.get("SESSION_COOKIE_PATH") or config.get("APPLICATION_ROOT") or "/"
-            cookie = LegacyCookie(config.get("SESSION_COOKIE_NAME", "session"), path, config.get("SESSION_COOKIE_DOMAIN") or None)
-        fallbacks = self.fallbacks or tuple(config.get("SECRET_KEY_FALLBACKS") or ())
-        return FlaskCookieReader(config.get("SECRET_KEY"), fallbacks, cookie, seconds, self.user_key)
+        own_cookie = cookie if self.cookie == _FLASK_DEFAULT_COOKIE else self.cookie
+        return FlaskCookieReader(secret_key, self.fallbacks or tuple(fallbacks), own_cookie, max_age, self.user_key)
 
     def read(self, value: str) -> LegacySession | None:
         if self._serializer is None:
@@ -550,13 +550,9 @@ class _SQLRecords:
                 yield session_id[len(prefix) :]
 
     async def aget(self, key: str) -> tuple[bytes | None, float | None]:
-        from ._aio import to_thread
-
         return await to_thread(self.get, key)
 
     async def adelete(self, key: str) -> None:
-        from ._aio import to_thread
-
         await to_thread(self.delete, key)
 
 
@@ -609,8 +605,6 @@ class _Django(_Named):
     ``SESSION_CACHE_ALIAS``, ``SESSION_COOKIE_*``), exactly as Django reads it."""
 
     def __init__(self, engine: str, cookie: LegacyCookie | None) -> None:
-        from importlib import import_module
-
         from django.conf import settings
 
         self.engine = engine

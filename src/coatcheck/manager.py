@@ -31,7 +31,7 @@ from ._record import Record
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
 from .errors import ConfigurationError, NotSupportedError, SessionTooLargeError
-from .legacy import MAX_LEGACY_VALUE, BadValues, Forget, LegacyReader, LegacySession, Read, check_readers, warn
+from .legacy import MAX_LEGACY_VALUE, BadValues, Forget, LegacyReader, LegacySession, Read, check_readers, user_id_of, warn
 from .session import Session
 from .stores import from_url
 from .stores._protocol import (
@@ -234,10 +234,8 @@ class SessionManager:
         data = _core.legacy_data(found.data, self.codec, reader.name, self._refuse_bad_values)
         if data is None:
             return None
-        user_id = found.user_id if isinstance(found.user_id, str) else None
-        if isinstance(found.user_id, int) and not isinstance(found.user_id, bool):
-            user_id = str(found.user_id)
-        if found.user_id is not None and (user_id is None or not 0 < len(user_id) <= 255):
+        user_id = user_id_of(found.user_id)
+        if found.user_id is not None and (user_id is None or len(user_id) > 255):
             warn(
                 reader.name,
                 f"user {str(found.user_id)[:40]!r} is not a user ID (1 to 255 characters); the session is adopted unbound",
