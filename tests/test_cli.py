@@ -31,7 +31,7 @@ def test_operator_commands_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixtu
         _login(url, user)
     assert main(["check", "--store", url]) == 0
     assert main(["migrate", "--store", url]) == 0
-    assert "needs no migration" in capsys.readouterr().out
+    assert "schema ready" in capsys.readouterr().out
     assert main(["sessions", "alice", "--store", url]) == 0
     listing = capsys.readouterr().out
     assert "2 live sessions for 'alice'" in listing

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from coatcheck import StoreError
+from coatcheck import ConfigurationError, StoreError
 from coatcheck.stores import Record
 from coatcheck.stores.sqlite import SQLiteStore
 
@@ -148,3 +148,55 @@ def test_sqlite_first_connections_to_a_new_file_wait_for_each_other(tmp_path: Pa
     for r in range(_ROUNDS):
         with contextlib.closing(sqlite3.connect(tmp_path / f"round{r}.db")) as conn:
             assert conn.execute("SELECT count(*) FROM coatcheck_sessions").fetchone()[0] == processes * _THREADS
+
+
+def test_sqlite_url_options_are_honoured_or_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/options.db"
+    store = SQLiteStore.from_url(f"{url}?table=other_sessions&timeout=0.5&purge_batch=7")
+    default = SQLiteStore.from_url(url)
+    try:
+        assert (store.table, store.timeout, store.purge_batch) == ("other_sessions", 0.5, 7)
+        assert store.save("k", _record(), expected_version=None)
+        assert store.load("k") is not None
+        assert default.load("k") is None  # another table in the same file
+    finally:
+        store.close()
+        default.close()
+    for query, message in [
+        ("pool_size=3", "unknown SQLite store URL parameter 'pool_size'"),
+        ("timeout=soon", "bad value for 'timeout'"),
+        ("table=no-dashes", "is not a valid name"),
+        ("timeout=0", "timeout must be positive"),
+    ]:
+        with pytest.raises(ConfigurationError, match=message):
+            SQLiteStore.from_url(f"{url}?{query}")
+
+
+def test_sqlite_revoke_that_fails_halfway_is_rolled_back(tmp_path: Path) -> None:
+    """``delete_user`` is one transaction: when its second statement fails, the first is undone
+    and the connection is left outside any transaction, ready for the next operation."""
+    store = SQLiteStore(tmp_path / "revoke.db")
+    try:
+        expired = Record(b"{}", time.time() - 1, 1, "alice")
+        store.save("live", Record(b"{}", time.time() + 3600, 1, "alice"), expected_version=None)
+        store.save("expired", expired, expected_version=None)
+        conn = store._connection()
+        deletes = 0
+
+        def deny_second_delete(action: int, *_: Any) -> int:
+            nonlocal deletes
+            if action == sqlite3.SQLITE_DELETE:
+                deletes += 1
+                return sqlite3.SQLITE_DENY if deletes == 2 else sqlite3.SQLITE_OK
+            return sqlite3.SQLITE_OK
+
+        conn.set_authorizer(deny_second_delete)
+        with pytest.raises(StoreError, match="not authorized"):
+            store.delete_user("alice")
+        conn.set_authorizer(None)
+        assert not conn.in_transaction
+        assert store.load("live") is not None  # the first DELETE was rolled back
+        assert store.delete_user("alice") == 1
+        assert store.list_user("alice") == []
+    finally:
+        store.close()

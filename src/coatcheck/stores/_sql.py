@@ -4,7 +4,7 @@ A SQL store calls ``_setup`` with its flows (generators of :class:`Statement` op
 per store operation) and settings, names its ``database_name``, and provides ``_once`` and
 ``_aonce`` (run a flow once on a sync or async connection, with the drivers of
 :mod:`coatcheck._ops`) and ``_transient`` and ``_error`` (what its driver's errors mean); this
-class turns those into the public methods, so PostgreSQL and MySQL cannot drift apart.
+class turns those into the public methods, so PostgreSQL, MySQL and SQLite cannot drift apart.
 
 A flow that failed with a deadlock or a serialization failure was rolled back by the server and
 is run again from its start (a generator cannot be rewound, so the methods pass a builder), at
@@ -15,7 +15,6 @@ to do again.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 import time
@@ -25,6 +24,7 @@ from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar, cast
 from urllib.parse import parse_qsl
 
+from .. import _aio
 from ..errors import ConfigurationError, StoreError
 from ._protocol import Record
 from ._urls import flag
@@ -66,14 +66,13 @@ Flow = Generator[Statement, Result, T]
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")  # a table name both databases take unquoted
 
 
-def check_options(
-    table: str, connect_timeout: float, statement_timeout: float, pool_timeout: float, pool_size: int, purge_batch: int
-) -> None:
-    """Raise :class:`ConfigurationError` for a bad option of a SQL store."""
+def check_options(table: str, purge_batch: int, pool_size: int = 1, **timeouts: float) -> None:
+    """Raise :class:`ConfigurationError` for a bad option of a SQL store (``timeouts``: its
+    timeouts in seconds, by name)."""
     if not isinstance(table, str) or not IDENTIFIER.fullmatch(table):
         raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
-    if min(connect_timeout, statement_timeout, pool_timeout) <= 0:
-        raise ConfigurationError("connect_timeout, statement_timeout and pool_timeout must be positive")
+    if min(timeouts.values(), default=1) <= 0:
+        raise ConfigurationError(f"{', '.join(timeouts)} must be positive")
     if pool_size < 1 or purge_batch < 1:
         raise ConfigurationError("pool_size and purge_batch must be at least 1")
 
@@ -100,20 +99,22 @@ BACKOFF = 0.01  # seconds: the n-th retry waits between BACKOFF and 2 * BACKOFF 
 
 class SQLFlows(ABC):
     """The statement sequences of every operation on one table, shared by both flavours and
-    both databases; a database supplies its SQL texts, its row mapping and what differs."""
+    every database; a database supplies its SQL texts and overrides what differs."""
+
+    begin: ClassVar[Statement] = BEGIN  # what starts a transaction that will write
 
     def __init__(self, table: str, sql: dict[str, str]) -> None:
         self.table = table
         self.sql = {name: text.format(t=table) for name, text in sql.items()}
 
     @staticmethod
-    @abstractmethod
     def record(row: tuple[Any, ...]) -> Record:
         """A Record from ``(data, expires_at, version, user_id)``."""
+        return Record(bytes(row[0]), float(row[1]), int(row[2]), row[3])
 
-    @abstractmethod
     def create(self, key: str, r: Record, now: float) -> Flow[bool]:
         """Insert ``r``, or replace an expired row; False if a live row holds ``key``."""
+        return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, now)) == 1
 
     @abstractmethod
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
@@ -147,7 +148,7 @@ class SQLFlows(ABC):
         return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
 
     def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
-        yield BEGIN
+        yield self.begin
         yield from self.lock_user(r.user_id, exclusive=False)
         ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
             yield from self.create(new_key, r, now)
@@ -181,23 +182,11 @@ class SQLStoreMethods(ABC):
     database_name: ClassVar[str]  # "PostgreSQL", "MySQL": for messages
 
     def _setup(
-        self,
-        flows: Any,
-        *,
-        where: str,
-        table: str,
-        create_schema: bool,
-        connect_timeout: float,
-        statement_timeout: float,
-        pool_timeout: float,
-        pool_size: int,
-        purge_batch: int,
-        clock: Callable[[], float],
+        self, flows: Any, *, where: str, table: str, create_schema: bool, purge_batch: int, clock: Callable[[], float]
     ) -> None:
         """The settings every SQL store keeps, as its constructor was given them."""
         self._flows, self._where, self.table, self.create_schema = flows, where, table, create_schema
-        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
-        self.pool_size, self.purge_batch, self._clock = pool_size, purge_batch, clock
+        self.purge_batch, self._clock = purge_batch, clock
         self._schema_pending = create_schema
 
     def _missing_table(self) -> StoreError:
@@ -224,6 +213,10 @@ class SQLStoreMethods(ABC):
 
     # -- drivers -----------------------------------------------------------------------------------
 
+    def _build(self, build: Callable[[], Flow[T]]) -> Flow[T]:
+        """The flow ``build()`` makes, after the schema's while it is still to be created."""
+        return self._schema_first(build()) if self._schema_pending else build()
+
     def _schema_first(self, flow: Flow[T]) -> Flow[T]:
         if self._schema_pending:
             yield from self._flows.migrate()
@@ -242,7 +235,7 @@ class SQLStoreMethods(ABC):
         runs = 0
         while True:
             try:
-                return self._once(self._schema_first(build()))
+                return self._once(self._build(build))
             except self._driver_errors as exc:
                 runs += 1
                 pause = self._retry_pause(exc, runs)
@@ -253,11 +246,11 @@ class SQLStoreMethods(ABC):
         runs = 0
         while True:
             try:
-                return await self._aonce(self._schema_first(build()))
+                return await self._aonce(self._build(build))
             except self._driver_errors as exc:
                 runs += 1
                 pause = self._retry_pause(exc, runs)
-            await asyncio.sleep(pause)
+            await _aio.sleep(pause)
 
     # -- schema ------------------------------------------------------------------------------------
 

@@ -185,7 +185,14 @@ class MySQLStore(SQLStoreMethods):
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        check_options(table, connect_timeout, statement_timeout, pool_timeout, pool_size, purge_batch)
+        check_options(
+            table,
+            purge_batch,
+            pool_size,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            pool_timeout=pool_timeout,
+        )
         if not database:
             raise ConfigurationError("the MySQL store needs a database name")
         lock_wait = max(1, math.ceil(statement_timeout))
@@ -206,13 +213,11 @@ class MySQLStore(SQLStoreMethods):
             where=f"{host}:{port}/{database}",
             table=table,
             create_schema=create_schema,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            pool_timeout=pool_timeout,
-            pool_size=pool_size,
             purge_batch=purge_batch,
             clock=clock,
         )
+        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
+        self.pool_size = pool_size
         self._lock = threading.Lock()
         self._pool: Pool | None = None
         self._apool: AsyncPool | None = None

@@ -65,7 +65,6 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
-from ._protocol import Record
 from ._sql import BEGIN, COMMIT, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options, url_options
 from ._watchdog import WATCHDOG
 
@@ -116,13 +115,6 @@ class _Flows(SQLFlows):
 
     def __init__(self, table: str) -> None:
         super().__init__(table, _SQL)
-
-    @staticmethod
-    def record(row: tuple[Any, ...]) -> Record:
-        return Record(bytes(row[0]), float(row[1]), int(row[2]), row[3])
-
-    def create(self, key: str, r: Record, now: float) -> Flow[bool]:
-        return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, now)) == 1
 
     def lock_user(self, user_id: str | None, *, exclusive: bool) -> Flow[None]:
         if user_id is not None:
@@ -248,7 +240,14 @@ class PostgresStore(SQLStoreMethods):
         purge_batch: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        check_options(table, connect_timeout, statement_timeout, pool_timeout, pool_size, purge_batch)
+        check_options(
+            table,
+            purge_batch,
+            pool_size,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            pool_timeout=pool_timeout,
+        )
         try:
             params = conninfo_to_dict(conninfo)
         except psycopg.Error as exc:
@@ -269,13 +268,11 @@ class PostgresStore(SQLStoreMethods):
             where=f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}/{params.get('dbname') or ''}",
             table=table,
             create_schema=create_schema,
-            connect_timeout=connect_timeout,
-            statement_timeout=statement_timeout,
-            pool_timeout=pool_timeout,
-            pool_size=pool_size,
             purge_batch=purge_batch,
             clock=clock,
         )
+        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
+        self.pool_size = pool_size
         self._reply_timeout = statement_timeout + _REPLY_MARGIN
         self._lock = threading.Lock()
         self._alock = asyncio.Lock()
