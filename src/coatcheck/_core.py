@@ -22,7 +22,7 @@ from ._record import Record
 from .config import SessionConfig
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .legacy import report_bad_value
-from .session import Session
+from .session import Session, Stored
 
 MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this server's clock
 
@@ -95,7 +95,7 @@ def load_flow(
                 )
         key, record, created_at, data = found
         session = make_session(session_id)
-        session._adopt(key, record.data, record.version, created_at, record.expires_at, record.user_id, data)
+        session._settle(Stored(key, record.data, record.version, created_at, record.expires_at, record.user_id), data)
         return session
     return make_session(None)
 
@@ -124,17 +124,16 @@ def commit_flow(
     the rest of the commit does.
     """
     flow = _commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
-    return flow if not session._cookie_due else _with_cookie(session, flow, now)
+    return flow if not session._requests.cookie_due else _with_cookie(session, flow, now)
 
 
 def _with_cookie(
     session: Session, flow: Generator[Operation[Any], Any, CommitResult] | None, now: float
 ) -> Generator[Operation[Any], Any, CommitResult]:
     result = NOTHING if flow is None else (yield from flow)
-    session._cookie_due = False
-    if result.session_id is None and not result.clear and session._loaded_key is not None:
-        assert session._expires_at is not None
-        result = _result(session, session._expires_at, now)
+    session._update_requests(cookie_due=False)
+    if result.session_id is None and not result.clear and session._stored is not None:
+        result = _result(session, session._stored.expires_at, now)
     return result
 
 
@@ -148,30 +147,31 @@ def _commit_flow(
     deleted meanwhile (logout, revoke) stays deleted. Changes made while answering a response
     that does not ``keep_changes`` are dropped; a requested logout is applied all the same.
     """
-    if session._destroy_key is not None:
+    if session._requests.ended is not None:
         return _destroy(session, config, now, keep_changes, capabilities)
     if not keep_changes:
         return None
-    if session._loaded_key is None:
+    stored = session._stored
+    if stored is None:
         return _create(session, config, now) if dict.__len__(session) or session._user_id is not None else None
-    if session._dirty or session._snapshots or session._rotate or session._user_changed:
+    if session._maybe_changed():
         changed = session._changed_keys()
-        if changed or session._rotate or session._user_changed:
-            return _write(session, changed, config, now, capabilities)
-    return _touch(session, config, now, capabilities) if _touch_due(session, config, now) else None
+        if changed or session._requests.rotate or session._requests.login:
+            return _write(session, stored, changed, config, now, capabilities)
+    return _touch(session, stored, config, now, capabilities) if _touch_due(stored, config, now) else None
 
 
-def _touch_due(session: Session, config: SessionConfig, now: float) -> bool:
-    assert session._created_at is not None and session._expires_at is not None
-    return deadline(config, session._created_at, now) - session._expires_at >= max(config.touch_seconds, 1.0)
+def _touch_due(stored: Stored, config: SessionConfig, now: float) -> bool:
+    return deadline(config, stored.created_at, now) - stored.expires_at >= max(config.touch_seconds, 1.0)
 
 
 def _destroy(
     session: Session, config: SessionConfig, now: float, keep_changes: bool, capabilities: Capabilities
 ) -> Generator[Operation[Any], Any, CommitResult]:
     """Delete the ended session's record, then persist what the request put in its fresh one."""
-    ended, session._destroy_key = session._destroy_key, None
+    ended = session._requests.ended
     assert ended is not None
+    session._update_requests(ended=None)
     yield Delete(ended)
     security_log(logging.INFO, "session ended (sha256 %s)", ended[:16])
     rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
@@ -192,76 +192,75 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Op
     for _ in range(config.max_commit_attempts):
         key = store_key(session._current_id())
         if (yield Save(key, record, None)):
-            session._adopt(key, raw, 1, now, expires_at, session._user_id, session)
+            session._settle(Stored(key, raw, 1, now, expires_at, session._user_id))
             security_log(logging.INFO, "session created (sha256 %s)", key[:16])
             return _result(session, expires_at, now)
-        session._id = session._id_factory()  # an ID collision: never overwrite, draw again
+        session._redraw_id()  # an ID collision: never overwrite, draw again
     raise ConcurrentUpdateError("could not find an unused session ID")
 
 
 def _touch(
-    session: Session, config: SessionConfig, now: float, capabilities: Capabilities
+    session: Session, stored: Stored, config: SessionConfig, now: float, capabilities: Capabilities
 ) -> Generator[Operation[Any], Any, CommitResult]:
     """Move the expiry of an unchanged session (the caller checked that a refresh is due)."""
-    assert session._created_at is not None and session._loaded_key is not None
-    expires_at = deadline(config, session._created_at, now)
+    expires_at = deadline(config, stored.created_at, now)
     if Touch in capabilities:
-        if (yield Touch(session._loaded_key, expires_at)) is False:
+        if (yield Touch(stored.key, expires_at)) is False:
             return NOTHING  # deleted meanwhile (a logout), or refreshed further by a concurrent write
     else:
-        assert session._raw is not None
-        record = Record(session._raw, expires_at, session._version + 1, session._user_id)
-        if not (yield Save(session._loaded_key, record, session._version)):
+        record = Record(stored.raw, expires_at, stored.version + 1, stored.user_id)
+        if not (yield Save(stored.key, record, stored.version)):
             return NOTHING  # a concurrent write already refreshed (or deleted) it
-    session._expires_at = expires_at
+    session._settle(stored._replace(expires_at=expires_at))
     return _result(session, expires_at, now)
 
 
 def _write(
-    session: Session, changed: set[str], config: SessionConfig, now: float, capabilities: Capabilities
+    session: Session, stored: Stored, changed: set[str], config: SessionConfig, now: float, capabilities: Capabilities
 ) -> Generator[Operation[Any], Any, CommitResult]:
-    old_key, rotate = session._loaded_key, session._rotate
-    assert old_key is not None and session._created_at is not None and session._expires_at is not None
-    created_at = now if session._reauthenticated else session._created_at
-    new_id = session._id_factory() if rotate else None
+    requests = session._requests
+    old_key, login, user_id = stored.key, requests.login, session._user_id
+    created_at = now if login else stored.created_at
+    new_id = session._draw_id() if requests.rotate else None
     for attempt in range(config.max_commit_attempts):
         if attempt:
             yield backoff(attempt)
         raw = _encode(session, config, created_at)
         # The expiry, and with it the cookie, moves at most once per touch_interval: a write
         # between two refreshes keeps it and sends no Set-Cookie (a new ID always does).
-        renew = rotate or session._reauthenticated or _touch_due(session, config, now)
-        expires_at = deadline(config, created_at, now) if renew else session._expires_at
-        record = Record(raw, expires_at, session._version + 1, session._user_id)
+        renew = requests.rotate or login or _touch_due(stored, config, now)
+        expires_at = deadline(config, created_at, now) if renew else stored.expires_at
+        record = Record(raw, expires_at, stored.version + 1, user_id)
         if new_id is None:
-            saved = yield Save(old_key, record, session._version)
+            saved = yield Save(old_key, record, stored.version)
         elif Rotate in capabilities:
-            saved = yield Rotate(old_key, store_key(new_id), record, session._version)
+            saved = yield Rotate(old_key, store_key(new_id), record, stored.version)
         else:
-            claimed = yield from _rotate_by_parts(session, old_key, new_id, record, config)
+            claimed = yield from _rotate_by_parts(session, stored, new_id, record, config)
             saved, new_id = claimed is not None, claimed or new_id
         if saved:
-            new_key = old_key
+            new_key = old_key if new_id is None else store_key(new_id)
             if new_id is not None:
-                session._id, new_key = new_id, store_key(new_id)
                 security_log(logging.INFO, "session ID rotated (sha256 %s, now %s)", old_key[:16], new_key[:16])
-            session._adopt(new_key, raw, record.version, created_at, expires_at, session._user_id, session)
-            session._rotate = session._user_changed = session._reauthenticated = False
+            session._settle(Stored(new_key, raw, record.version, created_at, expires_at, user_id), session_id=new_id)
+            session._update_requests(rotate=False, login=False)
             return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Load(old_key)
-        if fresh is None and min(session._expires_at, session._created_at + config.absolute_seconds) <= now:
+        if fresh is None and min(stored.expires_at, stored.created_at + config.absolute_seconds) <= now:
             raise _interrupted(session, "expired while this request ran")
         if fresh is None or fresh.data == _codec.TOMBSTONE:
             raise _interrupted(session, "ended or given a new ID by a concurrent request")
-        if new_id is not None and fresh.version == session._version:
-            new_id = session._id_factory()  # the new ID collided; the old record is unchanged
+        if new_id is not None and fresh.version == stored.version:
+            new_id = session._draw_id()  # the new ID collided; the old record is unchanged
             continue
         try:
             fresh_created, fresh_data = session._codec.decode(fresh.data)
         except _codec.CorruptRecordError:
             raise _interrupted(session, "overwritten with a corrupt record by a concurrent request") from None
-        _merge(session, changed, fresh, fresh_created, fresh_data)
-        created_at = now if session._reauthenticated else fresh_created
+        _merge(session, changed, fresh_data)
+        user_id = user_id if login else fresh.user_id
+        stored = Stored(old_key, fresh.data, fresh.version, fresh_created, fresh.expires_at, user_id)
+        created_at = now if login else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
 
 
@@ -271,7 +270,7 @@ def _interrupted(session: Session, what: str) -> SessionInterruptedError:
 
 
 def _rotate_by_parts(
-    session: Session, old_key: str, new_id: str, record: Record, config: SessionConfig
+    session: Session, stored: Stored, new_id: str, record: Record, config: SessionConfig
 ) -> Generator[Operation[Any], Any, str | None]:
     """Rotate with the five core store methods, keeping an atomic rotate's guarantees.
 
@@ -282,23 +281,24 @@ def _rotate_by_parts(
     resurrected. At every step the session is under a key in the user index, so a concurrent
     revoke finds it. Returns the new ID, or None if the claim failed.
     """
-    assert session._expires_at is not None
     for _ in range(config.max_commit_attempts):
         if (yield Save(store_key(new_id), record, None)):
             break
-        new_id = session._id_factory()
+        new_id = session._draw_id()
     else:
         raise ConcurrentUpdateError("could not find an unused session ID")
-    tombstone = Record(_codec.TOMBSTONE, session._expires_at, session._version + 1, None)
-    if not (yield Save(old_key, tombstone, session._version)):
+    old_key = stored.key
+    tombstone = Record(_codec.TOMBSTONE, stored.expires_at, stored.version + 1, None)
+    if not (yield Save(old_key, tombstone, stored.version)):
         yield Delete(store_key(new_id))
         return None
     yield Delete(old_key)
     return new_id
 
 
-def _merge(session: Session, changed: set[str], fresh: Record, created_at: float, data: dict[str, Any]) -> None:
-    """Re-apply this request's changed keys (and user binding) onto the freshly loaded data."""
+def _merge(session: Session, changed: set[str], data: dict[str, Any]) -> None:
+    """Re-apply this request's changed keys onto the freshly loaded ``data``, which becomes the
+    session's content."""
     mine = session._plain()
     for key in changed:
         if key in mine:
@@ -306,10 +306,6 @@ def _merge(session: Session, changed: set[str], fresh: Record, created_at: float
         else:
             data.pop(key, None)
     session._replace_data(data)
-    session._version, session._created_at = fresh.version, created_at
-    session._expires_at = fresh.expires_at
-    if not session._user_changed:
-        session._user_id = fresh.user_id
 
 
 # -- adopting a legacy session (see coatcheck.legacy) -----------------------------------------------
@@ -368,7 +364,7 @@ def claimed_flow(
         if not (yield Save(claim_key, handed_out, record.version)):
             return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED  # another request did
         session = yield from load_flow([claim[0]], config, now, make_session, codec)
-        return REFUSED if session._loaded_key is None else Adoption((yield from _fresh_start(session, config, now)))
+        return REFUSED if session._stored is None else Adoption((yield from _fresh_start(session, session._stored, config, now)))
     try:
         age = now - float(claim[1]) if claim is not None else -1.0
     except ValueError:
@@ -377,18 +373,17 @@ def claimed_flow(
         security_log(logging.WARNING, "legacy session cookie replayed after its adoption (claim sha256 %s)", log_handle(claim_id))
         return REFUSED
     session = yield from load_flow([claim[0]], config, now, make_session, codec)
-    return REFUSED if session._loaded_key is None else Adoption(session)
+    return REFUSED if session._stored is None else Adoption(session)
 
 
-def _fresh_start(session: Session, config: SessionConfig, now: float) -> Generator[Operation[Any], Any, Session]:
+def _fresh_start(session: Session, stored: Stored, config: SessionConfig, now: float) -> Generator[Operation[Any], Any, Session]:
     """Start the idle and absolute timeouts of a session adopted offline now, when its browser
     comes (a concurrent write that got there first has done the same)."""
-    assert session._loaded_key is not None
     raw = session._codec.encode(now, session._plain())
     expires_at = deadline(config, now, now)
-    record = Record(raw, expires_at, session._version + 1, session._user_id)
-    if (yield Save(session._loaded_key, record, session._version)):
-        session._adopt(session._loaded_key, raw, record.version, now, expires_at, session._user_id, session)
+    record = Record(raw, expires_at, stored.version + 1, stored.user_id)
+    if (yield Save(stored.key, record, stored.version)):
+        session._settle(Stored(stored.key, raw, record.version, now, expires_at, stored.user_id))
     return session
 
 
@@ -427,7 +422,7 @@ def adopt_flow(
         key = store_key(session._current_id())
         if (yield Save(key, record, None)):
             break
-        session._id = session._id_factory()
+        session._redraw_id()
     else:
         raise ConcurrentUpdateError("could not find an unused session ID")
     claim = Record(
@@ -438,7 +433,7 @@ def adopt_flow(
         if pending:
             return REFUSED  # adopted meanwhile by a returning browser
         return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED
-    session._adopt(key, raw, 1, now, expires_at, user_id, session)
+    session._settle(Stored(key, raw, 1, now, expires_at, user_id))
     security_log(logging.INFO, "legacy session adopted (sha256 %s, claim %s)", key[:16], log_handle(claim_id))
     return Adoption(session, created=True)
 

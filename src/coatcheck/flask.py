@@ -548,12 +548,12 @@ def _settle(session: FlaskSession, keep_changes: bool) -> bool:
     permanent flag, or nothing changed (``modified = False``), is not stored.
     """
     content = dict.__len__(session) - dict.__contains__(session, "_permanent")
-    if session._loaded_key is not None:
-        if keep_changes and not content and not session._user_changed and session._changed_keys():
+    if session._stored is not None:
+        if keep_changes and not content and not session._requests.login and session._changed_keys():
             session.logout()
         return True
     if session._user_id is None and not (session._changed_keys() - {"_permanent"}):
-        if session._destroy_key is None:
+        if session._requests.ended is None:
             return False
         dict.clear(session)  # ended in this request: delete it, create nothing new
     return True
@@ -570,25 +570,25 @@ def _commit(active: _Active, session: FlaskSession, status_code: int, request: f
     """
     if not _settle(session, status_code < 500 or active.settings.config.save_on_server_error):
         return None
-    loaded_key, version = session._loaded_key, session._version
+    before = session._stored
     permanence_changed = "_permanent" in session._dirty
-    due = session._cookie_due  # adopted from a legacy session: the browser has not got this ID yet
+    due = session._requests.cookie_due  # adopted from a legacy session: the browser has not got this ID yet
     scheme = request.scheme
     set_cookie = active.manager.commit(session, status_code=status_code, scheme=scheme, host=lambda: request.host)
     settings = active.settings
-    if session._loaded_key is None:  # ended, or nothing stored: the manager's clearing cookie, if any
+    stored = session._stored
+    if stored is None:  # ended, or nothing stored: the manager's clearing cookie, if any
         if set_cookie is None or not settings.partitioned:
             return set_cookie
         return f"{set_cookie}; Partitioned"
-    wrote = session._loaded_key != loaded_key or session._version != version
+    wrote = before is None or stored.key != before.key or stored.version != before.version
     permanent = dict.get(session, "_permanent", False) is True
     if set_cookie is None and not (wrote and permanence_changed):
         return None
     if not wrote and not due and not (permanent and settings.refresh_each_request):
         return None
-    assert session._expires_at is not None
     cookie = settings.config.cookie if permanent else active.browser_cookie
-    max_age = min(max(0, int(session._expires_at - active.manager.clock())), settings.permanent_lifetime)
+    max_age = min(max(0, int(stored.expires_at - active.manager.clock())), settings.permanent_lifetime)
     attributes = _cookies.cookie_attributes(cookie, secure=_cookies.wants_secure(cookie, scheme))
     set_cookie = _cookies.set_cookie_header(cookie, session._current_id(), max_age, attributes)
     return f"{set_cookie}; Partitioned" if settings.partitioned else set_cookie

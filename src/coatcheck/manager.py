@@ -193,7 +193,7 @@ class SessionManager:
     def _load_or_adopt(self, headers: Sequence[str]) -> Generator[Operation[Any], Any, Session]:
         """The load flow, then, without a live session but with a legacy cookie, the adoption."""
         session = yield from self._load_flow(headers)
-        if session._loaded_key is not None or (found := self._legacy_cookie(headers)) is None:
+        if session._stored is not None or (found := self._legacy_cookie(headers)) is None:
             return session
         reader, value, claim = found
         adopted = yield from self._adoption(reader, value, claim)
@@ -251,7 +251,8 @@ class SessionManager:
         """The request's session after a legacy cookie: the adopted one (its cookie to send), or
         ``fresh``; either way the legacy cookie is cleared (unless ours replaces it)."""
         session = adopted or fresh
-        session._cookie_due = adopted is not None
+        if adopted is not None:
+            session._update_requests(cookie_due=True)
         ours, theirs = self.config.cookie, reader.cookie
         same = (ours.name, ours.path, ours.domain) == (theirs.name, theirs.path, theirs.domain)
         session._legacy_cookie = (_cookies.legacy_clear_header(theirs, secure=ours.secure is True), same)
@@ -292,7 +293,7 @@ class SessionManager:
         flow = self._commit_flow(session, status_code, self._sync_caps)
         if flow is None:
             return None
-        with self._turns.hold(session._loaded_key or session._destroy_key):
+        with self._turns.hold(_turn_key(session)):
             result = self._run(flow)
         return self._set_cookie(result, scheme, host)
 
@@ -301,7 +302,7 @@ class SessionManager:
         flow = self._commit_flow(session, status_code, self._async_caps)
         if flow is None:
             return None
-        key = session._loaded_key or session._destroy_key
+        key = _turn_key(session)
         if key is None:
             return self._set_cookie(await self._arun(flow), scheme, host)
         turns = self._aturns
@@ -395,6 +396,11 @@ class SessionManager:
 
 async def _raising(exc: Exception) -> Any:
     raise exc
+
+
+def _turn_key(session: Session) -> str | None:
+    """The store key whose commits take turns: the session's, or the one it ended."""
+    return session._stored.key if session._stored is not None else session._requests.ended
 
 
 def _header_list(cookie_headers: str | Iterable[str] | None) -> Sequence[str]:

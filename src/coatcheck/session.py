@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from . import _codec
 from ._logs import log
@@ -15,6 +15,32 @@ _MAX_USER_ID_LENGTH = 255
 _MUTABLE = (list, dict)
 _MISSING: Any = object()
 D = TypeVar("D")
+
+
+class Stored(NamedTuple):
+    """A session's persistence state: the record this request last read or wrote for it. The
+    flows (``_core``) take it from :attr:`Session._stored` and hand a new one back through
+    :meth:`Session._settle`."""
+
+    key: str  # the store key, sha256 of the session ID
+    raw: bytes  # the record's data, as stored
+    version: int
+    created_at: float
+    expires_at: float
+    user_id: str | None
+
+
+class Requests(NamedTuple):
+    """What the application asked of a session's lifecycle in this request, for its commit
+    (:attr:`Session._requests`): each flag is answered, and cleared, by the commit's flow."""
+
+    rotate: bool = False  # a new ID
+    login: bool = False  # bound to a user in this request: a new ID, and the absolute timeout restarts
+    ended: str | None = None  # the store key of a session logged out, to delete
+    cookie_due: bool = False  # the browser does not hold this ID yet (adopted from a legacy system)
+
+
+NO_REQUESTS = Requests()
 
 
 class Session(dict[str, Any]):
@@ -37,25 +63,17 @@ class Session(dict[str, Any]):
         "_added_size",
         "_base_size",
         "_codec",
-        "_cookie_due",
-        "_created_at",
-        "_destroy_key",
         "_dirty",
-        "_expires_at",
         "_frozen",
         "_id",
         "_id_factory",
         "_legacy_cookie",
-        "_loaded_key",
         "_max_size",
-        "_raw",
-        "_reauthenticated",
-        "_rotate",
+        "_requests",
         "_set_sizes",
         "_snapshots",
-        "_user_changed",
+        "_stored",
         "_user_id",
-        "_version",
     )
 
     def __init__(
@@ -66,51 +84,63 @@ class Session(dict[str, Any]):
         max_size: int,
         codec: _codec.Codec = _codec.JSON,
     ) -> None:
-        """Build an empty session (its ID is drawn when first needed); the manager fills
-        loaded ones with :meth:`_adopt`. ``codec`` says which values it takes (JSON by default)."""
+        """Build an empty session (its ID is drawn when first needed); the flows make it a
+        stored one with :meth:`_settle`. ``codec`` says which values it takes (JSON by default)."""
         self._codec = codec
         self._id_factory = id_factory
         self._max_size = max_size
-        self._destroy_key: str | None = None
         self._accessed = False
         self._frozen = False  # set by a middleware once changes can no longer be saved
-        self._cookie_due = False  # the browser does not hold this ID yet (adopted from a legacy system)
         self._legacy_cookie: tuple[str, bool] | None = None  # (Set-Cookie clearing it, same cookie as ours)
-        self._reset(session_id)
+        self._reset(session_id, NO_REQUESTS)
 
-    def _reset(self, session_id: str | None) -> None:
+    def _reset(self, session_id: str | None, requests: Requests) -> None:
         self._id = session_id
-        self._loaded_key: str | None = None
-        self._raw: bytes | None = None
-        self._version = 0
-        self._created_at: float | None = None
-        self._expires_at: float | None = None
+        self._stored: Stored | None = None
+        self._requests = requests
         self._user_id: str | None = None
         dict.clear(self)
         self._base_size = self._added_size = 0
         self._dirty: set[str] = set()
         self._snapshots: dict[str, bytes] = {}
         self._set_sizes: dict[str, int] = {}
-        self._rotate = False
-        self._reauthenticated = False
-        self._user_changed = False
 
-    def _adopt(
-        self, key: str, raw: bytes, version: int, created_at: float, expires_at: float, user_id: str | None, data: dict[str, Any]
-    ) -> None:
-        """Make this session the one stored under ``key`` (used by the manager after a load)."""
-        self._loaded_key, self._raw, self._version = key, raw, version
-        self._created_at, self._expires_at, self._user_id = created_at, expires_at, user_id
-        if data is not self:  # as _replace_data, inline: this runs on every load
-            dict.clear(self)
-            dict.update(self, data)
-        self._base_size = len(raw)
+    # -- the flows' side (``_core``): persistence state and lifecycle requests in, new state out ----
+
+    def _settle(self, stored: Stored, data: Mapping[str, Any] | None = None, session_id: str | None = None) -> None:
+        """Make ``stored`` this session's persistence state, after a load or a write: its user
+        becomes the session's, ``data`` (when given) its content, ``session_id`` its ID."""
+        self._stored = stored
+        self._user_id = stored.user_id
+        if session_id is not None:
+            self._id = session_id
+        if data is not None:
+            self._replace_data(data)
+        self._base_size = len(stored.raw)
+
+    def _update_requests(self, **flags: Any) -> None:
+        """Set or clear lifecycle requests (:class:`Requests`' fields): the commit's flow clears
+        each one it answered."""
+        self._requests = self._requests._replace(**flags)
+
+    def _draw_id(self) -> str:
+        """A new session ID, not yet this session's."""
+        return self._id_factory()
+
+    def _redraw_id(self) -> None:
+        """Take another ID: the one drawn was in use (a collision), and nobody has been given it."""
+        self._id = self._id_factory()
 
     def _replace_data(self, data: Mapping[str, Any]) -> None:
         """Make ``data`` the session's content (not a change: nothing is marked for saving)."""
         if data is not self:
             dict.clear(self)
             dict.update(self, data)
+
+    def _maybe_changed(self) -> bool:
+        """Cheap: could committing write anything but a refresh (exact: :meth:`_changed_keys`)?"""
+        r = self._requests
+        return bool(self._dirty or self._snapshots or r.rotate or r.login)
 
     def _plain(self) -> dict[str, Any]:
         """The content as a plain dict, read without marking the session accessed (through the
@@ -134,7 +164,7 @@ class Session(dict[str, Any]):
     def is_new(self) -> bool:
         """True when this session was not loaded from the store in this request."""
         self._accessed = True  # the answer depends on the cookie: the response varies on it
-        return self._loaded_key is None
+        return self._stored is None
 
     @property
     def user_id(self) -> str | None:
@@ -146,13 +176,13 @@ class Session(dict[str, Any]):
     def created_at(self) -> float | None:
         """Unix time the session was created (or its user logged in); None if not yet stored."""
         self._accessed = True  # the answer depends on the cookie: the response varies on it
-        return self._created_at
+        return None if self._stored is None else self._stored.created_at
 
     @property
     def expires_at(self) -> float | None:
         """Unix time the stored session expires unless refreshed; None if not yet stored."""
         self._accessed = True  # the answer depends on the cookie: the response varies on it
-        return self._expires_at
+        return None if self._stored is None else self._stored.expires_at
 
     @property
     def accessed(self) -> bool:
@@ -167,7 +197,8 @@ class Session(dict[str, Any]):
     @property
     def modified(self) -> bool:
         """True when committing this session would write to the store."""
-        return bool(self._changed_keys() or self._rotate or self._user_changed or self._destroy_key)
+        r = self._requests
+        return bool(self._changed_keys() or r.rotate or r.login or r.ended)
 
     def _freeze(self) -> None:
         """Called by a middleware once no change can be saved any more: its response started (the
@@ -184,8 +215,8 @@ class Session(dict[str, Any]):
         self._accessed = True
         if self._frozen:
             self._late("rotate()")
-        if self._loaded_key is not None:
-            self._rotate = True
+        if self._stored is not None:
+            self._update_requests(rotate=True)
 
     def login(self, user_id: str) -> None:
         """Bind the session to ``user_id``: rotate the ID and enter the per-user index.
@@ -201,17 +232,16 @@ class Session(dict[str, Any]):
             self.clear()
         self.rotate()
         self._user_id = user_id
-        self._user_changed = True
-        self._reauthenticated = True
+        self._update_requests(login=True)
 
     def logout(self) -> None:
         """Delete the session server-side and clear the cookie; the request goes on anonymous."""
         self._accessed = True
         if self._frozen:
             self._late("logout()")
-        if self._loaded_key is not None:
-            self._destroy_key = self._loaded_key
-        self._reset(None)
+        requests = self._requests
+        ended = requests.ended if self._stored is None else self._stored.key
+        self._reset(None, Requests(ended=ended, cookie_due=requests.cookie_due))
 
     # -- the mapping: every dict method, through the change tracking ------------------------
 
@@ -231,7 +261,8 @@ class Session(dict[str, Any]):
         size = len(key) + len(self._check(key, value)) + 4
         added = self._added_size + size - self._set_sizes.get(key, 0)
         if self._base_size + added > self._max_size:  # an over-estimate: check the exact size
-            exact = len(self._codec.encode(self._created_at or 0.0, {**self._plain(), key: value}))
+            created_at = 0.0 if self._stored is None else self._stored.created_at
+            exact = len(self._codec.encode(created_at, {**self._plain(), key: value}))
             if exact > self._max_size:
                 raise SessionTooLargeError(
                     f"session[{key!r}] would make the session {exact} bytes, over max_size={self._max_size}"
@@ -338,7 +369,7 @@ class Session(dict[str, Any]):
         self._added_size = 0
 
     def __repr__(self) -> str:
-        state = "new" if self._loaded_key is None else "loaded"
+        state = "new" if self._stored is None else "loaded"
         return f"<Session {state} user_id={self._user_id!r} keys={sorted(dict.keys(self))!r}>"
 
     def _changed_keys(self) -> set[str]:

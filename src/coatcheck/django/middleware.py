@@ -131,7 +131,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             session._prepare_save()
         # What the app used is committed (changes, an idle refresh, a new ID, a logout); a request
         # that never touched its session writes nothing.
-        due = session._inner is not None and session._inner._cookie_due  # adopted from a legacy session
+        due = session._inner is not None and session._inner._requests.cookie_due  # adopted from a legacy session
         return _Plan(session, save or due, save or due or session.accessed or session._pending, _state(session))
 
     def _unplanned(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
