@@ -163,8 +163,8 @@ def test_sqlite_url_options_are_honoured_or_refused(tmp_path: Path) -> None:
         store.close()
         default.close()
     for query, message in [
-        ("pool_size=3", "unknown SQLite store URL parameter 'pool_size'"),
-        ("timeout=soon", "bad value for 'timeout'"),
+        ("pool_size=3", "unknown SQLite store URL option 'pool_size'"),
+        ("timeout=soon", "bad value for SQLite store URL option 'timeout'"),
         ("table=no-dashes", "is not a valid name"),
         ("timeout=0", "timeout must be positive"),
     ]:

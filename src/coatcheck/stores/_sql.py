@@ -22,7 +22,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar, cast
-from urllib.parse import parse_qsl
 
 from .. import _aio
 from ..errors import ConfigurationError, StoreError
@@ -75,22 +74,6 @@ def check_options(table: str, purge_batch: int, pool_size: int = 1, **timeouts: 
         raise ConfigurationError(f"{', '.join(timeouts)} must be positive")
     if pool_size < 1 or purge_batch < 1:
         raise ConfigurationError("pool_size and purge_batch must be at least 1")
-
-
-def url_options(query: str, database: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """coatcheck's options in a SQL store URL's query (:data:`SQL_URL_OPTIONS`, converted), and
-    the other parameters, as given."""
-    ours: dict[str, Any] = {}
-    theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        if name not in SQL_URL_OPTIONS:
-            theirs.append((name, value))
-            continue
-        try:
-            ours[name] = SQL_URL_OPTIONS[name](value)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad value for {name!r} in the {database} store URL: {value!r}") from exc
-    return ours, theirs
 
 
 RETRIES = 3  # runs of a flow after the first one that lost a deadlock or a serialization check

@@ -49,7 +49,8 @@ from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._mysql_pools import AsyncPool, Pool
 from ._protocol import Record
-from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options, url_options
+from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options
+from ._urls import query_options
 
 __all__ = ["MySQLStore"]
 
@@ -230,9 +231,7 @@ class MySQLStore(SQLStoreMethods):
         ``pool_timeout``, ``pool_size``, ``purge_batch``. For TLS pass ``ssl_context`` to the constructor.
         """
         parts = urlsplit(url)
-        options, unknown = url_options(parts.query, cls.database_name)
-        if unknown:
-            raise ConfigurationError(f"unknown MySQL store URL parameter {unknown[0][0]!r}; known: {', '.join(SQL_URL_OPTIONS)}")
+        options = query_options(parts.query, SQL_URL_OPTIONS, "MySQL store")
         try:
             port = parts.port or 3306
         except ValueError as exc:

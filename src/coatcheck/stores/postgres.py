@@ -65,7 +65,8 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
-from ._sql import BEGIN, COMMIT, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options, url_options
+from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options
+from ._urls import query_options
 from ._watchdog import WATCHDOG
 
 __all__ = ["PostgresStore"]
@@ -287,7 +288,8 @@ class PostgresStore(SQLStoreMethods):
         ``pool_timeout``, ``pool_size`` and ``purge_batch`` from the query; the rest go to libpq.
         """
         parts = urlsplit(url)
-        ours, theirs = url_options(parts.query, cls.database_name)
+        theirs: list[tuple[str, str]] = []
+        ours = query_options(parts.query, SQL_URL_OPTIONS, "PostgreSQL store", others=theirs)
         conninfo = parts._replace(query=urlencode(theirs, quote_via=quote)).geturl()
         return cls(conninfo, clock=clock, **ours)
 

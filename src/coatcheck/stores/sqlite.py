@@ -24,12 +24,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .. import _aio
 from .._ops import drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._sql import COMMIT, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options
+from ._urls import query_options
 
 __all__ = ["SQLiteStore"]
 
@@ -161,15 +162,7 @@ class SQLiteStore(SQLStoreMethods):
             path = path[1:]
         if not path:
             raise ConfigurationError("sqlite:// URL needs a file path, e.g. sqlite:///sessions.db")
-        options: dict[str, Any] = {}
-        for name, value in parse_qsl(parts.query, keep_blank_values=True):
-            if name not in _URL_OPTIONS:
-                raise ConfigurationError(f"unknown SQLite store URL parameter {name!r}; known: {', '.join(_URL_OPTIONS)}")
-            try:
-                options[name] = _URL_OPTIONS[name](value)
-            except ValueError as exc:
-                raise ConfigurationError(f"bad value for {name!r} in the SQLite store URL: {value!r}") from exc
-        return cls(path, clock=clock, **options)
+        return cls(path, clock=clock, **query_options(parts.query, _URL_OPTIONS, "SQLite store"))
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self._where} table={self.table}>"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 from ...errors import ConfigurationError
-from .._urls import flag
+from .._urls import flag, query_options
 
 if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
     import redis.asyncio.retry
@@ -54,22 +54,15 @@ def _query(query: str, *, cluster: bool, tls: bool) -> dict[str, Any]:
         known.update(_TLS_OPTIONS)
     if not cluster:
         known["db"] = str
-    options: dict[str, Any] = {}
     if not cluster:  # one connection per thread and per event loop: no pool to size or wait for
         del known["max_connections"], known["pool_timeout"]
-    for name, text in parse_qsl(query, keep_blank_values=True):
-        if name in ("max_connections", "pool_timeout") and not cluster:
-            raise ConfigurationError(
-                f"Redis URL option {name!r} applies to redis+cluster:// only: a redis:// store keeps one"
-                " connection per thread and per event loop, with no pool to size or wait for"
-            )
-        if name not in known:
-            raise ConfigurationError(f"unknown Redis URL option {name!r}; known: {', '.join(sorted(known))}")
-        try:
-            options[name] = known[name](text)
-        except ValueError as exc:
-            raise ConfigurationError(f"bad value for Redis URL option {name!r}: {exc}") from exc
-    return options
+        for name, _ in parse_qsl(query, keep_blank_values=True):
+            if name in ("max_connections", "pool_timeout"):
+                raise ConfigurationError(
+                    f"Redis URL option {name!r} applies to redis+cluster:// only: a redis:// store keeps one"
+                    " connection per thread and per event loop, with no pool to size or wait for"
+                )
+    return query_options(query, known, "Redis")
 
 
 def _store_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -315,20 +315,17 @@ class RedisStore:
 
     # -- AsyncStore ----------------------------------------------------------------------------------
 
-    # The three calls of every request return the driver's coroutine itself (one coroutine less
-    # per call, so fewer objects live while a request waits for Redis).
-
-    def aload(self, key: str) -> Coroutine[Any, Any, Record | None]:
+    async def aload(self, key: str) -> Record | None:
         """Async :meth:`load`."""
-        return self._arun(self._load_flow(key))
+        return await self._arun(self._load_flow(key))
 
-    def asave(self, key: str, record: Record, *, expected_version: int | None) -> Coroutine[Any, Any, bool]:
+    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Async :meth:`save`."""
-        return self._arun(self._save_flow(key, record, expected_version))
+        return await self._arun(self._save_flow(key, record, expected_version))
 
-    def atouch(self, key: str, expires_at: float) -> Coroutine[Any, Any, bool]:
+    async def atouch(self, key: str, expires_at: float) -> bool:
         """Async :meth:`touch`."""
-        return self._arun(self._touch_flow(key, expires_at))
+        return await self._arun(self._touch_flow(key, expires_at))
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Async :meth:`rotate`."""
