@@ -211,7 +211,7 @@ def _touch(
         record = Record(stored.raw, expires_at, stored.version + 1, stored.user_id)
         if not (yield Save(stored.key, record, stored.version)):
             return NOTHING  # a concurrent write already refreshed (or deleted) it
-    session._settle(stored._replace(expires_at=expires_at))
+    session._settle(stored.expiring_at(expires_at))
     return _result(session, expires_at, now)
 
 
@@ -243,7 +243,8 @@ def _write(
             if new_id is not None:
                 security_log(logging.INFO, "session ID rotated (sha256 %s, now %s)", old_key[:16], new_key[:16])
             session._settle(Stored(new_key, raw, record.version, created_at, expires_at, user_id), session_id=new_id)
-            session._update_requests(rotate=False, login=False)
+            if requests.rotate or requests.login:
+                session._update_requests(rotate=False, login=False)
             return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Load(old_key)
         if fresh is None and min(stored.expires_at, stored.created_at + config.absolute_seconds) <= now:

@@ -17,17 +17,25 @@ _MISSING: Any = object()
 D = TypeVar("D")
 
 
-class Stored(NamedTuple):
+class Stored:
     """A session's persistence state: the record this request last read or wrote for it. The
     flows (``_core``) take it from :attr:`Session._stored` and hand a new one back through
-    :meth:`Session._settle`."""
+    :meth:`Session._settle`; never changed in place. (A class with slots, not a NamedTuple:
+    one is made on every load and every write, and this is the cheaper to make.)"""
 
-    key: str  # the store key, sha256 of the session ID
-    raw: bytes  # the record's data, as stored
-    version: int
-    created_at: float
-    expires_at: float
-    user_id: str | None
+    __slots__ = ("created_at", "expires_at", "key", "raw", "user_id", "version")
+
+    def __init__(self, key: str, raw: bytes, version: int, created_at: float, expires_at: float, user_id: str | None) -> None:
+        self.key = key  # the store key, sha256 of the session ID
+        self.raw = raw  # the record's data, as stored
+        self.version = version
+        self.created_at = created_at
+        self.expires_at = expires_at
+        self.user_id = user_id
+
+    def expiring_at(self, expires_at: float) -> Stored:
+        """The same record with another expiry (after a refresh)."""
+        return Stored(self.key, self.raw, self.version, self.created_at, expires_at, self.user_id)
 
 
 class Requests(NamedTuple):
@@ -114,8 +122,9 @@ class Session(dict[str, Any]):
         self._user_id = stored.user_id
         if session_id is not None:
             self._id = session_id
-        if data is not None:
-            self._replace_data(data)
+        if data is not None and data is not self:  # as _replace_data, inline: this runs on every load
+            dict.clear(self)
+            dict.update(self, data)
         self._base_size = len(stored.raw)
 
     def _update_requests(self, **flags: Any) -> None:
