@@ -180,7 +180,7 @@ def test_sqlite_revoke_that_fails_halfway_is_rolled_back(tmp_path: Path) -> None
         expired = Record(b"{}", time.time() - 1, 1, "alice")
         store.save("live", Record(b"{}", time.time() + 3600, 1, "alice"), expected_version=None)
         store.save("expired", expired, expected_version=None)
-        conn = store._connection()
+        conn = store._connection()[0]
         deletes = 0
 
         def deny_second_delete(action: int, *_: Any) -> int:

@@ -90,7 +90,7 @@ def test_sqlite_purge_runs_in_batches(tmp_path: Path) -> None:
     clock = FakeClock()
     store = SQLiteStore(tmp_path / "s.db", purge_batch=1000, clock=clock)
     statements: list[str] = []
-    conn = store._connection()
+    conn = store._connection()[0]
     conn.executemany(
         "INSERT INTO coatcheck_sessions VALUES (?, ?, ?, 1, NULL)",
         [(f"k{i}", b"x", clock() + (10 if i < 2500 else 10_000)) for i in range(2600)],

@@ -52,8 +52,8 @@ class Holder:
         reply = None
         try:
             while True:
-                sql, params = flow.send(reply)
-                reply = (0, []) if sql in ("BEGIN", "COMMIT", "ROLLBACK") else self.execute(sql, params or None)
+                op = flow.send(reply)
+                reply = (0, []) if op.sql in ("BEGIN", "COMMIT", "ROLLBACK") else self.execute(op.sql, op.params or None)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["running_asyncio_loop", "sleep", "to_thread"]
@@ -40,9 +40,11 @@ async def sleep(seconds: float) -> None:
         await _trio().sleep(seconds)
 
 
-async def to_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run ``function(*args)`` in a worker thread of whichever event loop runs."""
+def to_thread(function: Callable[..., T], *args: Any) -> Coroutine[Any, Any, T]:
+    """Run ``function(*args)`` in a worker thread of whichever event loop runs: the loop's own
+    awaitable, not wrapped in a coroutine of ours (this is on every request of a store that
+    works in threads)."""
     if running_asyncio_loop() is not None:
-        return await asyncio.to_thread(function, *args)
-    result: T = await _trio().to_thread.run_sync(function, *args)
+        return asyncio.to_thread(function, *args)
+    result: Coroutine[Any, Any, T] = _trio().to_thread.run_sync(function, *args)
     return result

@@ -167,10 +167,10 @@ class SessionManager:
         headers = _header_list(cookie_headers)
         return self._run(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
 
-    async def aload(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Session:
-        """Async :meth:`load`."""
+    def aload(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Coroutine[Any, Any, Session]:
+        """Async :meth:`load` (the driver's coroutine itself: one coroutine less per request)."""
         headers = _header_list(cookie_headers)
-        return await self._arun(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
+        return self._arun(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
 
     def adopt_legacy(self, reader: LegacyReader, value: str) -> bool:
         """Adopt the legacy session behind cookie ``value`` now, before its browser comes back

@@ -271,11 +271,11 @@ def test_r09_a_purge_deletes_in_bounded_batches(tmp_path: Path, clock: FakeClock
     clock.advance(manager.config.idle_seconds + 1)
     live = create(5)
     statements: list[str] = []
-    store._connection().set_trace_callback(statements.append)
+    store._connection()[0].set_trace_callback(statements.append)
     try:
         assert manager.purge_expired() == 35
     finally:
-        store._connection().set_trace_callback(None)
+        store._connection()[0].set_trace_callback(None)
     deletes = [s for s in statements if s.lstrip().upper().startswith("DELETE")]
     assert len(deletes) == 4 and all("LIMIT 10" in s for s in deletes)
     assert all(not manager.load(f"sessionid={sid}").is_new for sid in live)

@@ -5,6 +5,8 @@ per store operation) and settings, names its ``database_name``, and provides ``_
 ``_aonce`` (run a flow once on a sync or async connection, with the drivers of
 :mod:`coatcheck._ops`) and ``_transient`` and ``_error`` (what its driver's errors mean); this
 class turns those into the public methods, so PostgreSQL, MySQL and SQLite cannot drift apart.
+A store with no async driver (SQLite) overrides ``_arun`` instead of providing ``_aonce``: its
+async side is its sync side, retries included, in a worker thread.
 
 A flow that failed with a deadlock or a serialization failure was rolled back by the server and
 is run again from its start (a generator cannot be rewound, so the methods pass a builder), at
@@ -21,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
-from typing import Any, ClassVar, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, TypeVar
 
 from .. import _aio
 from ..errors import ConfigurationError, StoreError
@@ -45,12 +47,19 @@ SQL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 Result = tuple[int, list[tuple[Any, ...]]]  # the rowcount and the rows a statement returned
 
 
-class Statement(NamedTuple):
+class Statement:
     """One SQL statement with its parameters: the operation a SQL flow yields (see
-    :mod:`coatcheck._ops`), run against a database's cursor by ``execute`` or ``aexecute``."""
+    :mod:`coatcheck._ops`), run against a database's cursor by ``execute`` or ``aexecute``, which
+    answer ``(rowcount, rows)``. (A class with slots: one is made for every statement.)"""
 
-    sql: str
-    params: tuple[Any, ...] = ()
+    __slots__ = ("params", "sql")
+
+    def __init__(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.sql = sql
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"Statement({self.sql!r}, {self.params!r})"
 
     def run(self, cursor: Any) -> Result:
         return cursor.execute(self.sql, self.params)  # type: ignore[no-any-return]
@@ -97,7 +106,8 @@ class SQLFlows(ABC):
 
     def create(self, key: str, r: Record, now: float) -> Flow[bool]:
         """Insert ``r``, or replace an expired row; False if a live row holds ``key``."""
-        return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, now)) == 1
+        count, _ = yield Statement(self.sql["create"], (key, r.data, r.expires_at, r.version, r.user_id, now))
+        return count == 1
 
     @abstractmethod
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
@@ -113,49 +123,48 @@ class SQLFlows(ABC):
         deletes read the latest committed rows needs nothing."""
         yield from ()
 
-    def rowcount(self, name: str, *params: Any) -> Flow[int]:
-        count, _ = yield Statement(self.sql[name], params)
-        return count
-
-    def rows(self, name: str, *params: Any) -> Flow[list[tuple[Any, ...]]]:
-        _, rows = yield Statement(self.sql[name], params)
-        return rows
-
     def load(self, key: str, now: float) -> Flow[Record | None]:
-        rows = yield from self.rows("load", key, now)
+        _, rows = yield Statement(self.sql["load"], (key, now))
         return self.record(rows[0]) if rows else None
 
     def save(self, key: str, r: Record, expected_version: int | None, now: float) -> Flow[bool]:
         if expected_version is None:
             return (yield from self.create(key, r, now))
-        return (yield from self.rowcount("update", r.data, r.expires_at, r.version, r.user_id, key, expected_version, now)) == 1
+        count, _ = yield Statement(self.sql["update"], (r.data, r.expires_at, r.version, r.user_id, key, expected_version, now))
+        return count == 1
+
+    def touch(self, key: str, expires_at: float, now: float) -> Flow[bool]:
+        count, _ = yield Statement(self.sql["touch"], (expires_at, key, now, expires_at))
+        return count == 1
+
+    def delete(self, key: str) -> Flow[None]:
+        yield Statement(self.sql["delete"], (key,))
 
     def rotate(self, old_key: str, new_key: str, r: Record, expected_version: int, now: float) -> Flow[bool]:
         yield self.begin
         yield from self.lock_user(r.user_id, exclusive=False)
-        ok = (yield from self.rowcount("delete_version", old_key, expected_version, now)) == 1 and (
-            yield from self.create(new_key, r, now)
-        )
+        deleted, _ = yield Statement(self.sql["delete_version"], (old_key, expected_version, now))
+        ok = deleted == 1 and (yield from self.create(new_key, r, now))
         yield COMMIT if ok else ROLLBACK
         return ok
 
     def purge(self, now: float, batch: int) -> Flow[int]:
         total = 0
         while True:
-            deleted = yield from self.rowcount("purge", now, batch)
+            deleted, _ = yield Statement(self.sql["purge"], (now, batch))
             total += deleted
             if deleted < batch:
                 return total
 
     def list_user(self, user_id: str, now: float) -> Flow[list[tuple[str, Record]]]:
-        rows = yield from self.rows("list_user", user_id, now)
+        _, rows = yield Statement(self.sql["list_user"], (user_id, now))
         return [(row[0], self.record(row[1:])) for row in rows]
 
 
 class SQLStoreMethods(ABC):
     """The public methods of a SQL store, written once over its flows and its run-once drivers."""
 
-    _flows: Any
+    _flows: SQLFlows
     _clock: Callable[[], float]
     _schema_pending: bool
     _where: str  # host:port/database, for messages
@@ -165,7 +174,7 @@ class SQLStoreMethods(ABC):
     database_name: ClassVar[str]  # "PostgreSQL", "MySQL": for messages
 
     def _setup(
-        self, flows: Any, *, where: str, table: str, create_schema: bool, purge_batch: int, clock: Callable[[], float]
+        self, flows: SQLFlows, *, where: str, table: str, create_schema: bool, purge_batch: int, clock: Callable[[], float]
     ) -> None:
         """The settings every SQL store keeps, as its constructor was given them."""
         self._flows, self._where, self.table, self.create_schema = flows, where, table, create_schema
@@ -182,9 +191,9 @@ class SQLStoreMethods(ABC):
     def _once(self, flow: Flow[T]) -> T:
         """Run a flow on a sync connection; the driver's errors propagate."""
 
-    @abstractmethod
     async def _aonce(self, flow: Flow[T]) -> T:
         """Run a flow on an async connection; the driver's errors propagate."""
+        raise NotImplementedError(f"{type(self).__name__} runs its async side through _arun")
 
     @abstractmethod
     def _transient(self, exc: Exception) -> bool:
@@ -195,10 +204,6 @@ class SQLStoreMethods(ABC):
         """The StoreError (StoreUnavailableError when it may pass) to raise for a driver error."""
 
     # -- drivers -----------------------------------------------------------------------------------
-
-    def _build(self, build: Callable[[], Flow[T]]) -> Flow[T]:
-        """The flow ``build()`` makes, after the schema's while it is still to be created."""
-        return self._schema_first(build()) if self._schema_pending else build()
 
     def _schema_first(self, flow: Flow[T]) -> Flow[T]:
         if self._schema_pending:
@@ -218,7 +223,8 @@ class SQLStoreMethods(ABC):
         runs = 0
         while True:
             try:
-                return self._once(self._build(build))
+                flow = build()
+                return self._once(self._schema_first(flow) if self._schema_pending else flow)
             except self._driver_errors as exc:
                 runs += 1
                 pause = self._retry_pause(exc, runs)
@@ -229,7 +235,8 @@ class SQLStoreMethods(ABC):
         runs = 0
         while True:
             try:
-                return await self._aonce(self._build(build))
+                flow = build()
+                return await self._aonce(self._schema_first(flow) if self._schema_pending else flow)
             except self._driver_errors as exc:
                 runs += 1
                 pause = self._retry_pause(exc, runs)
@@ -249,59 +256,59 @@ class SQLStoreMethods(ABC):
 
     def load(self, key: str) -> Record | None:
         """The live record under ``key``, or None."""
-        return cast("Record | None", self._run(partial(self._flows.load, key, self._clock())))
+        return self._run(partial(self._flows.load, key, self._clock()))
 
     async def aload(self, key: str) -> Record | None:
         """Async :meth:`load`."""
-        return cast("Record | None", await self._arun(partial(self._flows.load, key, self._clock())))
+        return await self._arun(partial(self._flows.load, key, self._clock()))
 
     def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Create (``expected_version=None``, replacing only an expired row) or compare-and-set."""
-        return bool(self._run(partial(self._flows.save, key, record, expected_version, self._clock())))
+        return self._run(partial(self._flows.save, key, record, expected_version, self._clock()))
 
     async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         """Async :meth:`save`."""
-        return bool(await self._arun(partial(self._flows.save, key, record, expected_version, self._clock())))
+        return await self._arun(partial(self._flows.save, key, record, expected_version, self._clock()))
 
     def touch(self, key: str, expires_at: float) -> bool:
         """Move a live record's expiry forward (never backward); False if none moved."""
-        return bool(self._run(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at)) == 1)
+        return self._run(partial(self._flows.touch, key, expires_at, self._clock()))
 
     async def atouch(self, key: str, expires_at: float) -> bool:
         """Async :meth:`touch`."""
-        return bool(await self._arun(partial(self._flows.rowcount, "touch", expires_at, key, self._clock(), expires_at)) == 1)
+        return await self._arun(partial(self._flows.touch, key, expires_at, self._clock()))
 
     def rotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """In one transaction: delete ``old_key`` at ``expected_version`` and create ``new_key``."""
-        return bool(self._run(partial(self._flows.rotate, old_key, new_key, record, expected_version, self._clock())))
+        return self._run(partial(self._flows.rotate, old_key, new_key, record, expected_version, self._clock()))
 
     async def arotate(self, old_key: str, new_key: str, record: Record, *, expected_version: int) -> bool:
         """Async :meth:`rotate`."""
-        return bool(await self._arun(partial(self._flows.rotate, old_key, new_key, record, expected_version, self._clock())))
+        return await self._arun(partial(self._flows.rotate, old_key, new_key, record, expected_version, self._clock()))
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        self._run(partial(self._flows.rowcount, "delete", key))
+        self._run(partial(self._flows.delete, key))
 
     async def adelete(self, key: str) -> None:
         """Async :meth:`delete`."""
-        await self._arun(partial(self._flows.rowcount, "delete", key))
+        await self._arun(partial(self._flows.delete, key))
 
     def delete_expired(self, now: float) -> int:
         """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many."""
-        return int(self._run(partial(self._flows.purge, now, self.purge_batch)))
+        return self._run(partial(self._flows.purge, now, self.purge_batch))
 
     async def adelete_expired(self, now: float) -> int:
         """Async :meth:`delete_expired`."""
-        return int(await self._arun(partial(self._flows.purge, now, self.purge_batch)))
+        return await self._arun(partial(self._flows.purge, now, self.purge_batch))
 
     def delete_user(self, user_id: str) -> int:
         """Remove every session of ``user_id``; return how many were live."""
-        return int(self._run(partial(self._flows.delete_user, user_id, self._clock())))
+        return self._run(partial(self._flows.delete_user, user_id, self._clock()))
 
     async def adelete_user(self, user_id: str) -> int:
         """Async :meth:`delete_user`."""
-        return int(await self._arun(partial(self._flows.delete_user, user_id, self._clock())))
+        return await self._arun(partial(self._flows.delete_user, user_id, self._clock()))
 
     def list_user(self, user_id: str) -> list[tuple[str, Record]]:
         """The live ``(key, record)`` pairs of ``user_id``."""

@@ -103,12 +103,13 @@ class _Flows(SQLFlows):
 
     def create(self, key: str, r: Record, now: float) -> Flow[bool]:
         replace = (now, r.data, now, r.version, now, r.user_id, now, r.expires_at)  # the IF()s, in order
-        return (yield from self.rowcount("create", key, r.data, r.expires_at, r.version, r.user_id, *replace)) in (1, 2)
+        count, _ = yield Statement(self.sql["create"], (key, r.data, r.expires_at, r.version, r.user_id, *replace))
+        return count in (1, 2)
 
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
         yield BEGIN  # both deletes or neither: run again after a deadlock, it counts right
-        live = yield from self.rowcount("delete_user_live", user_id, now)
-        yield from self.rowcount("delete_user_all", user_id)
+        live, _ = yield Statement(self.sql["delete_user_live"], (user_id, now))
+        yield Statement(self.sql["delete_user_all"], (user_id,))
         yield COMMIT
         return live
 

@@ -124,7 +124,7 @@ class _Flows(SQLFlows):
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
         yield BEGIN
         yield from self.lock_user(user_id, exclusive=True)  # the DELETE's snapshot comes after it
-        rows = yield from self.rows("delete_user", user_id, now)
+        _, rows = yield Statement(self.sql["delete_user"], (user_id, now))
         yield COMMIT
         return int(rows[0][0])
 

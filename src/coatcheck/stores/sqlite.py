@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -79,8 +79,8 @@ class _Flows(SQLFlows):
 
     def delete_user(self, user_id: str, now: float) -> Flow[int]:
         yield self.begin
-        live = yield from self.rowcount("delete_live_user", user_id, now)
-        yield from self.rowcount("delete_user", user_id)
+        live, _ = yield Statement(self.sql["delete_live_user"], (user_id, now))
+        yield Statement(self.sql["delete_user"], (user_id,))
         yield COMMIT
         return live
 
@@ -177,17 +177,19 @@ class SQLiteStore(SQLStoreMethods):
             return None
         return stat.st_dev, stat.st_ino
 
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, reopened if the file was deleted or replaced since it opened."""
-        opened: tuple[sqlite3.Connection, _Identity | None] | None = getattr(self._local, "opened", None)
+    def _connection(self) -> tuple[sqlite3.Connection, _Cursor]:
+        """This thread's connection (and the cursor its flows run on), reopened if the file was
+        deleted or replaced since it opened."""
+        opened: tuple[sqlite3.Connection, _Identity | None, _Cursor] | None = getattr(self._local, "opened", None)
         if opened is not None:
             identity = self._identity()
             if identity is not None and identity == opened[1]:
-                return opened[0]
+                return opened[0], opened[2]
             self._drop_connection()
         conn, identity = self._open()
-        self._local.opened = conn, identity
-        return conn
+        cursor = _Cursor(conn)
+        self._local.opened = conn, identity, cursor
+        return conn, cursor
 
     def _open(self) -> tuple[sqlite3.Connection, _Identity | None]:
         """Connect and set up (WAL, ``synchronous=NORMAL``, the schema), waiting up to
@@ -222,7 +224,7 @@ class SQLiteStore(SQLStoreMethods):
 
     def _drop_connection(self) -> None:
         """Close this thread's connection; its next operation opens a new one."""
-        opened: tuple[sqlite3.Connection, _Identity | None] | None = getattr(self._local, "opened", None)
+        opened: tuple[sqlite3.Connection, _Identity | None, _Cursor] | None = getattr(self._local, "opened", None)
         if opened is None:
             return
         self._local.opened = None
@@ -234,9 +236,9 @@ class SQLiteStore(SQLStoreMethods):
     # -- the SQL family's drivers ------------------------------------------------------------------
 
     def _once(self, flow: Flow[T]) -> T:
-        conn = self._connection()
+        conn, cursor = self._connection()
         try:
-            return drive(flow, _Cursor(conn))
+            return drive(flow, cursor)
         except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -246,8 +248,10 @@ class SQLiteStore(SQLStoreMethods):
                 self._drop_connection()
             raise
 
-    async def _aonce(self, flow: Flow[T]) -> T:
-        return await _aio.to_thread(self._once, flow)
+    def _arun(self, build: Callable[[], Flow[T]]) -> Coroutine[Any, Any, T]:
+        # The whole of _run, retries included, in a worker thread: the loop's coroutine itself,
+        # with none of ours around it (this runs for every store operation).
+        return _aio.to_thread(self._run, build)
 
     def _transient(self, exc: Exception) -> bool:
         return False  # a busy file was already waited for, up to ``timeout``

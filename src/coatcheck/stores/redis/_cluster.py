@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..._turns import PerLoop
@@ -26,6 +26,67 @@ T = TypeVar("T")
 CLUSTER_MAX_LIFETIME = 30 * 24 * 3600.0
 
 
+class Cluster(OneServer):
+    """What differs on a Redis Cluster: keys carry a hash tag, so each multi-key script stays in
+    one slot; a user's sessions live in many slots, so the index is written by a second call,
+    rotation is create-new then delete-old-at-version, and "log out everywhere" first records a
+    revocation epoch that every read checks (see the package docstring)."""
+
+    tag_open, tag_close = "{", "}"
+
+    def script_index_keys(self, store: RedisStore, record: Record) -> list[str]:
+        return []  # the index is in another slot
+
+    def index_after_write(self, store: RedisStore, user_id: str, key: str, at: int, now: float) -> Flow[None]:
+        yield store._index_op(user_id, key, at, now)
+
+    def touch_index_prefix(self, store: RedisStore) -> str:
+        return ""  # the script reports the user; a second call extends the index
+
+    def revoked(self, store: RedisStore, record: Record, created: float) -> Flow[bool]:
+        if not record.user_id:
+            return False
+        epoch = yield _Get(store._epoch_key(record.user_id))  # the one extra round trip
+        return _revoked(created, epoch)
+
+    def revoked_by(self, created: float, epoch: bytes | None) -> bool:
+        return _revoked(created, epoch)
+
+    def rotate(self, store: RedisStore, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
+        # Two slots, so no single script: create the new record first (unreachable: its ID has
+        # not left the server), then delete the old one at its version; undo the first on failure.
+        now = store._clock()
+        found = _decode((yield _HMGet(store._session_key(old_key), _FIELDS)), now, store._max)
+        if found is None or found[0].version != expected_version:
+            return False
+        old, created = found
+        keep_created = _num(created) if old.user_id == record.user_id else ""
+        if not (yield from store._save_flow(new_key, record, None, keep_created)):
+            return False
+        args = [_num(now), store._max_arg, str(expected_version), _num(created), new_key]
+        if (yield _Script("delete_if", [store._session_key(old_key)], args)):
+            return True
+        yield _Del(store._session_key(new_key))
+        return False
+
+    def delete_user(self, store: RedisStore, user_id: str) -> Flow[int]:
+        # The epoch first: it revokes every older session of the user, indexed or not, on every
+        # node, and a rotation keeps the old creation time; then delete the indexed ones.
+        now = store._clock()
+        index = store._index_key(user_id)
+        until = str(math.floor((now + store._max) * 1000))
+        members = [m.decode() for m in (yield _Script("revoke_epoch", [index, store._epoch_key(user_id)], [_num(now), until]))]
+        deleted = 0
+        for member in members:  # one slot per call
+            deleted += yield _Script("delete_owned", [store._session_key(member)], [user_id, _num(now), store._max_arg])
+        if members:
+            yield _ZRem(index, members)
+        return deleted
+
+
+CLUSTER = Cluster()
+
+
 class RedisClusterStore(RedisStore):
     """Sessions on a Redis Cluster (``redis+cluster://host:port,host:port,...``), sync and async.
 
@@ -41,9 +102,7 @@ class RedisClusterStore(RedisStore):
     raise :class:`StoreUnavailableError`.
     """
 
-    @property
-    def _topology(self) -> OneServer:
-        return CLUSTER
+    _topology: ClassVar[OneServer] = CLUSTER
 
     def __init__(
         self,
@@ -150,65 +209,3 @@ class RedisClusterStore(RedisStore):
             return await super()._arun(flow)
         finally:
             slots.release()
-
-
-class Cluster(OneServer):
-    """What differs on a Redis Cluster: keys carry a hash tag, so each multi-key script stays in
-    one slot; a user's sessions live in many slots, so the index is written by a second call,
-    rotation is create-new then delete-old-at-version, and "log out everywhere" first records a
-    revocation epoch that every read checks (see the package docstring)."""
-
-    def tag(self, part: str) -> str:
-        return "{" + part + "}"
-
-    def script_index_keys(self, store: RedisStore, record: Record) -> list[str]:
-        return []  # the index is in another slot
-
-    def index_after_write(self, store: RedisStore, user_id: str, key: str, at: int, now: float) -> Flow[None]:
-        yield store._index_op(user_id, key, at, now)
-
-    def touch_index_prefix(self, store: RedisStore) -> str:
-        return ""  # the script reports the user; a second call extends the index
-
-    def revoked(self, store: RedisStore, record: Record, created: float) -> Flow[bool]:
-        if not record.user_id:
-            return False
-        epoch = yield _Get(store._epoch_key(record.user_id))  # the one extra round trip
-        return _revoked(created, epoch)
-
-    def revoked_by(self, created: float, epoch: bytes | None) -> bool:
-        return _revoked(created, epoch)
-
-    def rotate(self, store: RedisStore, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
-        # Two slots, so no single script: create the new record first (unreachable: its ID has
-        # not left the server), then delete the old one at its version; undo the first on failure.
-        now = store._clock()
-        found = _decode((yield _HMGet(store._session_key(old_key), _FIELDS)), now, store._max)
-        if found is None or found[0].version != expected_version:
-            return False
-        old, created = found
-        keep_created = _num(created) if old.user_id == record.user_id else ""
-        if not (yield from store._save_flow(new_key, record, None, keep_created)):
-            return False
-        args = [_num(now), store._max_arg, str(expected_version), _num(created), new_key]
-        if (yield _Script("delete_if", [store._session_key(old_key)], args)):
-            return True
-        yield _Del(store._session_key(new_key))
-        return False
-
-    def delete_user(self, store: RedisStore, user_id: str) -> Flow[int]:
-        # The epoch first: it revokes every older session of the user, indexed or not, on every
-        # node, and a rotation keeps the old creation time; then delete the indexed ones.
-        now = store._clock()
-        index = store._index_key(user_id)
-        until = str(math.floor((now + store._max) * 1000))
-        members = [m.decode() for m in (yield _Script("revoke_epoch", [index, store._epoch_key(user_id)], [_num(now), until]))]
-        deleted = 0
-        for member in members:  # one slot per call
-            deleted += yield _Script("delete_owned", [store._session_key(member)], [user_id, _num(now), store._max_arg])
-        if members:
-            yield _ZRem(index, members)
-        return deleted
-
-
-CLUSTER = Cluster()
