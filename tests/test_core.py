@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from coatcheck import SessionManager, _codec, _cookies, _ids
+from coatcheck import ConcurrentUpdateError, SessionConfig, SessionManager, _codec, _cookies, _ids
 from coatcheck._logs import RateLimitedLog
 from coatcheck.config import CookieConfig
 from coatcheck.stores import Record
@@ -273,3 +273,67 @@ def test_r14_security_log_lines_are_rate_limited_per_kind(caplog: pytest.LogCapt
         "47 lines like 'flood %d' were suppressed (at most 3 every 10 s)",
         "flood 50",
     ]
+
+
+class _LosingEveryRace:
+    """The five core methods over a memory store, where another writer gets in before each
+    compare-and-set while ``racing`` (it moves the expiry on and bumps the version)."""
+
+    def __init__(self, inner: MemoryStore) -> None:
+        self.inner, self.racing, self.saves = inner, True, 0
+
+    def load(self, key: str) -> Record | None:
+        return self.inner.load(key)
+
+    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
+        self.saves += 1
+        current = self.inner.load(key)
+        if expected_version is not None and self.racing and current is not None:
+            moved = current._replace(version=current.version + 1, expires_at=current.expires_at + 7)
+            assert self.inner.save(key, moved, expected_version=current.version)
+        return self.inner.save(key, record, expected_version=expected_version)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def delete_expired(self, now: float) -> int:
+        return self.inner.delete_expired(now)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_commit_that_lost_every_race_leaves_the_session_as_the_store_holds_it() -> None:
+    """After ConcurrentUpdateError the session carries the last record it read (its expiry and
+    version), so committing it again, once the other writer is gone, takes one write."""
+    clock = FakeClock(1_000_000.0)
+    inner = MemoryStore(clock=clock)
+    store = _LosingEveryRace(inner)
+    manager = SessionManager(store, config=SessionConfig(cookie=CookieConfig(secure=False), max_commit_attempts=3), clock=clock)
+    session = manager.new_session()
+    session["a"] = 1
+    manager.commit(session, scheme="http")
+    session["b"] = 2
+    with pytest.raises(ConcurrentUpdateError):
+        manager.commit(session, scheme="http")
+    stored = inner.load(_ids.store_key(session.id))
+    assert stored is not None and session.expires_at == stored.expires_at
+    store.racing, store.saves = False, 0
+    manager.commit(session, scheme="http")
+    assert store.saves == 1
+    assert manager.load(f"sessionid={session.id}") == {"a": 1, "b": 2}
+
+
+def test_a_login_on_a_new_session_is_done_by_its_first_commit() -> None:
+    """A second commit of the same session in the request writes nothing again (and does not
+    restart the absolute timeout once more)."""
+    clock = FakeClock(1_000_000.0)
+    store = SpyStore(MemoryStore(clock=clock))
+    manager = SessionManager(store, clock=clock)
+    session = manager.new_session()
+    session.login("alice")
+    assert manager.commit(session) is not None
+    created_at, writes = session.created_at, store.writes
+    clock.advance(5)
+    assert manager.commit(session) is None
+    assert store.writes == writes and session.created_at == created_at

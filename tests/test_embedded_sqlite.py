@@ -166,7 +166,9 @@ def test_sqlite_url_options_are_honoured_or_refused(tmp_path: Path) -> None:
         ("pool_size=3", "unknown SQLite store URL option 'pool_size'"),
         ("timeout=soon", "bad value for SQLite store URL option 'timeout'"),
         ("table=no-dashes", "is not a valid name"),
-        ("timeout=0", "timeout must be positive"),
+        ("timeout=-1", "timeout must be a finite number of seconds"),
+        ("timeout=inf", "timeout must be a finite number of seconds"),
+        ("purge_batch=0", "purge_batch must be a whole number of at least 1"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             SQLiteStore.from_url(f"{url}?{query}")

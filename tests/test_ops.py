@@ -134,3 +134,29 @@ async def test_an_async_call_on_a_sync_only_store_raises_when_awaited() -> None:
     pending = manager.aload("sessionid=" + "A" * 43)  # no error yet: async methods raise when awaited
     with pytest.raises(NotSupportedError, match="no asynchronous API"):
         await pending
+
+
+def test_a_sql_store_with_no_async_driver_is_refused_when_built() -> None:
+    """A SQL store that neither implements ``_aonce`` nor overrides ``_arun`` fails when it is
+    built, not at its first async call."""
+    from coatcheck.stores import _sql
+
+    class Incomplete(_sql.SQLStoreMethods):
+        database_name = "Incomplete"
+        _driver_errors = (OSError,)
+
+        def __init__(self) -> None:
+            flows: Any = None  # never reached: the check comes first
+            self._setup(flows, where="", table="t", create_schema=False, purge_batch=1, clock=FakeClock())
+
+        def _once(self, flow: Any) -> Any:
+            return drive(flow, None)
+
+        def _transient(self, exc: Exception) -> bool:
+            return False
+
+        def _error(self, exc: Exception) -> Any:
+            return exc
+
+    with pytest.raises(TypeError, match="Incomplete must implement _aonce, or override _arun"):
+        Incomplete()

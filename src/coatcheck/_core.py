@@ -131,7 +131,7 @@ def _with_cookie(
     session: Session, flow: Generator[Operation[Any], Any, CommitResult] | None, now: float
 ) -> Generator[Operation[Any], Any, CommitResult]:
     result = NOTHING if flow is None else (yield from flow)
-    session._update_requests(cookie_due=False)
+    session._set_requests(session._requests._replace(cookie_due=False))
     if result.session_id is None and not result.clear and session._stored is not None:
         result = _result(session, session._stored.expires_at, now)
     return result
@@ -171,7 +171,7 @@ def _destroy(
     """Delete the ended session's record, then persist what the request put in its fresh one."""
     ended = session._requests.ended
     assert ended is not None
-    session._update_requests(ended=None)
+    session._set_requests(session._requests._replace(ended=None))
     yield Delete(ended)
     security_log(logging.INFO, "session ended (sha256 %s)", ended[:16])
     rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
@@ -193,9 +193,11 @@ def _create(session: Session, config: SessionConfig, now: float) -> Generator[Op
         key = store_key(session._current_id())
         if (yield Save(key, record, None)):
             session._settle(Stored(key, raw, 1, now, expires_at, session._user_id))
+            if session._requests.login:  # done: a second commit in this request writes nothing again
+                session._set_requests(session._requests._replace(login=False))
             security_log(logging.INFO, "session created (sha256 %s)", key[:16])
             return _result(session, expires_at, now)
-        session._redraw_id()  # an ID collision: never overwrite, draw again
+        session._change_id_after_collision()  # an ID collision: never overwrite, draw again
     raise ConcurrentUpdateError("could not find an unused session ID")
 
 
@@ -244,7 +246,7 @@ def _write(
                 security_log(logging.INFO, "session ID rotated (sha256 %s, now %s)", old_key[:16], new_key[:16])
             session._settle(Stored(new_key, raw, record.version, created_at, expires_at, user_id), session_id=new_id)
             if requests.rotate or requests.login:
-                session._update_requests(rotate=False, login=False)
+                session._set_requests(requests._replace(rotate=False, login=False))
             return _result(session, expires_at, now) if renew else NOTHING
         fresh: Record | None = yield Load(old_key)
         if fresh is None and min(stored.expires_at, stored.created_at + config.absolute_seconds) <= now:
@@ -261,6 +263,7 @@ def _write(
         _merge(session, changed, fresh_data)
         user_id = user_id if login else fresh.user_id
         stored = Stored(old_key, fresh.data, fresh.version, fresh_created, fresh.expires_at, user_id)
+        session._settle(stored)  # what the store holds now, should this commit fail after all
         created_at = now if login else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
 
@@ -423,7 +426,7 @@ def adopt_flow(
         key = store_key(session._current_id())
         if (yield Save(key, record, None)):
             break
-        session._redraw_id()
+        session._change_id_after_collision()
     else:
         raise ConcurrentUpdateError("could not find an unused session ID")
     claim = Record(

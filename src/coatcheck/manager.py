@@ -252,7 +252,7 @@ class SessionManager:
         ``fresh``; either way the legacy cookie is cleared (unless ours replaces it)."""
         session = adopted or fresh
         if adopted is not None:
-            session._update_requests(cookie_due=True)
+            session._set_requests(session._requests._replace(cookie_due=True))
         ours, theirs = self.config.cookie, reader.cookie
         same = (ours.name, ours.path, ours.domain) == (theirs.name, theirs.path, theirs.domain)
         session._legacy_cookie = (_cookies.legacy_clear_header(theirs, secure=ours.secure is True), same)

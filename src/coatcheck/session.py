@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from . import _codec
 from ._logs import log
@@ -18,12 +18,19 @@ D = TypeVar("D")
 
 
 class Stored:
-    """A session's persistence state: the record this request last read or wrote for it. The
-    flows (``_core``) take it from :attr:`Session._stored` and hand a new one back through
-    :meth:`Session._settle`; never changed in place. (A class with slots, not a NamedTuple:
-    one is made on every load and every write, and this is the cheaper to make.)"""
+    """A session's persistence state: the record this request last read or wrote for it (a
+    refresh moves only its expiry). The flows (``_core``) take it from :attr:`Session._stored`
+    and hand a new one back through :meth:`Session._settle`; never changed in place (``Final``:
+    mypy refuses an assignment). A class with slots, not a NamedTuple: one is made on every load
+    and every write, and this is the cheaper to make."""
 
     __slots__ = ("created_at", "expires_at", "key", "raw", "user_id", "version")
+    key: Final[str]
+    raw: Final[bytes]
+    version: Final[int]
+    created_at: Final[float]
+    expires_at: Final[float]
+    user_id: Final[str | None]
 
     def __init__(self, key: str, raw: bytes, version: int, created_at: float, expires_at: float, user_id: str | None) -> None:
         self.key = key  # the store key, sha256 of the session ID
@@ -39,13 +46,14 @@ class Stored:
 
 
 class Requests(NamedTuple):
-    """What the application asked of a session's lifecycle in this request, for its commit
-    (:attr:`Session._requests`): each flag is answered, and cleared, by the commit's flow."""
+    """What the commit of a session still has to do about its lifecycle (:attr:`Session._requests`):
+    what the application asked in this request, and the cookie a legacy adoption owes. The
+    commit's flow clears each one it has done."""
 
     rotate: bool = False  # a new ID
     login: bool = False  # bound to a user in this request: a new ID, and the absolute timeout restarts
-    ended: str | None = None  # the store key of a session logged out, to delete
-    cookie_due: bool = False  # the browser does not hold this ID yet (adopted from a legacy system)
+    ended: str | None = None  # the store key of a session logged out in this request, to delete
+    cookie_due: bool = False  # the browser does not hold this ID yet (set by the manager after a legacy adoption)
 
 
 NO_REQUESTS = Requests()
@@ -127,16 +135,16 @@ class Session(dict[str, Any]):
             dict.update(self, data)
         self._base_size = len(stored.raw)
 
-    def _update_requests(self, **flags: Any) -> None:
-        """Set or clear lifecycle requests (:class:`Requests`' fields): the commit's flow clears
-        each one it answered."""
-        self._requests = self._requests._replace(**flags)
+    def _set_requests(self, requests: Requests) -> None:
+        """Replace the lifecycle requests, usually by ``session._requests._replace(...)`` (which
+        mypy checks field by field): the commit's flow clears each one it has done."""
+        self._requests = requests
 
     def _draw_id(self) -> str:
         """A new session ID, not yet this session's."""
         return self._id_factory()
 
-    def _redraw_id(self) -> None:
+    def _change_id_after_collision(self) -> None:
         """Take another ID: the one drawn was in use (a collision), and nobody has been given it."""
         self._id = self._id_factory()
 
@@ -225,7 +233,7 @@ class Session(dict[str, Any]):
         if self._frozen:
             self._late("rotate()")
         if self._stored is not None:
-            self._update_requests(rotate=True)
+            self._requests = self._requests._replace(rotate=True)
 
     def login(self, user_id: str) -> None:
         """Bind the session to ``user_id``: rotate the ID and enter the per-user index.
@@ -241,7 +249,7 @@ class Session(dict[str, Any]):
             self.clear()
         self.rotate()
         self._user_id = user_id
-        self._update_requests(login=True)
+        self._requests = self._requests._replace(login=True)
 
     def logout(self) -> None:
         """Delete the session server-side and clear the cookie; the request goes on anonymous."""

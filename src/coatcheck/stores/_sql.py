@@ -17,6 +17,7 @@ to do again.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -74,15 +75,17 @@ Flow = Generator[Statement, Result, T]
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")  # a table name both databases take unquoted
 
 
-def check_options(table: str, purge_batch: int, pool_size: int = 1, **timeouts: float) -> None:
-    """Raise :class:`ConfigurationError` for a bad option of a SQL store (``timeouts``: its
-    timeouts in seconds, by name)."""
+def check_options(table: str, purge_batch: int, **sizes_and_timeouts: float) -> None:
+    """Raise :class:`ConfigurationError` for a bad option of a SQL store: ``table``,
+    ``purge_batch``, and its other options by name (``pool_size`` a count, ``*timeout`` seconds)."""
     if not isinstance(table, str) or not IDENTIFIER.fullmatch(table):
         raise ConfigurationError(f"table {table!r} is not a valid name: letters, digits and '_', at most 48")
-    if min(timeouts.values(), default=1) <= 0:
-        raise ConfigurationError(f"{', '.join(timeouts)} must be positive")
-    if pool_size < 1 or purge_batch < 1:
-        raise ConfigurationError("pool_size and purge_batch must be at least 1")
+    for name, value in {"purge_batch": purge_batch, **sizes_and_timeouts}.items():
+        if name.endswith("timeout"):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigurationError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+        elif not (isinstance(value, int) and value >= 1):
+            raise ConfigurationError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
 RETRIES = 3  # runs of a flow after the first one that lost a deadlock or a serialization check
@@ -177,6 +180,9 @@ class SQLStoreMethods(ABC):
         self, flows: SQLFlows, *, where: str, table: str, create_schema: bool, purge_batch: int, clock: Callable[[], float]
     ) -> None:
         """The settings every SQL store keeps, as its constructor was given them."""
+        cls = type(self)
+        if cls._aonce is SQLStoreMethods._aonce and cls._arun is SQLStoreMethods._arun:
+            raise TypeError(f"{cls.__name__} must implement _aonce, or override _arun")
         self._flows, self._where, self.table, self.create_schema = flows, where, table, create_schema
         self.purge_batch, self._clock = purge_batch, clock
         self._schema_pending = create_schema
@@ -192,8 +198,9 @@ class SQLStoreMethods(ABC):
         """Run a flow on a sync connection; the driver's errors propagate."""
 
     async def _aonce(self, flow: Flow[T]) -> T:
-        """Run a flow on an async connection; the driver's errors propagate."""
-        raise NotImplementedError(f"{type(self).__name__} runs its async side through _arun")
+        """Run a flow on an async connection; the driver's errors propagate. (A store without
+        one overrides :meth:`_arun` instead; ``_setup`` checks that it did one or the other.)"""
+        raise NotImplementedError
 
     @abstractmethod
     def _transient(self, exc: Exception) -> bool:

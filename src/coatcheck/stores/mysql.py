@@ -190,7 +190,7 @@ class MySQLStore(SQLStoreMethods):
         check_options(
             table,
             purge_batch,
-            pool_size,
+            pool_size=pool_size,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
             pool_timeout=pool_timeout,

@@ -244,7 +244,7 @@ class PostgresStore(SQLStoreMethods):
         check_options(
             table,
             purge_batch,
-            pool_size,
+            pool_size=pool_size,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
             pool_timeout=pool_timeout,

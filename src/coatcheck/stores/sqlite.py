@@ -17,6 +17,8 @@ deleted or replaced file is reopened instead of split between old and new connec
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sqlite3
 import threading
@@ -90,7 +92,7 @@ class _Flows(SQLFlows):
 
 
 class _Cursor:
-    """What a flow's statements run against: one connection."""
+    """What a flow's statements run against: one connection (through its implicit cursor)."""
 
     __slots__ = ("conn",)
 
@@ -144,8 +146,11 @@ class SQLiteStore(SQLStoreMethods):
             raise ConfigurationError("an SQLite :memory: database is per connection; use memory:// instead")
         if not Path(self.path).parent.is_dir():
             raise ConfigurationError(f"SQLite store directory does not exist: {Path(self.path).parent}")
-        check_options(table, purge_batch, timeout=timeout)
-        self._setup(_Flows(table), where=repr(self.path), table=table, create_schema=False, purge_batch=purge_batch, clock=clock)
+        check_options(table, purge_batch)
+        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout >= 0):
+            raise ConfigurationError(f"timeout must be a finite number of seconds, 0 or more (0: never wait), not {timeout!r}")
+        self._setup(_Flows(table), where=repr(self.path), table=table, create_schema=True, purge_batch=purge_batch, clock=clock)
+        self._schema_pending = False  # each connection creates the schema as it opens
         self.timeout = timeout
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -241,10 +246,10 @@ class SQLiteStore(SQLStoreMethods):
             return drive(flow, cursor)
         except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(
-                exc
-            ):  # opened while the file was read-only: reopen next time
+                with contextlib.suppress(sqlite3.Error):  # what failed first is what propagates
+                    conn.execute("ROLLBACK")
+            readonly = isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc)
+            if readonly:  # opened while the file was read-only: reopen next time
                 self._drop_connection()
             raise
 
