@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, NamedTuple, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from . import _aio
 from ._logs import log
@@ -70,7 +71,8 @@ it raised, if any (never for :class:`Pause`)."""
 # -- store operations: the store contract, one class per method -----------------------------------
 
 
-class Load(NamedTuple):
+@dataclass(slots=True)
+class Load:
     """``store.load(key)``: the live record, or None."""
 
     key: str
@@ -82,7 +84,8 @@ class Load(NamedTuple):
         return store.aload(self.key)  # type: ignore[no-any-return]
 
 
-class Save(NamedTuple):
+@dataclass(slots=True)
+class Save:
     """``store.save(key, record, expected_version=...)``: create (None) or compare-and-set."""
 
     key: str
@@ -96,7 +99,8 @@ class Save(NamedTuple):
         return store.asave(self.key, self.record, expected_version=self.expected_version)  # type: ignore[no-any-return]
 
 
-class Delete(NamedTuple):
+@dataclass(slots=True)
+class Delete:
     """``store.delete(key)``."""
 
     key: str
@@ -108,7 +112,8 @@ class Delete(NamedTuple):
         return store.adelete(self.key)  # type: ignore[no-any-return]
 
 
-class DeleteExpired(NamedTuple):
+@dataclass(slots=True)
+class DeleteExpired:
     """``store.delete_expired(now)``: how many records were deleted."""
 
     now: float
@@ -120,7 +125,8 @@ class DeleteExpired(NamedTuple):
         return store.adelete_expired(self.now)  # type: ignore[no-any-return]
 
 
-class Close(NamedTuple):
+@dataclass(slots=True)
+class Close:
     """``store.close()``."""
 
     def run(self, store: Any) -> None:
@@ -130,7 +136,8 @@ class Close(NamedTuple):
         return store.aclose()  # type: ignore[no-any-return]
 
 
-class Touch(NamedTuple):
+@dataclass(slots=True)
+class Touch:
     """``store.touch(key, expires_at)`` (capability :class:`~coatcheck.stores.SupportsTouch`)."""
 
     key: str
@@ -143,7 +150,8 @@ class Touch(NamedTuple):
         return store.atouch(self.key, self.expires_at)  # type: ignore[no-any-return]
 
 
-class Rotate(NamedTuple):
+@dataclass(slots=True)
+class Rotate:
     """``store.rotate(old_key, new_key, record, expected_version=...)`` (capability
     :class:`~coatcheck.stores.SupportsRotate`)."""
 
@@ -159,7 +167,8 @@ class Rotate(NamedTuple):
         return store.arotate(self.old_key, self.new_key, self.record, expected_version=self.expected_version)  # type: ignore[no-any-return]
 
 
-class DeleteUser(NamedTuple):
+@dataclass(slots=True)
+class DeleteUser:
     """``store.delete_user(user_id)`` (capability :class:`~coatcheck.stores.SupportsUserIndex`)."""
 
     user_id: str
@@ -171,7 +180,8 @@ class DeleteUser(NamedTuple):
         return store.adelete_user(self.user_id)  # type: ignore[no-any-return]
 
 
-class ListUser(NamedTuple):
+@dataclass(slots=True)
+class ListUser:
     """``store.list_user(user_id)`` (capability :class:`~coatcheck.stores.SupportsUserIndex`)."""
 
     user_id: str
@@ -183,7 +193,8 @@ class ListUser(NamedTuple):
         return store.alist_user(self.user_id)  # type: ignore[no-any-return]
 
 
-class Pause(NamedTuple):
+@dataclass(slots=True)
+class Pause:
     """Wait ``seconds`` (a backoff): ``time.sleep`` in sync code, the event loop's sleep in async."""
 
     seconds: float

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib import import_module
-from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from ._aio import to_thread
 from ._logs import security_log
@@ -707,7 +707,8 @@ def django(engine: str = "django.contrib.sessions.backends.db", *, cookie: Legac
 # -- used by the manager -------------------------------------------------------------------------
 
 
-class Read(NamedTuple):
+@dataclass(slots=True)
+class Read:
     """The operation a flow yields to read legacy cookie ``value`` with ``reader`` (see
     :mod:`coatcheck._ops`). The reader's own failures raise as :class:`StoreError` (503)."""
 
@@ -723,7 +724,8 @@ class Read(NamedTuple):
             return await self.reader.aread(self.value)
 
 
-class Forget(NamedTuple):
+@dataclass(slots=True)
+class Forget:
     """The operation that deletes an adopted legacy record: best effort, since the claim already
     stops a second adoption (a failure is logged, and the request goes on with its session; an
     observer of store operations sees it succeed)."""

@@ -23,6 +23,7 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
@@ -48,19 +49,14 @@ SQL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 Result = tuple[int, list[tuple[Any, ...]]]  # the rowcount and the rows a statement returned
 
 
+@dataclass(slots=True)
 class Statement:
     """One SQL statement with its parameters: the operation a SQL flow yields (see
     :mod:`coatcheck._ops`), run against a database's cursor by ``execute`` or ``aexecute``, which
-    answer ``(rowcount, rows)``. (A class with slots: one is made for every statement.)"""
+    answer ``(rowcount, rows)``."""
 
-    __slots__ = ("params", "sql")
-
-    def __init__(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self.sql = sql
-        self.params = params
-
-    def __repr__(self) -> str:
-        return f"Statement({self.sql!r}, {self.params!r})"
+    sql: str
+    params: tuple[Any, ...] = ()
 
     def run(self, cursor: Any) -> Result:
         return cursor.execute(self.sql, self.params)  # type: ignore[no-any-return]

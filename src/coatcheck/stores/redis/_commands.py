@@ -4,7 +4,8 @@ against one flavour's client and its registered scripts."""
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from ..._ops import Operation
 from ._scripts import _SCRIPTS
@@ -25,11 +26,12 @@ class _Side:
 # -- operations: one round trip each, run by the drivers of coatcheck._ops ------------------------
 #
 # Each runs against a _Side (one flavour's client and its scripts); on the async side the
-# client's methods return awaitables, so ``arun`` is ``run``. The commands are the few that both
+# client's methods return awaitables, so ``arun`` is ``run`` (the same function). The commands are the few that both
 # client stacks (redis-py and coatcheck's own RESP client) offer under the same names.
 
 
-class _Get(NamedTuple):
+@dataclass(slots=True)
+class _Get:
     key: str
 
     def queue(self, pipe: Any) -> None:
@@ -38,11 +40,11 @@ class _Get(NamedTuple):
     def run(self, side: _Side) -> Any:
         return side.client.get(self.key)
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
-class _HMGet(NamedTuple):
+@dataclass(slots=True)
+class _HMGet:
     key: str
     fields: Sequence[str]
 
@@ -52,11 +54,11 @@ class _HMGet(NamedTuple):
     def run(self, side: _Side) -> Any:
         return side.client.hmget(self.key, self.fields)
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
-class _ZRange(NamedTuple):
+@dataclass(slots=True)
+class _ZRange:
     key: str
 
     def queue(self, pipe: Any) -> None:
@@ -65,32 +67,32 @@ class _ZRange(NamedTuple):
     def run(self, side: _Side) -> Any:
         return side.client.zrange(self.key, 0, -1)
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
-class _ZRem(NamedTuple):
+@dataclass(slots=True)
+class _ZRem:
     key: str
     members: Sequence[str]
 
     def run(self, side: _Side) -> Any:
         return side.client.zrem(self.key, *self.members)
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
-class _Del(NamedTuple):
+@dataclass(slots=True)
+class _Del:
     key: str
 
     def run(self, side: _Side) -> Any:
         return side.client.delete(self.key)
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
-class _Script(NamedTuple):
+@dataclass(slots=True)
+class _Script:
     """One of :data:`_SCRIPTS`, registered on each side (EVALSHA, falling back to EVAL)."""
 
     name: str
@@ -100,11 +102,11 @@ class _Script(NamedTuple):
     def run(self, side: _Side) -> Any:
         return side.scripts[self.name](self.keys, self.args)
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
-class _Batch(NamedTuple):
+@dataclass(slots=True)
+class _Batch:
     """Several reads in one round trip (a pipeline, not a transaction: it may span cluster nodes)."""
 
     commands: tuple[_Get | _HMGet | _ZRange, ...]
@@ -115,8 +117,7 @@ class _Batch(NamedTuple):
             command.queue(pipe)
         return pipe.execute()
 
-    def arun(self, side: _Side) -> Any:  # the async client's methods return awaitables
-        return self.run(side)
+    arun = run  # the async client's methods return awaitables
 
 
 Flow = Generator[Operation[Any], Any, T]
