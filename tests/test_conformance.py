@@ -14,47 +14,11 @@ from coatcheck._ops import DeleteUser
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, Ops, StoreConformance, cookie_id
 
+from .core_stores import CoreOnlyStore
+
 
 class TestStores(StoreConformance):
     pass
-
-
-class CoreOnlyStore:
-    """A store with the five core methods of each flavour and nothing else: no touch, no atomic
-    rotate, no user index. It keeps its records in a MemoryStore it does not expose."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self._records = MemoryStore(clock=clock)
-
-    def load(self, key: str) -> Record | None:
-        return self._records.load(key)
-
-    def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
-        return self._records.save(key, record, expected_version=expected_version)
-
-    def delete(self, key: str) -> None:
-        self._records.delete(key)
-
-    def delete_expired(self, now: float) -> int:
-        return self._records.delete_expired(now)
-
-    def close(self) -> None:
-        self._records.close()
-
-    async def aload(self, key: str) -> Record | None:
-        return self.load(key)
-
-    async def asave(self, key: str, record: Record, *, expected_version: int | None) -> bool:
-        return self.save(key, record, expected_version=expected_version)
-
-    async def adelete(self, key: str) -> None:
-        self.delete(key)
-
-    async def adelete_expired(self, now: float) -> int:
-        return self.delete_expired(now)
-
-    async def aclose(self) -> None:
-        self.close()
 
 
 class WithoutTouchOrRotate(StoreConformance):
@@ -103,7 +67,7 @@ class NoRotateStore(CoreOnlyStore):
 class TestNoRotateStore(WithoutTouchOrRotate):
     @pytest.fixture
     def store(self, clock: FakeClock) -> NoRotateStore:
-        return NoRotateStore(clock)
+        return NoRotateStore(MemoryStore(clock=clock))
 
 
 @pytest.mark.parametrize("revoke_at", range(4))
@@ -112,7 +76,7 @@ def test_a_revoke_wins_at_every_step_of_a_rotation_without_rotate(revoke_at: int
     user index: "log out everywhere" run before any of its store calls, or after the last, leaves
     no session of the user live and the rotation's request is told so."""
     clock = FakeClock()
-    store = NoRotateStore(clock)
+    store = NoRotateStore(MemoryStore(clock=clock))
     manager = SessionManager(store, clock=clock)
     alice = manager.new_session()
     alice.login("alice")
@@ -143,7 +107,7 @@ def test_a_revoke_wins_at_every_step_of_a_rotation_without_rotate(revoke_at: int
 class TestCoreOnlyStore(WithoutTouchOrRotate):
     @pytest.fixture
     def store(self, clock: FakeClock) -> CoreOnlyStore:
-        return CoreOnlyStore(clock)
+        return CoreOnlyStore(MemoryStore(clock=clock))
 
     async def _without_user_index(self, ops: Ops) -> None:
         with pytest.raises(NotSupportedError):

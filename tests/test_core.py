@@ -21,6 +21,8 @@ from coatcheck.stores import Record
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, SpyStore
 
+from .core_stores import SyncCoreStore
+
 
 def test_ids_are_256_bit_url_safe_fixed_length_and_unique() -> None:
     ids = {_ids.new_session_id() for _ in range(100_000)}
@@ -275,32 +277,21 @@ def test_r14_security_log_lines_are_rate_limited_per_kind(caplog: pytest.LogCapt
     ]
 
 
-class _LosingEveryRace:
+class _LosingEveryRace(SyncCoreStore):
     """The five core methods over a memory store, where another writer gets in before each
     compare-and-set while ``racing`` (it moves the expiry on and bumps the version)."""
 
     def __init__(self, inner: MemoryStore) -> None:
-        self.inner, self.racing, self.saves = inner, True, 0
-
-    def load(self, key: str) -> Record | None:
-        return self.inner.load(key)
+        super().__init__(inner)
+        self.racing, self.saves = True, 0
 
     def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
         self.saves += 1
-        current = self.inner.load(key)
+        current = self.load(key)
         if expected_version is not None and self.racing and current is not None:
             moved = current._replace(version=current.version + 1, expires_at=current.expires_at + 7)
-            assert self.inner.save(key, moved, expected_version=current.version)
-        return self.inner.save(key, record, expected_version=expected_version)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def delete_expired(self, now: float) -> int:
-        return self.inner.delete_expired(now)
-
-    def close(self) -> None:
-        self.inner.close()
+            assert super().save(key, moved, expected_version=current.version)
+        return super().save(key, record, expected_version=expected_version)
 
 
 def test_a_commit_that_lost_every_race_leaves_the_session_as_the_store_holds_it() -> None:

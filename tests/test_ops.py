@@ -14,6 +14,8 @@ from coatcheck._ops import Load, Operation, Pause, Save, adrive, drive, one
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.testing import FakeClock, SpyStore, cookie_id
 
+from .core_stores import SyncCoreStore
+
 pytestmark = pytest.mark.anyio
 
 
@@ -111,26 +113,7 @@ def test_only_store_operations_run_inline(tmp_path: Path) -> None:
 
 
 async def test_an_async_call_on_a_sync_only_store_raises_when_awaited() -> None:
-    class SyncOnly:
-        def __init__(self) -> None:
-            self.records = MemoryStore()
-
-        def load(self, key: str) -> Record | None:
-            return self.records.load(key)
-
-        def save(self, key: str, record: Record, *, expected_version: int | None) -> bool:
-            return self.records.save(key, record, expected_version=expected_version)
-
-        def delete(self, key: str) -> None:
-            self.records.delete(key)
-
-        def delete_expired(self, now: float) -> int:
-            return self.records.delete_expired(now)
-
-        def close(self) -> None:
-            self.records.close()
-
-    manager = SessionManager(SyncOnly())
+    manager = SessionManager(SyncCoreStore(MemoryStore()))
     pending = manager.aload("sessionid=" + "A" * 43)  # no error yet: async methods raise when awaited
     with pytest.raises(NotSupportedError, match="no asynchronous API"):
         await pending
