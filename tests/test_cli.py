@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -85,3 +88,18 @@ def test_migrate_creates_the_postgres_schema(postgres_table: str, capsys: pytest
     _login(url, "carol")
     assert main(["revoke-user", "carol", "--store", url]) == 0
     assert "revoked 1 sessions of 'carol'" in capsys.readouterr().out
+
+
+@pytest.mark.server
+def test_a_database_that_does_not_exist_is_one_line_naming_it() -> None:
+    """As a process: the error names the cause, and the pool's own connection warnings (which
+    repeat it in libpq's words) are not printed around it."""
+    url = urlsplit(POSTGRES_URL)._replace(path="/coatcheck_no_such_db").geturl() + "?pool_timeout=0.5&connect_timeout=1"
+    done = subprocess.run(  # noqa: S603 - our own module, run by this interpreter
+        [sys.executable, "-m", "coatcheck.cli", "check", "--store", url], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"coatcheck: error: PostgreSQL store {urlsplit(url).hostname}:{urlsplit(url).port}/coatcheck_no_such_db unavailable:"
+        ' database "coatcheck_no_such_db" does not exist'
+    ]

@@ -23,7 +23,7 @@ from coatcheck import _ids
 from coatcheck.asgi import SessionMiddleware, get_session
 from coatcheck.errors import ConfigurationError, StoreError, StoreUnavailableError
 from coatcheck.manager import SessionManager
-from coatcheck.stores import mysql, postgres
+from coatcheck.stores import _sql, mysql, postgres
 from coatcheck.stores._mysql_pools import AsyncPool
 from coatcheck.stores._protocol import Record
 from coatcheck.stores._sql import Statement
@@ -453,15 +453,20 @@ async def test_blackholed_server_is_bounded_by_timeouts(db: Database, make: Make
 
 @pytest.mark.server
 async def test_connection_failures_say_why(db: Database, make: Maker, mode: str) -> None:
-    """A database that does not exist and a port where nothing listens: the error names the
-    driver's reason, not only that no connection came, and comes within the configured bounds."""
-    missing = urlsplit(db.url)._replace(path="/coatcheck_no_such_db").geturl()
+    """A database that does not exist, a user the server refuses and a port where nothing
+    listens: the error names the cause in a few words, the same for both databases, not only
+    that no connection came, and comes within the configured bounds."""
+    parts = urlsplit(db.url)
+    missing = parts._replace(path="/coatcheck_no_such_db").geturl()
+    stranger = parts._replace(netloc=f"coatcheck_nobody:wrong@{parts.hostname}:{parts.port}").geturl()
     with socket.socket() as closed_port:  # bound, never listening: connections to it are refused
         closed_port.bind(("127.0.0.1", 0))
-        refused = db.via(closed_port.getsockname()[1])
+        port = closed_port.getsockname()[1]
+        refused = db.via(port)
         reasons = {
-            missing: '(?i)database "coatcheck_no_such_db" does not exist|unknown database',
-            refused: "(?i)connection refused",
+            missing: '(unavailable|failed): database "coatcheck_no_such_db" does not exist$',
+            stranger: '(unavailable|failed): authentication failed for user "coatcheck_nobody"$',
+            refused: f"unavailable: connection refused to 127.0.0.1:{port}$",
         }
         for url, reason in reasons.items():
             store = make("connect_timeout=1&statement_timeout=1&pool_timeout=0.5", url=url)
@@ -488,3 +493,28 @@ async def test_statement_timeout_bounds_a_lock_wait(db: Database, make: Maker, m
         else:
             locker.cursor().execute("UNLOCK TABLES")
     assert await call(mode, store, "load", key) == _record(clock() + 60)
+
+
+@pytest.mark.parametrize(
+    ("said", "cause"),
+    [
+        (
+            'connection failed: connection to server at "10.0.0.5", port 5432 failed: FATAL:  database "app" does not exist',
+            'database "app" does not exist',
+        ),
+        ("(1049, \"Unknown database 'app'\")", 'database "app" does not exist'),
+        ('FATAL:  password authentication failed for user "web"', 'authentication failed for user "web"'),
+        ('FATAL:  role "web" does not exist', 'authentication failed for user "web"'),
+        ("(1045, \"Access denied for user 'web'@'10.0.0.9' (using password: YES)\")", 'authentication failed for user "web"'),
+        ("port 5432 failed: Connection refused\n\tIs the server running on that host", "connection refused to 10.0.0.5:5432"),
+        (
+            "(2003, \"Can't connect to MySQL server on '10.0.0.5' ([Errno 111] Connection refused)\")",
+            "connection refused to 10.0.0.5:5432",
+        ),
+        ('failed to resolve host "db.internal": [Errno -2] Name or service not known', "unknown host in 10.0.0.5:5432"),
+        ('connection to server at "10.0.0.5", port 5432 failed: timeout expired', "no answer from 10.0.0.5:5432 in time"),
+        ("server closed the connection unexpectedly", None),
+    ],
+)
+def test_connection_causes_in_the_same_words_for_both_databases(said: str, cause: str | None) -> None:
+    assert _sql.connection_cause(said, "10.0.0.5:5432") == cause

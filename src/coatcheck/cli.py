@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -211,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (1 with a one-line error on failure)."""
     args = _parser().parse_args(argv)
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its connect warnings: the error names the cause
     try:
         return int(args.handler(args))
     except (CoatcheckError, OSError) as exc:

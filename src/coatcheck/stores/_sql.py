@@ -84,6 +84,38 @@ def check_options(table: str, purge_batch: int, **sizes_and_timeouts: float) -> 
             raise ConfigurationError(f"{name} must be a whole number of at least 1, not {value!r}")
 
 
+# What a driver's connection failure means, from PostgreSQL's (libpq) or MySQL's words, in the
+# same words for both: (pattern, what it says, given the match and the server's host:port).
+_CAUSES: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], ...] = (
+    (
+        re.compile(r"""database "([^"]+)" does not exist|Unknown database '([^']+)'"""),
+        lambda m, server: f'database "{m[1] or m[2]}" does not exist',
+    ),
+    (
+        re.compile(
+            r"""authentication failed for user "([^"]+)"|role "([^"]+)" does not exist|Access denied for user '([^']*)'"""
+        ),
+        lambda m, server: f'authentication failed for user "{m[1] or m[2] or m[3]}"',
+    ),
+    (re.compile(r"(?i)connection refused"), lambda m, server: f"connection refused to {server}"),
+    (
+        re.compile(r"(?i)name or service not known|could not translate host name|nodename nor servname"),
+        lambda m, server: f"unknown host in {server}",
+    ),
+    (re.compile(r"(?i)timeout expired|timed out"), lambda m, server: f"no answer from {server} in time"),
+)
+
+
+def connection_cause(text: str, server: str) -> str | None:
+    """What a connection failure's message says went wrong, in a few words ("database "x" does
+    not exist", "connection refused to host:port", "authentication failed for user "y""), or
+    None when it says nothing this knows."""
+    for pattern, say in _CAUSES:
+        if (found := pattern.search(text)) is not None:
+            return say(found, server)
+    return None
+
+
 RETRIES = 3  # runs of a flow after the first one that lost a deadlock or a serialization check
 BACKOFF = 0.01  # seconds: the n-th retry waits between BACKOFF and 2 * BACKOFF times 2 ** (n - 1)
 

@@ -49,7 +49,18 @@ from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
 from ._mysql_pools import AsyncPool, Pool
 from ._protocol import Record
-from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options
+from ._sql import (
+    BEGIN,
+    COMMIT,
+    SQL_URL_OPTIONS,
+    Flow,
+    Result,
+    SQLFlows,
+    SQLStoreMethods,
+    Statement,
+    check_options,
+    connection_cause,
+)
 from ._urls import query_options
 
 __all__ = ["MySQLStore"]
@@ -271,6 +282,7 @@ class MySQLStore(SQLStoreMethods):
         reason = _why(exc)
         if exc.__cause__ is not None:  # aiomysql says only "Can't connect"; what it wraps says why
             reason = f"{reason}: {_why(exc.__cause__)}"
+        reason = connection_cause(reason, self._where.partition("/")[0]) or reason
         if self._unavailable(exc) or self._transient(exc):  # transient: the retries ran out
             return StoreUnavailableError(f"MySQL store {self._where} unavailable: {reason}")
         return StoreError(f"MySQL store {self._where} failed: {reason}")

@@ -65,7 +65,18 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
-from ._sql import BEGIN, COMMIT, SQL_URL_OPTIONS, Flow, Result, SQLFlows, SQLStoreMethods, Statement, check_options
+from ._sql import (
+    BEGIN,
+    COMMIT,
+    SQL_URL_OPTIONS,
+    Flow,
+    Result,
+    SQLFlows,
+    SQLStoreMethods,
+    Statement,
+    check_options,
+    connection_cause,
+)
 from ._urls import query_options
 from ._watchdog import WATCHDOG
 
@@ -315,10 +326,13 @@ class PostgresStore(SQLStoreMethods):
     def _error(self, exc: Exception) -> StoreError:
         if isinstance(exc, psycopg.errors.UndefinedTable):
             return self._missing_table()
+        server = self._where.partition("/")[0]
         if isinstance(exc, PoolTimeout) and (why := _connect_failures.get(self._conninfo)):
-            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {exc}; last connection attempt: {why}")
+            cause = connection_cause(why, server) or f"{exc}; last connection attempt: {why}"
+            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {cause}")
         if isinstance(exc, (psycopg.OperationalError, TimeoutError)):  # refused, lost, statement, reply or pool timeout
-            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {exc}")
+            said = connection_cause(str(exc), server) if isinstance(exc, psycopg.OperationalError) else None
+            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {said or exc}")
         return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
 
     def _sync_pool(self) -> ConnectionPool[_Connection]:
