@@ -96,9 +96,9 @@ class LeakyStore(MemoryStore):
 
 async def test_a_stopiteration_from_an_operation_is_not_a_result() -> None:
     store = LeakyStore()
-    with pytest.raises(StopIteration):
+    with pytest.raises(RuntimeError, match="generator raised StopIteration"):  # thrown into the flow: PEP 479
         drive(one(Load("k")), store)
-    with pytest.raises(RuntimeError):  # in a coroutine, PEP 479 makes it a RuntimeError
+    with pytest.raises(RuntimeError, match="generator raised StopIteration"):
         await adrive(one(Load("k")), store, inline=frozenset({Load}))
 
 
@@ -143,3 +143,24 @@ def test_a_sql_store_with_no_async_driver_is_refused_when_built() -> None:
 
     with pytest.raises(TypeError, match="Incomplete must implement _aonce, or override _arun"):
         Incomplete()
+
+
+async def test_an_operation_s_exception_is_raised_inside_the_flow() -> None:
+    """Where the flow yielded the operation, so a flow (or one wrapping it) may catch it; the
+    flow goes on with what it yields next."""
+
+    class Failing(MemoryStore):
+        def load(self, key: str) -> Record | None:
+            raise OSError(f"cannot read {key}")
+
+    def flow() -> Any:
+        try:
+            yield Load("k")
+        except OSError as exc:
+            return (yield Save("k", Record(str(exc).encode(), 9e9, 1), None))
+        return False
+
+    store = Failing()
+    assert drive(flow(), store) is True
+    assert await adrive(flow(), Failing()) is True
+    assert MemoryStore.load(store, "k") == Record(b"cannot read k", 9e9, 1)  # what the flow saved on failing

@@ -106,6 +106,7 @@ class CommitResult(NamedTuple):
     session_id: str | None = None
     max_age: int = 0
     clear: bool = False
+    conflicts: int = 0  # compare-and-set conflicts met (and merged) on the way
 
 
 NOTHING = CommitResult()  # no cookie to set or clear
@@ -247,7 +248,8 @@ def _write(
             session._settle(Stored(new_key, raw, record.version, created_at, expires_at, user_id), session_id=new_id)
             if requests.rotate or requests.login:
                 session._set_requests(requests._replace(rotate=False, login=False))
-            return _result(session, expires_at, now) if renew else NOTHING
+            result = _result(session, expires_at, now) if renew else NOTHING
+            return result._replace(conflicts=attempt) if attempt else result
         fresh: Record | None = yield Load(old_key)
         if fresh is None and min(stored.expires_at, stored.created_at + config.absolute_seconds) <= now:
             raise _interrupted(session, "expired while this request ran")

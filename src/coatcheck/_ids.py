@@ -28,4 +28,9 @@ def store_key(session_id: str) -> str:
 
 def log_handle(session_id: str) -> str:
     """A short, irreversible tag for log lines and session listings (never show a raw ID)."""
-    return store_key(session_id)[:16]
+    return handle_of_key(store_key(session_id))
+
+
+def handle_of_key(key: str) -> str:
+    """The :func:`log_handle` of the session stored under ``key``."""
+    return key[:16]

@@ -220,8 +220,10 @@ def one(op: Operation[T]) -> Generator[Operation[T], Any, T]:
 
 # -- the drivers: the only places that differ between sync and async ---------------------------------
 #
-# Only ``next(flow)`` and ``flow.send(...)`` sit inside the ``try`` that takes StopIteration as the
-# flow's return: a StopIteration that escapes an operation is an error, never a result.
+# Only ``next(flow)``, ``flow.send(...)`` and ``flow.throw(...)`` sit inside the ``try`` that takes
+# StopIteration as the flow's return: a StopIteration that escapes an operation is thrown into the
+# flow, where it becomes a RuntimeError (PEP 479), never a result. An operation's exception is
+# raised inside the flow, at its ``yield``, so a flow (or a flow wrapping it) may catch it.
 
 
 def drive(flow: Generator[Operation[Any], Any, T], target: Any, observe: Observer | None = None) -> T:
@@ -231,7 +233,14 @@ def drive(flow: Generator[Operation[Any], Any, T], target: Any, observe: Observe
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     while True:
-        result = op.run(target) if observe is None else _observed(op, target, observe)
+        try:
+            result = op.run(target) if observe is None else _observed(op, target, observe)
+        except Exception as exc:  # raised where the flow yielded the operation: it may catch it
+            try:
+                op = flow.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            continue
         try:
             op = flow.send(result)
         except StopIteration as stop:
@@ -254,12 +263,19 @@ async def adrive(
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     while True:
-        if observe is not None:
-            result = await _aobserved(op, target, observe, inline)
-        elif type(op) in inline:
-            result = op.run(target)
-        else:
-            result = await op.arun(target)
+        try:
+            if observe is not None:
+                result = await _aobserved(op, target, observe, inline)
+            elif type(op) in inline:
+                result = op.run(target)
+            else:
+                result = await op.arun(target)
+        except Exception as exc:  # raised where the flow yielded the operation: it may catch it
+            try:
+                op = flow.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            continue
         try:
             op = flow.send(result)
         except StopIteration as stop:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import _aio, _codec, _cookies, _core
+from . import _aio, _codec, _cookies, _core, events
 from ._ids import is_valid_id, log_handle, new_session_id, store_key
 from ._ops import (
     CORE_OPERATIONS,
@@ -124,6 +124,7 @@ class SessionManager:
         self._async_caps: Capabilities = frozenset(op for kind, op in _ASYNC_CAPABILITIES if implements(self.store, kind))
         # A store whose sync methods never block: async code runs the operations it has sync methods for inline.
         self._inline = CORE_OPERATIONS | self._sync_caps if self.supports_sync and nonblocking(self.store) else NOTHING_INLINE
+        self.events = events.Events()  # subscriptions for audit trails: login, logout, revoke, ...
         self.observe: Observer | None = None  # sees every store operation (its kind, time, outcome): metrics, tracing
         self._turns = KeyTurns()  # commits of one session in this process take turns
         self._aturns = AsyncKeyTurns()
@@ -153,6 +154,10 @@ class SessionManager:
     def _session(self, session_id: str | None) -> Session:
         return Session(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
 
+    def _loading(self, headers: Sequence[str], legacy: bool) -> Generator[Operation[Any], Any, Session]:
+        flow = self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers)
+        return flow if not self.events else events.watching(self.events, flow)
+
     def _load_flow(self, headers: Sequence[str]) -> Generator[Operation[Any], Any, Session]:
         candidates = _cookies.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
         return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
@@ -164,13 +169,11 @@ class SessionManager:
         session but with a legacy cookie, the legacy session is adopted (see :mod:`coatcheck.legacy`),
         unless ``legacy=False`` (a request that cannot send the new cookie: a WebSocket).
         """
-        headers = _header_list(cookie_headers)
-        return self._run(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
+        return self._run(self._loading(_header_list(cookie_headers), legacy))
 
     def aload(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Coroutine[Any, Any, Session]:
         """Async :meth:`load` (the driver's coroutine itself: one coroutine less per request)."""
-        headers = _header_list(cookie_headers)
-        return self._arun(self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers))
+        return self._arun(self._loading(_header_list(cookie_headers), legacy))
 
     def adopt_legacy(self, reader: LegacyReader, value: str) -> bool:
         """Adopt the legacy session behind cookie ``value`` now, before its browser comes back
@@ -263,7 +266,8 @@ class SessionManager:
     ) -> Generator[Operation[Any], Any, _core.CommitResult] | None:
         """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
-        return _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
+        flow = _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
+        return flow if flow is None or not self.events else events.announcing(self.events, session, flow)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:
@@ -324,13 +328,17 @@ class SessionManager:
             raise NotSupportedError(f"{type(self.store).__name__} has no per-user index (SupportsUserIndex)")
         return one(op)
 
+    def _revoking(self, user_id: str, caps: Capabilities) -> Generator[Operation[Any], Any, int]:
+        flow: Generator[Operation[Any], Any, int] = self._per_user(DeleteUser(user_id), caps)
+        return flow if not self.events else events.revoking(self.events, user_id, flow)
+
     def revoke_user(self, user_id: str) -> int:
         """Delete every session of ``user_id`` ("log out everywhere"); return how many."""
-        return int(self._run(self._per_user(DeleteUser(user_id), self._sync_caps)))
+        return self._run(self._revoking(user_id, self._sync_caps))
 
     async def arevoke_user(self, user_id: str) -> int:
         """Async :meth:`revoke_user`."""
-        return int(await self._arun(self._per_user(DeleteUser(user_id), self._async_caps)))
+        return await self._arun(self._revoking(user_id, self._async_caps))
 
     def _infos(self, rows: list[tuple[str, Record]]) -> list[SessionInfo]:
         infos = []

@@ -53,6 +53,7 @@ class Requests(NamedTuple):
     rotate: bool = False  # a new ID
     login: bool = False  # bound to a user in this request: a new ID, and the absolute timeout restarts
     ended: str | None = None  # the store key of a session logged out in this request, to delete
+    ended_user: str | None = None  # the user that session was bound to (for the logout event)
     cookie_due: bool = False  # the browser does not hold this ID yet (set by the manager after a legacy adoption)
 
 
@@ -257,8 +258,11 @@ class Session(dict[str, Any]):
         if self._frozen:
             self._late("logout()")
         requests = self._requests
-        ended = requests.ended if self._stored is None else self._stored.key
-        self._reset(None, Requests(ended=ended, cookie_due=requests.cookie_due))
+        if self._stored is None:
+            ended, ended_user = requests.ended, requests.ended_user
+        else:
+            ended, ended_user = self._stored.key, self._user_id
+        self._reset(None, Requests(ended=ended, ended_user=ended_user, cookie_due=requests.cookie_due))
 
     # -- the mapping: every dict method, through the change tracking ------------------------
 

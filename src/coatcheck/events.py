@@ -1,0 +1,138 @@
+"""Events for audit trails: subscribe to what happened to sessions, after the fact.
+
+    manager.events.on_login(lambda event: audit.info("login %s on %s", event.user_id, event.handle))
+
+A subscriber is called once the store has done the thing (or failed at it), in the request that
+did it, with a :class:`SessionEvent`. It can never break the request: an exception it raises is
+logged on the ``coatcheck`` logger and the request goes on. An event carries the session's
+handle (a short hash of its ID, as in :meth:`SessionManager.handle`), never the ID. With nothing
+subscribed, the manager does no work for events at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from ._ids import handle_of_key, log_handle
+from ._logs import log
+from .errors import ConcurrentUpdateError, StoreError
+
+if TYPE_CHECKING:
+    from ._core import CommitResult
+    from ._ops import Operation
+    from .session import Session
+
+__all__ = ["EventKind", "Events", "SessionEvent", "Subscriber"]
+
+T = TypeVar("T")
+EventKind = Literal["login", "logout", "rotate", "revoke", "conflict", "store_error"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """What happened: ``kind``; the session's ``handle`` (None for an event about a user's every
+    session: a revoke); its ``user_id``, if bound; and ``detail``: the handle a rotation or a login
+    replaced, how many sessions a revoke ended, how many compare-and-set conflicts a commit met,
+    or a store error's message."""
+
+    kind: EventKind
+    handle: str | None
+    user_id: str | None
+    detail: str | int | None = None
+
+
+Subscriber = Callable[[SessionEvent], object]
+
+
+class Events:
+    """A manager's subscriptions (``manager.events``). Each ``on_*`` method returns the subscriber,
+    so it also works as a decorator."""
+
+    def __init__(self) -> None:
+        self._subscribers: dict[EventKind, tuple[Subscriber, ...]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._subscribers)
+
+    def _subscribe(self, kind: EventKind, subscriber: Subscriber) -> Subscriber:
+        if not callable(subscriber):
+            raise TypeError(f"an event subscriber must be callable, not {type(subscriber).__name__}")
+        self._subscribers[kind] = (*self._subscribers.get(kind, ()), subscriber)
+        return subscriber
+
+    def on_login(self, subscriber: Subscriber) -> Subscriber:
+        """A session was bound to a user (``login()``) and stored under its new ID."""
+        return self._subscribe("login", subscriber)
+
+    def on_logout(self, subscriber: Subscriber) -> Subscriber:
+        """A session was ended by ``logout()`` and deleted from the store."""
+        return self._subscribe("logout", subscriber)
+
+    def on_rotate(self, subscriber: Subscriber) -> Subscriber:
+        """A session was given a new ID by ``rotate()`` (a login's rotation is a login event)."""
+        return self._subscribe("rotate", subscriber)
+
+    def on_revoke(self, subscriber: Subscriber) -> Subscriber:
+        """Every session of a user was ended ("log out everywhere")."""
+        return self._subscribe("revoke", subscriber)
+
+    def on_conflict(self, subscriber: Subscriber) -> Subscriber:
+        """A commit met concurrent writes: merged and saved (``detail``: how many times), or given
+        up (``detail``: the error's message)."""
+        return self._subscribe("conflict", subscriber)
+
+    def on_store_error(self, subscriber: Subscriber) -> Subscriber:
+        """Loading or committing a session failed in the store (``detail``: the error's message)."""
+        return self._subscribe("store_error", subscriber)
+
+    def emit(self, event: SessionEvent) -> None:
+        """Call the event's subscribers; one that raises is logged, and the others still run."""
+        for subscriber in self._subscribers.get(event.kind, ()):
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("a %s event subscriber failed", event.kind)
+
+
+def watching(events: Events, flow: Generator[Operation[Any], Any, T]) -> Generator[Operation[Any], Any, T]:
+    """``flow``, with its store failure announced (a load, a revoke's listing)."""
+    try:
+        return (yield from flow)
+    except StoreError as exc:
+        events.emit(SessionEvent("store_error", None, None, str(exc)))
+        raise
+
+
+def announcing(
+    events: Events, session: Session, flow: Generator[Operation[Any], Any, CommitResult]
+) -> Generator[Operation[Any], Any, CommitResult]:
+    """A commit's flow, then the events of what it did to ``session`` (its lifecycle requests, its
+    conflicts), or of how it failed."""
+    requests, user_id = session._requests, session._user_id
+    handle = log_handle(session._current_id()) if session._stored is not None else None
+    try:
+        result = yield from flow
+    except ConcurrentUpdateError as exc:
+        events.emit(SessionEvent("conflict", handle, user_id, str(exc)))
+        raise
+    except StoreError as exc:
+        events.emit(SessionEvent("store_error", handle, user_id, str(exc)))
+        raise
+    if requests.ended is not None:
+        events.emit(SessionEvent("logout", handle_of_key(requests.ended), requests.ended_user))
+    if session._stored is not None and (requests.login or requests.rotate):
+        now = log_handle(session._current_id())
+        kind: EventKind = "login" if requests.login else "rotate"
+        events.emit(SessionEvent(kind, now, session._user_id, handle if handle != now else None))
+    if result.conflicts:
+        events.emit(SessionEvent("conflict", log_handle(session._current_id()), session._user_id, result.conflicts))
+    return result
+
+
+def revoking(events: Events, user_id: str, flow: Generator[Operation[Any], Any, int]) -> Generator[Operation[Any], Any, int]:
+    """A revoke's flow, then its event (how many sessions it ended), or its failure's."""
+    ended = yield from watching(events, flow)
+    events.emit(SessionEvent("revoke", None, user_id, ended))
+    return ended
