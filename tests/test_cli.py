@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from coatcheck import SessionManager
-from coatcheck.cli import main
+from coatcheck.cli import _shown, main
 from tests.backends import require_servers
 from tests.backends.postgres import URL as POSTGRES_URL
 from tests.backends.postgres import with_query
@@ -41,17 +41,48 @@ def test_operator_commands_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["revoke-user", "alice", "--store", url]) == 0
     assert "revoked 2 sessions of 'alice'" in capsys.readouterr().out
     assert main(["sessions", "bob", "--store", url]) == 0
-    assert "1 live sessions for 'bob'" in capsys.readouterr().out
+    assert f"1 live session for 'bob' in {url}" in capsys.readouterr().out
     assert main(["purge", "--store", url]) == 0
-    assert "deleted 0 expired sessions" in capsys.readouterr().out
+    assert f"deleted 0 expired sessions from {url}" in capsys.readouterr().out
 
 
 def test_store_defaults_to_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("COATCHECK_STORE", f"sqlite:///{tmp_path}/env.db")
+    _login(f"sqlite:///{tmp_path}/env.db", "dora")
     assert main(["check"]) == 0
     assert f"sqlite:///{tmp_path}/env.db is reachable" in capsys.readouterr().out
+
+
+def test_without_a_store_nothing_runs_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("COATCHECK_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["sessions", "alice"])
+    assert stopped.value.code == 2 and "--store" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp_path}/typo.db"
+    for command in (["check"], ["sessions", "alice"], ["purge"], ["revoke-user", "alice"]):
+        assert main([*command, "--store", missing]) == 1
+        assert f"no SQLite store at '{tmp_path}/typo.db'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    assert main(["migrate", "--store", missing]) == 0  # the one command that creates it
+    assert (tmp_path / "typo.db").exists()
+
+
+@pytest.mark.server
+def test_reports_hide_the_password_and_redis_has_nothing_to_purge(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.backends.redis import URL as REDIS_URL
+
+    parts = urlsplit(REDIS_URL)
+    url = parts._replace(netloc=f":{'s3cret'}@{parts.hostname}:{parts.port}").geturl()
+    assert main(["purge", "--store", REDIS_URL]) == 0
+    assert f"{REDIS_URL} expires sessions itself (native TTL): nothing to purge" in capsys.readouterr().out
+    assert main(["check", "--store", url]) == 1  # no such password on the test server
+    assert "s3cret" not in capsys.readouterr().err
+    assert _shown(url) == parts._replace(netloc=f":***@{parts.hostname}:{parts.port}").geturl()
 
 
 def test_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,7 +118,7 @@ def test_migrate_creates_the_postgres_schema(postgres_table: str, capsys: pytest
     assert "schema ready" in capsys.readouterr().out
     _login(url, "carol")
     assert main(["revoke-user", "carol", "--store", url]) == 0
-    assert "revoked 1 sessions of 'carol'" in capsys.readouterr().out
+    assert "revoked 1 session of 'carol' in " in capsys.readouterr().out
 
 
 @pytest.mark.server

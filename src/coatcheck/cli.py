@@ -10,7 +10,9 @@
     coatcheck revoke-user USER --store URL               log a user out everywhere
     coatcheck migrate-sessions --from KIND --store URL   count the legacy sessions left [--adopt: adopt them now]
 
-``--store`` defaults to ``$COATCHECK_STORE``, else the SQLite file ``coatcheck-sessions.db``.
+``--store`` defaults to ``$COATCHECK_STORE``; without either, the command stops. Only ``migrate``
+(and the demo) create a store: the others refuse an SQLite file that does not exist. Every report
+says which store it read, its password hidden.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import CoatcheckError, ConfigurationError
 from .legacy import ListableReader
 from .manager import SessionManager
+from .stores import AsyncStore, Store, expires_natively, from_url
+from .stores.sqlite import SQLiteStore
 
 __all__ = ["main"]
-
-DEFAULT_STORE = "sqlite:///coatcheck-sessions.db"
 
 
 def _when(timestamp: float) -> str:
@@ -50,31 +53,47 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(url: str) -> str:
+    """``url`` as a report shows it: its password, if any, hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def _sessions_count(count: int, what: str = "sessions") -> str:
+    """``1 session``, ``2 live sessions``: ``what`` with the count's number."""
+    return f"{count:,} {what.removesuffix('s') if count == 1 else what}"
+
+
 def _check(manager: SessionManager, args: argparse.Namespace) -> str:
     manager.check()
-    return f"ok: {args.store} is reachable"
+    return f"ok: {_shown(args.store)} is reachable"
 
 
 def _migrate(manager: SessionManager, args: argparse.Namespace) -> str:
     migrate: Callable[[], object] | None = getattr(manager.store, "migrate", None)
     if migrate is None:
-        return f"{type(manager.store).__name__} needs no migration"
+        return f"{_shown(args.store)} needs no migration"
     migrate()
-    return f"ok: schema ready in {args.store}"
+    return f"ok: schema ready in {_shown(args.store)}"
 
 
 def _purge(manager: SessionManager, args: argparse.Namespace) -> str:
-    return f"deleted {manager.purge_expired()} expired sessions"
+    if expires_natively(manager.store):
+        return f"{_shown(args.store)} expires sessions itself (native TTL): nothing to purge"
+    return f"deleted {_sessions_count(manager.purge_expired(), 'expired sessions')} from {_shown(args.store)}"
 
 
 def _sessions(manager: SessionManager, args: argparse.Namespace) -> str:
     infos = manager.list_sessions(args.user)
     lines = [f"{info.handle}  started {_when(info.created_at)}  expires {_when(info.expires_at)}" for info in infos]
-    return "\n".join([*lines, f"{len(infos)} live sessions for {args.user!r}"])
+    return "\n".join([*lines, f"{_sessions_count(len(infos), 'live sessions')} for {args.user!r} in {_shown(args.store)}"])
 
 
 def _revoke(manager: SessionManager, args: argparse.Namespace) -> str:
-    return f"revoked {manager.revoke_user(args.user)} sessions of {args.user!r}"
+    revoked = _sessions_count(manager.revoke_user(args.user))
+    return f"revoked {revoked} of {args.user!r} in {_shown(args.store)}"
 
 
 DJANGO_ENGINES = {  # --from: the Django session engine it names
@@ -153,11 +172,23 @@ def _migrate_sessions(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_manager(operation: Callable[[SessionManager, argparse.Namespace], str]) -> Callable[[argparse.Namespace], int]:
-    """Run ``operation`` on a manager for ``--store``, print its report, close the store."""
+def _existing(url: str) -> Store | AsyncStore:
+    """The store ``url`` names, refused when it is an SQLite file that does not exist (a command
+    that only reads or deletes never creates one)."""
+    store: Store | AsyncStore = from_url(url)
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        raise ConfigurationError(f"no SQLite store at {store.path!r}: nothing to read (coatcheck migrate --store URL creates it)")
+    return store
+
+
+def _with_manager(
+    operation: Callable[[SessionManager, argparse.Namespace], str], *, creates: bool = False
+) -> Callable[[argparse.Namespace], int]:
+    """Run ``operation`` on a manager for ``--store``, print its report, close the store. Unless
+    the operation ``creates`` the store, a missing SQLite file is an error."""
 
     def handler(args: argparse.Namespace) -> int:
-        manager = SessionManager(args.store)
+        manager = SessionManager(args.store if creates else _existing(args.store))
         try:
             print(operation(manager, args))
         finally:
@@ -170,13 +201,18 @@ def _with_manager(operation: Callable[[SessionManager, argparse.Namespace], str]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coatcheck", description="Server-side HTTP sessions: demo and operator tools.")
     commands = parser.add_subparsers(dest="command", required=True)
-    store_default = os.environ.get("COATCHECK_STORE", DEFAULT_STORE)
+    store_default = os.environ.get("COATCHECK_STORE")
 
     def command(
         name: str, handler: Callable[[argparse.Namespace], int], help_text: str, *, user: bool = False
     ) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--store", default=store_default, help=f"store URL (default: {store_default})")
+        sub.add_argument(
+            "--store",
+            default=store_default,
+            required=store_default is None,
+            help="store URL (default: $COATCHECK_STORE)" + (f", now {_shown(store_default)}" if store_default else ""),
+        )
         if user:
             sub.add_argument("user", help="the user ID given to session.login()")
         sub.set_defaults(handler=handler)
@@ -187,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     command("check", _with_manager(_check), "check that the store is reachable")
-    command("migrate", _with_manager(_migrate), "create the store's schema (SQL stores)")
+    command("migrate", _with_manager(_migrate, creates=True), "create the store's schema (SQL stores)")
     command("purge", _with_manager(_purge), "delete expired sessions now")
     command("sessions", _with_manager(_sessions), "list a user's live sessions", user=True)
     command("revoke-user", _with_manager(_revoke), "delete every session of a user (log out everywhere)", user=True)
