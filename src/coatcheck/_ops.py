@@ -234,15 +234,11 @@ def drive(flow: Generator[Operation[Any], Any, T], target: Any, observe: Observe
         return stop.value  # type: ignore[no-any-return]
     while True:
         try:
-            result = op.run(target) if observe is None else _observed(op, target, observe)
-        except Exception as exc:  # raised where the flow yielded the operation: it may catch it
-            try:
-                op = flow.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            continue
+            result, error = (op.run(target) if observe is None else _observed(op, target, observe)), None
+        except Exception as exc:  # raised inside the flow, where it yielded the operation
+            result, error = None, exc
         try:
-            op = flow.send(result)
+            op = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -263,6 +259,7 @@ async def adrive(
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
     while True:
+        error = None
         try:
             if observe is not None:
                 result = await _aobserved(op, target, observe, inline)
@@ -270,14 +267,10 @@ async def adrive(
                 result = op.run(target)
             else:
                 result = await op.arun(target)
-        except Exception as exc:  # raised where the flow yielded the operation: it may catch it
-            try:
-                op = flow.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            continue
+        except Exception as exc:  # raised inside the flow, where it yielded the operation
+            result, error = None, exc
         try:
-            op = flow.send(result)
+            op = flow.send(result) if error is None else flow.throw(error)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
