@@ -138,10 +138,18 @@ class UncalledReader:
 
 def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
     """The manager on :func:`coatcheck_store`, with the default :class:`SessionConfig` (and a
-    legacy reader that must never be called, with ``BENCH_LEGACY=1``)."""
+    legacy reader that must never be called, with ``BENCH_LEGACY=1``; Prometheus metrics, with
+    ``BENCH_PROMETHEUS=1``)."""
     store, counter = coatcheck_store()
     legacy = [UncalledReader()] if env("BENCH_LEGACY", "0") == "1" else []
-    return SessionManager(store, config=SessionConfig(), legacy=legacy), counter
+    manager = SessionManager(store, config=SessionConfig(), legacy=legacy)
+    if env("BENCH_PROMETHEUS", "0") == "1":
+        from prometheus_client import CollectorRegistry
+
+        from coatcheck.prometheus import instrument
+
+        instrument(manager, CollectorRegistry())
+    return manager, counter
 
 
 def purge_interval() -> float | None:

@@ -78,14 +78,16 @@ def instrument(manager: SessionManager, registry: CollectorRegistry = REGISTRY) 
     metrics = Metrics(registry)
     store = type(manager.store).__name__
     earlier = manager.observe
-    operations: dict[type, str] = {}
+    histograms: dict[type, Any] = {}  # an operation's labelled histogram, looked up once
 
     def observe(op: Operation[Any], seconds: float, error: BaseException | None) -> None:
         kind = type(op)
-        name = operations.get(kind) or operations.setdefault(kind, _snake(kind.__name__))
-        metrics.duration.labels(store, name).observe(seconds)
+        histogram = histograms.get(kind)
+        if histogram is None:
+            histogram = histograms[kind] = metrics.duration.labels(store, _snake(kind.__name__))
+        histogram.observe(seconds)
         if error is not None:
-            metrics.errors.labels(store, name, type(error).__name__).inc()
+            metrics.errors.labels(store, _snake(kind.__name__), type(error).__name__).inc()
         if earlier is not None:
             earlier(op, seconds, error)
 
