@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from coatcheck import ConcurrentUpdateError, SessionConfig, SessionManager, StoreUnavailableError
+from coatcheck import ConcurrentUpdateError, Session, SessionConfig, SessionManager, StoreUnavailableError
 from coatcheck.events import SessionEvent
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.sqlite import SQLiteStore
@@ -74,14 +74,21 @@ async def test_login_rotate_logout_and_revoke_are_announced_with_handles(manager
     assert all(session.id not in str(event) and other.id not in str(event) for event in seen)
 
 
-async def test_a_merged_conflict_is_announced_with_its_count(manager: SessionManager, anyio_backend: str) -> None:
-    seen = _recording(manager)
+def _overtaken(manager: SessionManager, key: str) -> Session:
+    """A stored session, loaded, then changed and committed (``key`` set to 1) by another request."""
     session = manager.new_session()
     session["n"] = 0
     manager.commit(session)
     mine, theirs = manager.load(_cookie(session.id)), manager.load(_cookie(session.id))
-    theirs["a"] = 1
+    theirs[key] = 1
     manager.commit(theirs)
+    return mine
+
+
+async def test_a_merged_conflict_is_announced_with_its_count(manager: SessionManager, anyio_backend: str) -> None:
+    seen = _recording(manager)
+    mine = _overtaken(manager, "a")
+    session = mine
     mine["b"] = 2
     await manager.acommit(mine)
     assert seen == [SessionEvent("conflict", manager.handle(mine), None, 1)]
@@ -92,12 +99,7 @@ def test_a_commit_that_gives_up_is_announced_as_a_conflict() -> None:
     clock = FakeClock()
     manager = SessionManager(MemoryStore(clock=clock), config=SessionConfig(max_commit_attempts=1), clock=clock)
     seen = _recording(manager)
-    session = manager.new_session()
-    session["n"] = 0
-    manager.commit(session)
-    mine, theirs = manager.load(_cookie(session.id)), manager.load(_cookie(session.id))
-    theirs["n"] = 1
-    manager.commit(theirs)
+    mine = _overtaken(manager, "n")
     mine["n"] = 2
     with pytest.raises(ConcurrentUpdateError) as raised:
         manager.commit(mine)
