@@ -262,10 +262,9 @@ def _write(
             fresh_created, fresh_data = session._codec.decode(fresh.data)
         except _codec.CorruptRecordError:
             raise _interrupted(session, "overwritten with a corrupt record by a concurrent request") from None
-        _merge(session, changed, fresh_data)
         user_id = user_id if login else fresh.user_id
         stored = Stored(old_key, fresh.data, fresh.version, fresh_created, fresh.expires_at, user_id)
-        session._settle(stored)  # what the store holds now, should this commit fail after all
+        session._settle(stored, _merged(session, changed, fresh_data))  # as the store holds it, should this commit fail
         created_at = now if login else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
 
@@ -302,16 +301,15 @@ def _rotate_by_parts(
     return new_id
 
 
-def _merge(session: Session, changed: set[str], data: dict[str, Any]) -> None:
-    """Re-apply this request's changed keys onto the freshly loaded ``data``, which becomes the
-    session's content."""
+def _merged(session: Session, changed: set[str], data: dict[str, Any]) -> dict[str, Any]:
+    """The freshly loaded ``data`` with this request's changed keys re-applied onto it."""
     mine = session._plain()
     for key in changed:
         if key in mine:
             data[key] = mine[key]
         else:
             data.pop(key, None)
-    session._replace_data(data)
+    return data
 
 
 # -- adopting a legacy session (see coatcheck.legacy) -----------------------------------------------

@@ -126,12 +126,13 @@ class Session(dict[str, Any]):
 
     def _settle(self, stored: Stored, data: Mapping[str, Any] | None = None, session_id: str | None = None) -> None:
         """Make ``stored`` this session's persistence state, after a load or a write: its user
-        becomes the session's, ``data`` (when given) its content, ``session_id`` its ID."""
+        becomes the session's, ``data`` (when given) its content (not a change: nothing is marked
+        for saving), ``session_id`` its ID."""
         self._stored = stored
         self._user_id = stored.user_id
         if session_id is not None:
             self._id = session_id
-        if data is not None and data is not self:  # as _replace_data, inline: this runs on every load
+        if data is not None and data is not self:
             dict.clear(self)
             dict.update(self, data)
         self._base_size = len(stored.raw)
@@ -148,12 +149,6 @@ class Session(dict[str, Any]):
     def _change_id_after_collision(self) -> None:
         """Take another ID: the one drawn was in use (a collision), and nobody has been given it."""
         self._id = self._id_factory()
-
-    def _replace_data(self, data: Mapping[str, Any]) -> None:
-        """Make ``data`` the session's content (not a change: nothing is marked for saving)."""
-        if data is not self:
-            dict.clear(self)
-            dict.update(self, data)
 
     def _maybe_changed(self) -> bool:
         """Cheap: could committing write anything but a refresh (exact: :meth:`_changed_keys`)?"""
