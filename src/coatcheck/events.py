@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ._ids import handle_of_key, log_handle
+from ._ids import handle_of_key
 from ._logs import log
 from .errors import ConcurrentUpdateError, StoreError
 
@@ -111,7 +111,7 @@ def announcing(
     """A commit's flow, then the events of what it did to ``session`` (its lifecycle requests, its
     conflicts), or of how it failed."""
     requests, user_id = session._requests, session._user_id
-    handle = log_handle(session._current_id()) if session._stored is not None else None
+    handle = None if session._stored is None else handle_of_key(session._stored.key)
     try:
         result = yield from flow
     except ConcurrentUpdateError as exc:
@@ -122,12 +122,14 @@ def announcing(
         raise
     if requests.ended is not None:
         events.emit(SessionEvent("logout", handle_of_key(requests.ended), requests.ended_user))
-    if session._stored is not None and (requests.login or requests.rotate):
-        now = log_handle(session._current_id())
+    if session._stored is None:
+        return result
+    now = handle_of_key(session._stored.key)
+    if requests.login or requests.rotate:
         kind: EventKind = "login" if requests.login else "rotate"
         events.emit(SessionEvent(kind, now, session._user_id, handle if handle != now else None))
     if result.conflicts:
-        events.emit(SessionEvent("conflict", log_handle(session._current_id()), session._user_id, result.conflicts))
+        events.emit(SessionEvent("conflict", now, session._user_id, result.conflicts))
     return result
 
 
