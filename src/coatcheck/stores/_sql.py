@@ -215,6 +215,29 @@ class SQLStoreMethods(ABC):
         self.purge_batch, self._clock = purge_batch, clock
         self._schema_pending = create_schema
 
+    def _pool_settings(
+        self,
+        table: str,
+        purge_batch: int,
+        *,
+        connect_timeout: float,
+        statement_timeout: float,
+        pool_timeout: float,
+        pool_size: int,
+    ) -> None:
+        """Check (with :func:`check_options`) and keep the settings of a store with a server and
+        a pool of connections to it (PostgreSQL, MySQL)."""
+        check_options(
+            table,
+            purge_batch,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+            pool_timeout=pool_timeout,
+        )
+        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
+        self.pool_size = pool_size
+
     def _missing_table(self) -> StoreError:
         return StoreError(
             f"the session table {self.table!r} does not exist in {self.database_name} {self._where}: run"

@@ -58,7 +58,6 @@ from ._sql import (
     SQLFlows,
     SQLStoreMethods,
     Statement,
-    check_options,
     connection_cause,
 )
 from ._urls import query_options
@@ -198,13 +197,13 @@ class MySQLStore(SQLStoreMethods):
         ssl_context: ssl.SSLContext | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        check_options(
+        self._pool_settings(
             table,
             purge_batch,
-            pool_size=pool_size,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
             pool_timeout=pool_timeout,
+            pool_size=pool_size,
         )
         if not database:
             raise ConfigurationError("the MySQL store needs a database name")
@@ -229,8 +228,6 @@ class MySQLStore(SQLStoreMethods):
             purge_batch=purge_batch,
             clock=clock,
         )
-        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
-        self.pool_size = pool_size
         self._lock = threading.Lock()
         self._pool: Pool | None = None
         self._apool: AsyncPool | None = None

@@ -74,7 +74,6 @@ from ._sql import (
     SQLFlows,
     SQLStoreMethods,
     Statement,
-    check_options,
     connection_cause,
 )
 from ._urls import query_options
@@ -252,13 +251,13 @@ class PostgresStore(SQLStoreMethods):
         purge_batch: int = 1000,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        check_options(
+        self._pool_settings(
             table,
             purge_batch,
-            pool_size=pool_size,
             connect_timeout=connect_timeout,
             statement_timeout=statement_timeout,
             pool_timeout=pool_timeout,
+            pool_size=pool_size,
         )
         try:
             params = conninfo_to_dict(conninfo)
@@ -283,8 +282,6 @@ class PostgresStore(SQLStoreMethods):
             purge_batch=purge_batch,
             clock=clock,
         )
-        self.connect_timeout, self.statement_timeout, self.pool_timeout = connect_timeout, statement_timeout, pool_timeout
-        self.pool_size = pool_size
         self._reply_timeout = statement_timeout + _REPLY_MARGIN
         self._lock = threading.Lock()
         self._alock = asyncio.Lock()
