@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from coatcheck import ConcurrentUpdateError, Session, SessionConfig, SessionManager, StoreUnavailableError
+from coatcheck import ConcurrentUpdateError, Record, Session, SessionConfig, SessionManager, StoreUnavailableError
+from coatcheck._ids import new_session_id, store_key
 from coatcheck.events import SessionEvent
 from coatcheck.stores.memory import MemoryStore
 from coatcheck.stores.sqlite import SQLiteStore
@@ -150,3 +151,56 @@ def test_a_subscriber_that_raises_is_logged_and_breaks_nothing(caplog: pytest.Lo
 def test_a_subscriber_must_be_callable() -> None:
     with pytest.raises(TypeError, match="must be callable"):
         SessionManager(MemoryStore()).events.on_logout("audit.log")  # type: ignore[arg-type]
+
+
+async def test_a_request_s_session_is_announced_created_loaded_and_committed(manager: SessionManager, anyio_backend: str) -> None:
+    seen: list[SessionEvent] = []
+    for subscribe in (manager.events.on_create, manager.events.on_load, manager.events.on_commit):
+        subscribe(seen.append)
+    session = manager.new_session()
+    session["a"] = "x" * 100
+    await manager.acommit(session)
+    handle = manager.handle(session)
+    (created, saved) = seen
+    assert created == SessionEvent("create", handle, None)
+    assert saved.kind == "commit" and saved.detail == "saved" and saved.size is not None and 100 < saved.size < 200
+    seen.clear()
+    again = await manager.aload(_cookie(session.id))
+    await manager.acommit(again)
+    assert seen == [SessionEvent("load", handle, None), SessionEvent("commit", handle, None, "unchanged")]
+    seen.clear()
+    again["b"] = 1
+    await manager.acommit(again, status_code=503)
+    again.logout()
+    await manager.acommit(again)
+    assert seen == [SessionEvent("commit", handle, None, "dropped"), SessionEvent("commit", handle, None, "deleted")]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (None, "unknown"),
+        (b"not json", "corrupt"),
+        (b'{"v":1,"c":%d,"d":{}}', "future"),
+        (b'{"v":1,"c":%d,"d":{}}', "expired"),
+    ],
+)
+def test_a_refused_session_id_is_announced_with_its_reason(record: bytes | None, reason: str) -> None:
+    """The store's own clock lags, so it still hands out what the manager must refuse."""
+    clock = FakeClock()
+    store = MemoryStore(clock=FakeClock(clock.now - 10 * 86400))
+    manager = SessionManager(store, clock=clock)
+    rejected: list[SessionEvent] = []
+    manager.events.on_reject(rejected.append)
+    session_id = new_session_id()
+    if record is not None:
+        created = clock.now + 3600 if reason == "future" else clock.now - 86400
+        store.save(
+            store_key(session_id),
+            Record(record % int(created) if b"%d" in record else record, clock.now + 60, 1),
+            expected_version=None,
+        )
+    assert manager.load(_cookie(session_id)).is_new
+    assert rejected == [SessionEvent("reject", manager.handle(manager._session(session_id)), None, reason)]
+    manager.load("sessionid=" + "!" * 43)
+    assert rejected[1:] == [SessionEvent("reject", None, None, "malformed")]

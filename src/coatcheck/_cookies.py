@@ -16,6 +16,7 @@ from ._logs import log, security_log
 from .config import CookieConfig
 
 if TYPE_CHECKING:
+    from ._core import Rejected
     from .legacy import LegacyCookie
 
 __all__ = [
@@ -33,13 +34,16 @@ __all__ = [
 MAX_COOKIE_CANDIDATES = 3
 
 
-def cookie_candidates(cookie_headers: Iterable[str], name: str, *, legacy_name: bool = False) -> list[str]:
+def cookie_candidates(
+    cookie_headers: Iterable[str], name: str, *, legacy_name: bool = False, rejected: Rejected | None = None
+) -> list[str]:
     """Values of cookie ``name`` in request order, well-formed IDs only; linear in header size.
 
     Pairs that are malformed, nameless (``=name=value``) or of other names are skipped, so one
     bad cookie never hides the session cookie. Malformed session values cause one security log
     line per request however many there are (hashed, and rate-limited per process), unless a
-    legacy reader reads cookies of this ``name`` (``legacy_name``): they are its to judge and log.
+    legacy reader reads cookies of this ``name`` (``legacy_name``): they are its to judge and log;
+    ``rejected``, if given, is told of each (reason ``malformed``).
     """
     found: list[str] = []
     malformed: list[str] = []
@@ -60,6 +64,9 @@ def cookie_candidates(cookie_headers: Iterable[str], name: str, *, legacy_name: 
     if malformed and not legacy_name:
         first = log_handle(malformed[0][:4096])
         security_log(logging.WARNING, "%d malformed session cookie value(s) ignored (first: sha256 %s)", len(malformed), first)
+        if rejected is not None:
+            for _ in malformed:
+                rejected("malformed", None)
     return found
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from . import _codec
-from ._ids import is_valid_id, log_handle, store_key
+from ._ids import handle_of_key, is_valid_id, log_handle, store_key
 from ._logs import security_log
 from ._ops import Capabilities, Delete, Load, Operation, Pause, Rotate, Save, Touch
 from ._record import Record
@@ -44,27 +44,39 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
     return min(now + config.idle_seconds, created_at + config.absolute_seconds)
 
 
+Rejected = Callable[[str, str | None], None]
+"""Told of each session ID a load refuses: the reason (``unknown``, ``expired``, ``corrupt``,
+``future``, ``malformed``) and the ID's handle (None for a malformed value)."""
+
+
 def _live(
-    session_id: str, config: SessionConfig, now: float, codec: _codec.Codec
+    session_id: str, config: SessionConfig, now: float, codec: _codec.Codec, rejected: Rejected | None = None
 ) -> Generator[Operation[Any], Any, tuple[str, Record, float, dict[str, Any]] | None]:
     """Load the record of ``session_id``: ``(key, record, created_at, data)`` if it is a live session."""
     key = store_key(session_id)
     record: Record | None = yield Load(key)
+    reason: str
     if record is None or record.data == _codec.TOMBSTONE:
         security_log(logging.INFO, "unknown, expired or rotated session ID (sha256 %s)", log_handle(session_id))
-        return None
-    try:
-        created_at, data = codec.decode(record.data)
-    except _codec.CorruptRecordError as exc:
-        security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
-        return None
-    if created_at > now + MAX_CLOCK_SKEW:  # a record claiming a future creation would outlive the absolute timeout
-        security_log(logging.WARNING, "session record created in the future ignored (sha256 %s)", log_handle(session_id))
-        return None
-    if min(record.expires_at, created_at + config.absolute_seconds) <= now:
-        security_log(logging.INFO, "expired session ID (sha256 %s)", log_handle(session_id))
-        return None
-    return key, record, created_at, data
+        reason = "unknown"
+    else:
+        try:
+            created_at, data = codec.decode(record.data)
+        except _codec.CorruptRecordError as exc:
+            security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
+            reason = "corrupt"
+        else:
+            if created_at > now + MAX_CLOCK_SKEW:  # a record claiming a future creation would outlive the absolute timeout
+                security_log(logging.WARNING, "session record created in the future ignored (sha256 %s)", log_handle(session_id))
+                reason = "future"
+            elif min(record.expires_at, created_at + config.absolute_seconds) <= now:
+                security_log(logging.INFO, "expired session ID (sha256 %s)", log_handle(session_id))
+                reason = "expired"
+            else:
+                return key, record, created_at, data
+    if rejected is not None:
+        rejected(reason, handle_of_key(key))
+    return None
 
 
 def load_flow(
@@ -73,6 +85,7 @@ def load_flow(
     now: float,
     make_session: Callable[[str | None], Session],
     codec: _codec.Codec = _codec.JSON,
+    rejected: Rejected | None = None,
 ) -> Generator[Operation[Any], Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
 
@@ -82,7 +95,7 @@ def load_flow(
     overlap); the others cost a store read only in that case.
     """
     for position, session_id in enumerate(candidates):
-        found = yield from _live(session_id, config, now, codec)
+        found = yield from _live(session_id, config, now, codec, rejected)
         if found is None:
             continue
         for other in candidates[position + 1 :]:

@@ -24,23 +24,27 @@ if TYPE_CHECKING:
     from ._ops import Operation
     from .session import Session
 
-__all__ = ["EventKind", "Events", "SessionEvent", "Subscriber"]
+__all__ = ["CommitOutcome", "EventKind", "Events", "SessionEvent", "Subscriber"]
 
 T = TypeVar("T")
-EventKind = Literal["login", "logout", "rotate", "revoke", "conflict", "store_error"]
+EventKind = Literal["create", "load", "reject", "commit", "login", "logout", "rotate", "revoke", "conflict", "store_error"]
+CommitOutcome = Literal["saved", "touched", "deleted", "unchanged", "dropped"]
 
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
     """What happened: ``kind``; the session's ``handle`` (None for an event about a user's every
-    session: a revoke); its ``user_id``, if bound; and ``detail``: the handle a rotation or a login
-    replaced, how many sessions a revoke ended, how many compare-and-set conflicts a commit met,
-    or a store error's message."""
+    session, a revoke, and for a malformed cookie value); its ``user_id``, if bound; and ``detail``:
+    why a session ID was rejected, what a commit did (a :data:`CommitOutcome`), the handle a
+    rotation or a login replaced, how many sessions a revoke ended, how many compare-and-set
+    conflicts a commit met, or a store error's message. A commit that saved the session gives
+    the ``size`` of the record it wrote, in bytes."""
 
     kind: EventKind
     handle: str | None
     user_id: str | None
     detail: str | int | None = None
+    size: int | None = None
 
 
 Subscriber = Callable[[SessionEvent], object]
@@ -61,6 +65,26 @@ class Events:
             raise TypeError(f"an event subscriber must be callable, not {type(subscriber).__name__}")
         self._subscribers[kind] = (*self._subscribers.get(kind, ()), subscriber)
         return subscriber
+
+    def on_create(self, subscriber: Subscriber) -> Subscriber:
+        """A new session was stored for the first time."""
+        return self._subscribe("create", subscriber)
+
+    def on_load(self, subscriber: Subscriber) -> Subscriber:
+        """A request found its live session in the store (one event per request that has one)."""
+        return self._subscribe("load", subscriber)
+
+    def on_reject(self, subscriber: Subscriber) -> Subscriber:
+        """A request's session cookie named no live session (``detail``: ``unknown``, ``expired``,
+        ``corrupt``, ``future`` for a record created ahead of the clock, or ``malformed`` for a
+        value that is not a session ID); the request gets a fresh session."""
+        return self._subscribe("reject", subscriber)
+
+    def on_commit(self, subscriber: Subscriber) -> Subscriber:
+        """A request's session was committed (``detail``: ``saved``, ``touched`` for an expiry
+        refresh, ``deleted`` for a logout, ``unchanged`` when there was nothing to write, or
+        ``dropped`` for changes discarded with a server error's response)."""
+        return self._subscribe("commit", subscriber)
 
     def on_login(self, subscriber: Subscriber) -> Subscriber:
         """A session was bound to a user (``login()``) and stored under its new ID."""
@@ -105,13 +129,36 @@ def watching(events: Events, flow: Generator[Operation[Any], Any, T]) -> Generat
         raise
 
 
+def loading(events: Events, flow: Generator[Operation[Any], Any, Session]) -> Generator[Operation[Any], Any, Session]:
+    """A load's flow, then its event when it found a live session, or its failure's."""
+    session = yield from watching(events, flow)
+    if session._stored is not None:
+        events.emit(SessionEvent("load", handle_of_key(session._stored.key), session._user_id))
+    return session
+
+
+def rejecting(events: Events) -> Callable[[str, str | None], None]:
+    """What a load flow tells of each session ID it refuses: a ``reject`` event."""
+
+    def rejected(reason: str, handle: str | None) -> None:
+        events.emit(SessionEvent("reject", handle, None, reason))
+
+    return rejected
+
+
+def skipped(events: Events, session: Session, outcome: CommitOutcome) -> None:
+    """The ``commit`` event of a commit that had nothing to write (or dropped what it had)."""
+    stored = session._stored
+    events.emit(SessionEvent("commit", None if stored is None else handle_of_key(stored.key), session._user_id, outcome))
+
+
 def announcing(
     events: Events, session: Session, flow: Generator[Operation[Any], Any, CommitResult]
 ) -> Generator[Operation[Any], Any, CommitResult]:
     """A commit's flow, then the events of what it did to ``session`` (its lifecycle requests, its
     conflicts), or of how it failed."""
-    requests, user_id = session._requests, session._user_id
-    handle = None if session._stored is None else handle_of_key(session._stored.key)
+    requests, user_id, before = session._requests, session._user_id, session._stored
+    handle = None if before is None else handle_of_key(before.key)
     try:
         result = yield from flow
     except ConcurrentUpdateError as exc:
@@ -122,9 +169,17 @@ def announcing(
         raise
     if requests.ended is not None:
         events.emit(SessionEvent("logout", handle_of_key(requests.ended), requests.ended_user))
-    if session._stored is None:
+    after = session._stored
+    if after is None:
+        ended = requests.ended
+        outcome: CommitOutcome = "unchanged" if ended is None else "deleted"
+        events.emit(SessionEvent("commit", handle if ended is None else handle_of_key(ended), user_id, outcome))
         return result
-    now = handle_of_key(session._stored.key)
+    now = handle_of_key(after.key)
+    if before is None:
+        events.emit(SessionEvent("create", now, session._user_id))
+    outcome = "unchanged" if after is before else "touched" if before is not None and after.version == before.version else "saved"
+    events.emit(SessionEvent("commit", now, session._user_id, outcome, len(after.raw) if outcome == "saved" else None))
     if requests.login or requests.rotate:
         kind: EventKind = "login" if requests.login else "rotate"
         events.emit(SessionEvent(kind, now, session._user_id, handle if handle != now else None))

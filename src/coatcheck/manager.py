@@ -156,11 +156,14 @@ class SessionManager:
 
     def _loading(self, headers: Sequence[str], legacy: bool) -> Generator[Operation[Any], Any, Session]:
         flow = self._load_or_adopt(headers) if legacy and self.legacy else self._load_flow(headers)
-        return flow if not self.events else events.watching(self.events, flow)
+        return flow if not self.events._subscribers else events.loading(self.events, flow)
 
     def _load_flow(self, headers: Sequence[str]) -> Generator[Operation[Any], Any, Session]:
-        candidates = _cookies.cookie_candidates(headers, self.config.cookie.name, legacy_name=self._legacy_name)
-        return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec)
+        rejected = events.rejecting(self.events) if self.events._subscribers else None
+        candidates = _cookies.cookie_candidates(
+            headers, self.config.cookie.name, legacy_name=self._legacy_name, rejected=rejected
+        )
+        return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec, rejected)
 
     def load(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Session:
         """The session named by the request's ``Cookie`` header(s), or a fresh one.
@@ -267,7 +270,12 @@ class SessionManager:
         """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
         flow = _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
-        return flow if flow is None or not self.events else events.announcing(self.events, session, flow)
+        if not self.events._subscribers:  # the dict itself: no Python call on the hot path
+            return flow
+        if flow is None:
+            events.skipped(self.events, session, "dropped" if not keep and session._maybe_changed() else "unchanged")
+            return None
+        return events.announcing(self.events, session, flow)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:
@@ -330,7 +338,7 @@ class SessionManager:
 
     def _revoking(self, user_id: str, caps: Capabilities) -> Generator[Operation[Any], Any, int]:
         flow: Generator[Operation[Any], Any, int] = self._per_user(DeleteUser(user_id), caps)
-        return flow if not self.events else events.revoking(self.events, user_id, flow)
+        return flow if not self.events._subscribers else events.revoking(self.events, user_id, flow)
 
     def revoke_user(self, user_id: str) -> int:
         """Delete every session of ``user_id`` ("log out everywhere"); return how many."""
