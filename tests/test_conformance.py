@@ -84,7 +84,9 @@ def test_a_revoke_wins_at_every_step_of_a_rotation_without_rotate(revoke_at: int
     rotating = manager.load(f"sessionid={alice.id}")
     rotating.rotate()
     rotating["step"] = revoke_at
-    flow = _core.commit_flow(rotating, manager.config, clock(), keep_changes=True, capabilities=frozenset({DeleteUser}))
+    flow = _core.commit_flow(
+        rotating, manager.config, clock(), keep_changes=True, capabilities=frozenset({DeleteUser}), records=manager.records
+    )
     assert flow is not None
     calls = 0
     try:

@@ -16,7 +16,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .devices import Client, device_meta
+from .errors import SessionTooLargeError
+
+if TYPE_CHECKING:
+    from ._sealing import Sealer
 
 fast_json: Any  # orjson when the ``fast`` extra is installed, else None
 try:
@@ -145,3 +151,99 @@ class JSONCodec:
 
 
 JSON = JSONCodec()
+
+
+# -- records with a readable header: device metadata, sealed data ----------------------------------
+
+FRAME = b"\x00cc\x01"
+"""The first bytes of a framed record: never those of a JSON envelope, a tombstone or a claim."""
+_HEADER_LENGTH = 2  # bytes, big-endian, after FRAME
+
+
+class RecordFormat:
+    """How a session becomes record bytes and back: the ``codec``'s envelope as it is, or, with
+    device metadata or sealing, framed behind a readable header.
+
+    A framed record is ``FRAME``, the header's length (2 bytes), the header (JSON: ``c`` the
+    creation time, ``m`` the device metadata, ``k`` the sealing key's ID), then the codec's bytes,
+    sealed when a ``sealer`` is given. The header stays readable without the session ID (for
+    "your devices" listings and the operator's tools); the sealed part does not. A plain record
+    still opens when sealing is on (written before it was), and is sealed when next written.
+    """
+
+    __slots__ = ("address_bits", "codec", "framed", "sealer")
+
+    def __init__(self, codec: Codec, sealer: Sealer | None = None, *, address_bits: tuple[int, int] | None = None) -> None:
+        self.codec = codec
+        self.sealer = sealer
+        self.address_bits = address_bits  # None: no device metadata
+        self.framed = sealer is not None or address_bits is not None
+
+    def meta(self, previous: dict[str, Any] | None, client: Client | None, login_at: float | None) -> dict[str, Any] | None:
+        """The device metadata a write keeps (None without ``SessionConfig.devices``)."""
+        if self.address_bits is None:
+            return None
+        return device_meta(previous, client, login_at, self.address_bits)
+
+    def pack(
+        self, session_id: str, key: str, created_at: float, data: Mapping[str, Any], meta: dict[str, Any] | None, max_size: int
+    ) -> bytes:
+        """The record bytes of the session ``session_id`` stored under ``key``; raises
+        :class:`SessionTooLargeError` when its encoded data pass ``max_size`` bytes."""
+        body = self.codec.encode(created_at, data)
+        if len(body) > max_size:
+            raise SessionTooLargeError(f"session is {len(body)} bytes encoded, over max_size={max_size}")
+        if not self.framed:
+            return body
+        header: dict[str, Any] = {"c": created_at}
+        if meta:
+            header["m"] = meta
+        if self.sealer is not None:
+            header["k"] = self.sealer.seal_id
+        head = _dumps(header)
+        prefix = FRAME + len(head).to_bytes(_HEADER_LENGTH, "big") + head
+        if self.sealer is not None:
+            body = self.sealer.seal(session_id, body, key.encode() + b"\x00" + prefix)
+        return prefix + body
+
+    def unpack(self, session_id: str, key: str, raw: bytes) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
+        """``(created_at, data, device metadata)``; :class:`CorruptRecordError` if malformed,
+        or sealed and not opening under this ID, key and secrets."""
+        if not raw.startswith(FRAME):
+            created_at, data = self.codec.decode(raw)
+            return created_at, data, None
+        header, body, prefix = _split(raw)
+        key_id = header.get("k")
+        if key_id is not None:
+            if self.sealer is None:
+                raise CorruptRecordError("record is sealed and no encryption_keys are configured")
+            body = self.sealer.open(str(key_id), session_id, body, key.encode() + b"\x00" + prefix)
+        created_at, data = self.codec.decode(body)
+        meta = header.get("m")
+        return created_at, data, meta if type(meta) is dict else None
+
+    def header(self, raw: bytes) -> tuple[float, dict[str, Any] | None]:
+        """``(created_at, device metadata)``, read without the session ID (a sealed record's data
+        stays closed); :class:`CorruptRecordError` if malformed."""
+        if not raw.startswith(FRAME):
+            return self.codec.decode(raw)[0], None
+        header, _, _ = _split(raw)
+        created_at, meta = header.get("c"), header.get("m")
+        if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
+            raise CorruptRecordError("record header has no creation time")
+        return float(created_at), meta if type(meta) is dict else None
+
+
+def _split(raw: bytes) -> tuple[dict[str, Any], bytes, bytes]:
+    """A framed record's ``(header, body, prefix)``: the prefix is everything before the body."""
+    start = len(FRAME) + _HEADER_LENGTH
+    end = start + int.from_bytes(raw[len(FRAME) : start], "big")
+    if len(raw) < end:
+        raise CorruptRecordError("record header is cut short")
+    try:
+        header = fast_json.loads(raw[start:end]) if fast_json is not None else _loads(raw[start:end].decode())
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CorruptRecordError("record header is not UTF-8 JSON") from exc
+    if type(header) is not dict:
+        raise CorruptRecordError("record header is not an object")
+    return header, raw[end:], raw[:end]

@@ -19,8 +19,10 @@ from ._ids import handle_of_key, is_valid_id, log_handle, store_key
 from ._logs import security_log
 from ._ops import Capabilities, Delete, Load, Operation, Pause, Rotate, Save, Touch
 from ._record import Record
+from ._sealing import UnknownKeyError
 from .config import SessionConfig
-from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
+from .devices import Client
+from .errors import ConcurrentUpdateError, SessionInterruptedError
 from .legacy import report_bad_value
 from .session import Session, Stored
 
@@ -50,9 +52,9 @@ Rejected = Callable[[str, str | None], None]
 
 
 def _live(
-    session_id: str, config: SessionConfig, now: float, codec: _codec.Codec, rejected: Rejected | None = None
-) -> Generator[Operation[Any], Any, tuple[str, Record, float, dict[str, Any]] | None]:
-    """Load the record of ``session_id``: ``(key, record, created_at, data)`` if it is a live session."""
+    session_id: str, config: SessionConfig, now: float, records: _codec.RecordFormat, rejected: Rejected | None = None
+) -> Generator[Operation[Any], Any, tuple[Stored, dict[str, Any]] | None]:
+    """Load the record of ``session_id``: its :class:`Stored` and data if it is a live session."""
     key = store_key(session_id)
     record: Record | None = yield Load(key)
     reason: str
@@ -61,7 +63,10 @@ def _live(
         reason = "unknown"
     else:
         try:
-            created_at, data = codec.decode(record.data)
+            created_at, data, meta = records.unpack(session_id, key, record.data)
+        except UnknownKeyError as exc:
+            security_log(logging.WARNING, "session record ignored (sha256 %s): %s", log_handle(session_id), exc)
+            reason = "unknown_key"
         except _codec.CorruptRecordError as exc:
             security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
             reason = "corrupt"
@@ -73,7 +78,7 @@ def _live(
                 security_log(logging.INFO, "expired session ID (sha256 %s)", log_handle(session_id))
                 reason = "expired"
             else:
-                return key, record, created_at, data
+                return Stored(key, record.data, record.version, created_at, record.expires_at, record.user_id, meta), data
     if rejected is not None:
         rejected(reason, handle_of_key(key))
     return None
@@ -84,7 +89,7 @@ def load_flow(
     config: SessionConfig,
     now: float,
     make_session: Callable[[str | None], Session],
-    codec: _codec.Codec = _codec.JSON,
+    records: _codec.RecordFormat,
     rejected: Rejected | None = None,
 ) -> Generator[Operation[Any], Any, Session]:
     """Load the first candidate ID that names a live session; otherwise a fresh session.
@@ -95,20 +100,19 @@ def load_flow(
     overlap); the others cost a store read only in that case.
     """
     for position, session_id in enumerate(candidates):
-        found = yield from _live(session_id, config, now, codec, rejected)
+        found = yield from _live(session_id, config, now, records, rejected)
         if found is None:
             continue
         for other in candidates[position + 1 :]:
-            if (yield from _live(other, config, now, codec)) is not None:
+            if (yield from _live(other, config, now, records)) is not None:
                 security_log(
                     logging.WARNING,
                     "several live session cookies in one request; the first was used (sha256 %s, also %s)",
                     log_handle(session_id),
                     log_handle(other),
                 )
-        key, record, created_at, data = found
         session = make_session(session_id)
-        session._settle(Stored(key, record.data, record.version, created_at, record.expires_at, record.user_id), data)
+        session._settle(*found)
         return session
     return make_session(None)
 
@@ -130,14 +134,22 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
 
 
 def commit_flow(
-    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: Capabilities
+    session: Session,
+    config: SessionConfig,
+    now: float,
+    *,
+    keep_changes: bool,
+    capabilities: Capabilities,
+    records: _codec.RecordFormat,
+    client: Client | None = None,
 ) -> Generator[Operation[Any], Any, CommitResult] | None:
     """The flow that persists what this request did to ``session`` and says what the cookie
     becomes, or None when there is nothing to do (no store call, no cookie). A session whose
     browser does not hold its ID yet (adopted from a legacy system) gets its cookie whatever
-    the rest of the commit does.
+    the rest of the commit does. ``records`` makes the record bytes; ``client`` is the request's
+    browser, for the device metadata a write keeps.
     """
-    flow = _commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
+    flow = _commit_flow(session, config, now, keep_changes, capabilities, records, client)
     return flow if not session._requests.cookie_due else _with_cookie(session, flow, now)
 
 
@@ -152,7 +164,13 @@ def _with_cookie(
 
 
 def _commit_flow(
-    session: Session, config: SessionConfig, now: float, *, keep_changes: bool, capabilities: Capabilities
+    session: Session,
+    config: SessionConfig,
+    now: float,
+    keep_changes: bool,
+    capabilities: Capabilities,
+    records: _codec.RecordFormat,
+    client: Client | None,
 ) -> Generator[Operation[Any], Any, CommitResult] | None:
     """:func:`commit_flow` for a session whose browser holds its ID.
 
@@ -162,16 +180,16 @@ def _commit_flow(
     that does not ``keep_changes`` are dropped; a requested logout is applied all the same.
     """
     if session._requests.ended is not None:
-        return _destroy(session, config, now, keep_changes, capabilities)
+        return _destroy(session, config, now, keep_changes, capabilities, records, client)
     if not keep_changes:
         return None
     stored = session._stored
     if stored is None:
-        return _create(session, config, now) if dict.__len__(session) or session._user_id is not None else None
+        return _create(session, config, now, records, client) if dict.__len__(session) or session._user_id is not None else None
     if session._maybe_changed():
         changed = session._changed_keys()
         if changed or session._requests.rotate or session._requests.login:
-            return _write(session, stored, changed, config, now, capabilities)
+            return _write(session, stored, changed, config, now, capabilities, records, client)
     return _touch(session, stored, config, now, capabilities) if _touch_due(stored, config, now) else None
 
 
@@ -180,7 +198,13 @@ def _touch_due(stored: Stored, config: SessionConfig, now: float) -> bool:
 
 
 def _destroy(
-    session: Session, config: SessionConfig, now: float, keep_changes: bool, capabilities: Capabilities
+    session: Session,
+    config: SessionConfig,
+    now: float,
+    keep_changes: bool,
+    capabilities: Capabilities,
+    records: _codec.RecordFormat,
+    client: Client | None,
 ) -> Generator[Operation[Any], Any, CommitResult]:
     """Delete the ended session's record, then persist what the request put in its fresh one."""
     ended = session._requests.ended
@@ -188,25 +212,39 @@ def _destroy(
     session._set_requests(session._requests._replace(ended=None))
     yield Delete(ended)
     security_log(logging.INFO, "session ended (sha256 %s)", ended[:16])
-    rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities)
+    rest = commit_flow(session, config, now, keep_changes=keep_changes, capabilities=capabilities, records=records, client=client)
     return CommitResult(clear=True) if rest is None else (yield from rest)
 
 
-def _encode(session: Session, config: SessionConfig, created_at: float) -> bytes:
-    raw = session._codec.encode(created_at, session._plain())
-    if len(raw) > config.max_size:
-        raise SessionTooLargeError(f"session is {len(raw)} bytes encoded, over max_size={config.max_size}")
-    return raw
+def _record(
+    session: Session,
+    config: SessionConfig,
+    records: _codec.RecordFormat,
+    session_id: str,
+    created_at: float,
+    meta: dict[str, Any] | None,
+    expires_at: float,
+    version: int,
+    user_id: str | None,
+) -> tuple[str, Record]:
+    """The store key and the record of ``session`` under ``session_id`` (sealed for that ID,
+    when sealing)."""
+    key = store_key(session_id)
+    return key, Record(
+        records.pack(session_id, key, created_at, session._plain(), meta, config.max_size), expires_at, version, user_id
+    )
 
 
-def _create(session: Session, config: SessionConfig, now: float) -> Generator[Operation[Any], Any, CommitResult]:
-    raw = _encode(session, config, now)
+def _create(
+    session: Session, config: SessionConfig, now: float, records: _codec.RecordFormat, client: Client | None
+) -> Generator[Operation[Any], Any, CommitResult]:
     expires_at = deadline(config, now, now)
-    record = Record(raw, expires_at, 1, session._user_id)
+    user_id = session._user_id
+    meta = records.meta(None, client, now if session._requests.login else None)
     for _ in range(config.max_commit_attempts):
-        key = store_key(session._current_id())
+        key, record = _record(session, config, records, session._current_id(), now, meta, expires_at, 1, user_id)
         if (yield Save(key, record, None)):
-            session._settle(Stored(key, raw, 1, now, expires_at, session._user_id))
+            session._settle(Stored(key, record.data, 1, now, expires_at, user_id, meta))
             if session._requests.login:  # done: a second commit in this request writes nothing again
                 session._set_requests(session._requests._replace(login=False))
             security_log(logging.INFO, "session created (sha256 %s)", key[:16])
@@ -232,7 +270,14 @@ def _touch(
 
 
 def _write(
-    session: Session, stored: Stored, changed: set[str], config: SessionConfig, now: float, capabilities: Capabilities
+    session: Session,
+    stored: Stored,
+    changed: set[str],
+    config: SessionConfig,
+    now: float,
+    capabilities: Capabilities,
+    records: _codec.RecordFormat,
+    client: Client | None,
 ) -> Generator[Operation[Any], Any, CommitResult]:
     requests = session._requests
     old_key, login, user_id = stored.key, requests.login, session._user_id
@@ -241,24 +286,29 @@ def _write(
     for attempt in range(config.max_commit_attempts):
         if attempt:
             yield backoff(attempt)
-        raw = _encode(session, config, created_at)
+        meta = records.meta(stored.meta, client, now if login else None)
         # The expiry, and with it the cookie, moves at most once per touch_interval: a write
         # between two refreshes keeps it and sends no Set-Cookie (a new ID always does).
         renew = requests.rotate or login or _touch_due(stored, config, now)
         expires_at = deadline(config, created_at, now) if renew else stored.expires_at
-        record = Record(raw, expires_at, stored.version + 1, user_id)
+        version = stored.version + 1
         if new_id is None:
+            new_key, record = _record(
+                session, config, records, session._current_id(), created_at, meta, expires_at, version, user_id
+            )
             saved = yield Save(old_key, record, stored.version)
         elif Rotate in capabilities:
-            saved = yield Rotate(old_key, store_key(new_id), record, stored.version)
+            new_key, record = _record(session, config, records, new_id, created_at, meta, expires_at, version, user_id)
+            saved = yield Rotate(old_key, new_key, record, stored.version)
         else:
-            claimed = yield from _rotate_by_parts(session, stored, new_id, record, config)
-            saved, new_id = claimed is not None, claimed or new_id
+            claimed = yield from _rotate_by_parts(session, stored, new_id, config, records, created_at, meta, expires_at, user_id)
+            saved = claimed is not None
+            if claimed is not None:
+                new_id, new_key, record = claimed
         if saved:
-            new_key = old_key if new_id is None else store_key(new_id)
             if new_id is not None:
                 security_log(logging.INFO, "session ID rotated (sha256 %s, now %s)", old_key[:16], new_key[:16])
-            session._settle(Stored(new_key, raw, record.version, created_at, expires_at, user_id), session_id=new_id)
+            session._settle(Stored(new_key, record.data, version, created_at, expires_at, user_id, meta), session_id=new_id)
             if requests.rotate or requests.login:
                 session._set_requests(requests._replace(rotate=False, login=False))
             result = _result(session, expires_at, now) if renew else NOTHING
@@ -272,11 +322,11 @@ def _write(
             new_id = session._draw_id()  # the new ID collided; the old record is unchanged
             continue
         try:
-            fresh_created, fresh_data = session._codec.decode(fresh.data)
+            fresh_created, fresh_data, fresh_meta = records.unpack(session._current_id(), old_key, fresh.data)
         except _codec.CorruptRecordError:
             raise _interrupted(session, "overwritten with a corrupt record by a concurrent request") from None
         user_id = user_id if login else fresh.user_id
-        stored = Stored(old_key, fresh.data, fresh.version, fresh_created, fresh.expires_at, user_id)
+        stored = Stored(old_key, fresh.data, fresh.version, fresh_created, fresh.expires_at, user_id, fresh_meta)
         session._settle(stored, _merged(session, changed, fresh_data))  # as the store holds it, should this commit fail
         created_at = now if login else fresh_created
     raise ConcurrentUpdateError(f"session changed concurrently {config.max_commit_attempts} times in a row")
@@ -288,8 +338,16 @@ def _interrupted(session: Session, what: str) -> SessionInterruptedError:
 
 
 def _rotate_by_parts(
-    session: Session, stored: Stored, new_id: str, record: Record, config: SessionConfig
-) -> Generator[Operation[Any], Any, str | None]:
+    session: Session,
+    stored: Stored,
+    new_id: str,
+    config: SessionConfig,
+    records: _codec.RecordFormat,
+    created_at: float,
+    meta: dict[str, Any] | None,
+    expires_at: float,
+    user_id: str | None,
+) -> Generator[Operation[Any], Any, tuple[str, str, Record] | None]:
     """Rotate with the five core store methods, keeping an atomic rotate's guarantees.
 
     Create the new record first (drawing another ID on a collision; no one knows its ID yet),
@@ -297,10 +355,12 @@ def _rotate_by_parts(
     missing, and delete the tombstone. A writer, a rotation or a logout that reached the old
     record first makes the claim fail, and the new record is deleted again: nothing is lost or
     resurrected. At every step the session is under a key in the user index, so a concurrent
-    revoke finds it. Returns the new ID, or None if the claim failed.
+    revoke finds it. The new record is made for each ID drawn (sealed for it, when sealing).
+    Returns the new ID, its key and its record, or None if the claim failed.
     """
     for _ in range(config.max_commit_attempts):
-        if (yield Save(store_key(new_id), record, None)):
+        new_key, record = _record(session, config, records, new_id, created_at, meta, expires_at, stored.version + 1, user_id)
+        if (yield Save(new_key, record, None)):
             break
         new_id = session._draw_id()
     else:
@@ -308,10 +368,10 @@ def _rotate_by_parts(
     old_key = stored.key
     tombstone = Record(_codec.TOMBSTONE, stored.expires_at, stored.version + 1, None)
     if not (yield Save(old_key, tombstone, stored.version)):
-        yield Delete(store_key(new_id))
+        yield Delete(new_key)
         return None
     yield Delete(old_key)
-    return new_id
+    return new_id, new_key, record
 
 
 def _merged(session: Session, changed: set[str], data: dict[str, Any]) -> dict[str, Any]:
@@ -365,7 +425,11 @@ def _parse_claim(data: bytes) -> tuple[str, str] | None:
 
 
 def claimed_flow(
-    claim_id: str, config: SessionConfig, now: float, make_session: Callable[[str | None], Session], codec: _codec.Codec
+    claim_id: str,
+    config: SessionConfig,
+    now: float,
+    make_session: Callable[[str | None], Session],
+    records: _codec.RecordFormat,
 ) -> Generator[Operation[Any], Any, Adoption | None]:
     """What the claim on a legacy cookie says: None when there is none (read the legacy session);
     the session it became when it was claimed under :data:`LEGACY_GRACE` seconds ago (a
@@ -379,9 +443,13 @@ def claimed_flow(
     if claim is not None and claim[1] == _PENDING:  # adopted offline: hand it out, once
         handed_out = Record(_claim_data(claim[0], repr(now)), record.expires_at, record.version + 1, None)
         if not (yield Save(claim_key, handed_out, record.version)):
-            return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED  # another request did
-        session = yield from load_flow([claim[0]], config, now, make_session, codec)
-        return REFUSED if session._stored is None else Adoption((yield from _fresh_start(session, session._stored, config, now)))
+            return (yield from claimed_flow(claim_id, config, now, make_session, records)) or REFUSED  # another request did
+        session = yield from load_flow([claim[0]], config, now, make_session, records)
+        return (
+            REFUSED
+            if session._stored is None
+            else Adoption((yield from _fresh_start(session, session._stored, config, now, records)))
+        )
     try:
         age = now - float(claim[1]) if claim is not None else -1.0
     except ValueError:
@@ -389,18 +457,20 @@ def claimed_flow(
     if claim is None or not 0 <= age <= LEGACY_GRACE:
         security_log(logging.WARNING, "legacy session cookie replayed after its adoption (claim sha256 %s)", log_handle(claim_id))
         return REFUSED
-    session = yield from load_flow([claim[0]], config, now, make_session, codec)
+    session = yield from load_flow([claim[0]], config, now, make_session, records)
     return REFUSED if session._stored is None else Adoption(session)
 
 
-def _fresh_start(session: Session, stored: Stored, config: SessionConfig, now: float) -> Generator[Operation[Any], Any, Session]:
+def _fresh_start(
+    session: Session, stored: Stored, config: SessionConfig, now: float, records: _codec.RecordFormat
+) -> Generator[Operation[Any], Any, Session]:
     """Start the idle and absolute timeouts of a session adopted offline now, when its browser
     comes (a concurrent write that got there first has done the same)."""
-    raw = session._codec.encode(now, session._plain())
+    raw = records.pack(session._current_id(), stored.key, now, session._plain(), stored.meta, config.max_size)
     expires_at = deadline(config, now, now)
     record = Record(raw, expires_at, stored.version + 1, stored.user_id)
     if (yield Save(stored.key, record, stored.version)):
-        session._settle(Stored(stored.key, raw, record.version, now, expires_at, stored.user_id))
+        session._settle(Stored(stored.key, raw, record.version, now, expires_at, stored.user_id, stored.meta))
     return session
 
 
@@ -412,7 +482,7 @@ def adopt_flow(
     config: SessionConfig,
     now: float,
     make_session: Callable[[str | None], Session],
-    codec: _codec.Codec,
+    records: _codec.RecordFormat,
     *,
     pending: bool = False,
 ) -> Generator[Operation[Any], Any, Adoption]:
@@ -433,10 +503,8 @@ def adopt_flow(
         return REFUSED
     session = make_session(None)
     dict.update(session, data)
-    raw = _encode(session, config, now)
-    record = Record(raw, expires_at, 1, user_id)
     for _ in range(config.max_commit_attempts):
-        key = store_key(session._current_id())
+        key, record = _record(session, config, records, session._current_id(), now, None, expires_at, 1, user_id)
         if (yield Save(key, record, None)):
             break
         session._change_id_after_collision()
@@ -449,8 +517,8 @@ def adopt_flow(
         yield Delete(key)
         if pending:
             return REFUSED  # adopted meanwhile by a returning browser
-        return (yield from claimed_flow(claim_id, config, now, make_session, codec)) or REFUSED
-    session._settle(Stored(key, raw, 1, now, expires_at, user_id))
+        return (yield from claimed_flow(claim_id, config, now, make_session, records)) or REFUSED
+    session._settle(Stored(key, record.data, 1, now, expires_at, user_id))
     security_log(logging.INFO, "legacy session adopted (sha256 %s, claim %s)", key[:16], log_handle(claim_id))
     return Adoption(session, created=True)
 

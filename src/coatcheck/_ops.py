@@ -41,6 +41,7 @@ __all__ = [
     "Pause",
     "Rotate",
     "Save",
+    "Scan",
     "Touch",
     "adrive",
     "drive",
@@ -61,7 +62,7 @@ class Operation(Protocol[R_co]):
 
 Capabilities = frozenset[type]
 """The optional operations a store offers in one flavour (:class:`Touch`, :class:`Rotate`,
-:class:`DeleteUser`, :class:`ListUser`): flows use the store's own ones where it has them."""
+:class:`DeleteUser`, :class:`ListUser`, :class:`Scan`): flows use the store's own ones where it has them."""
 
 Observer = Callable[[Operation[Any], float, BaseException | None], None]
 """Called after each operation with the operation, its duration in seconds and the exception
@@ -191,6 +192,21 @@ class ListUser:
 
     def arun(self, store: Any) -> Awaitable[list[tuple[str, Record]]]:
         return store.alist_user(self.user_id)  # type: ignore[no-any-return]
+
+
+@dataclass(slots=True)
+class Scan:
+    """``store.scan(cursor, limit)`` (capability :class:`~coatcheck.stores.SupportsScan`): a page
+    of ``(key, record)`` pairs and the cursor of the next one (None after the last)."""
+
+    cursor: str | None
+    limit: int
+
+    def run(self, store: Any) -> tuple[list[tuple[str, Record]], str | None]:
+        return store.scan(self.cursor, self.limit)  # type: ignore[no-any-return]
+
+    def arun(self, store: Any) -> Awaitable[tuple[list[tuple[str, Record]], str | None]]:
+        return store.ascan(self.cursor, self.limit)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

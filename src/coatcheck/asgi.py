@@ -13,6 +13,7 @@ from typing import Any
 
 from ._expiry import Expirer, needs_purge
 from ._http import ASGI_HEADERS, ErrorHook, default_error_response, session_headers
+from .devices import asgi_client
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .manager import SessionManager
 from .session import Session
@@ -84,7 +85,11 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 try:
                     set_cookie = await self.manager.acommit(
-                        session, status_code=message["status"], scheme=scope.get("scheme", "http"), host=lambda: _host(scope)
+                        session,
+                        status_code=message["status"],
+                        scheme=scope.get("scheme", "http"),
+                        host=lambda: _host(scope),
+                        client=asgi_client(scope) if self.manager.config.devices else None,
                     )
                 except CoatcheckError as exc:
                     failed = True

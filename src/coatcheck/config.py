@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
+from ._sealing import secret_bytes
 from .errors import ConfigurationError
 
 __all__ = ["CookieConfig", "SessionConfig"]
@@ -81,6 +83,15 @@ class SessionConfig:
     ``idle_timeout`` slides with activity; ``absolute_timeout`` counts from creation (or login)
     whatever the activity. A read-only request refreshes the idle expiry at most once per
     ``touch_interval``. Durations are ``timedelta`` objects or seconds.
+
+    ``devices=True`` keeps, beside each session's data, what a "your devices" page shows: the
+    browser's user agent (at most 256 characters) and its address, truncated to the network of
+    ``device_address_bits`` (IPv4, IPv6; ``(32, 128)`` keeps it whole), taken from the request
+    that last saved the session, and the time of the login (see ``docs/operations.md``).
+
+    ``encryption_keys`` (secrets of 32 bytes or more; extra ``coatcheck[crypto]``) seal each
+    session's data with AES-256-GCM under a key derived from the first secret and the session's
+    own ID; every listed secret opens. See ``docs/encryption.md``.
     """
 
     cookie: CookieConfig = field(default_factory=CookieConfig)
@@ -90,6 +101,9 @@ class SessionConfig:
     max_size: int = 64 * 1024
     save_on_server_error: bool = False
     max_commit_attempts: int = 32
+    devices: bool = False
+    device_address_bits: tuple[int, int] = (24, 48)
+    encryption_keys: Sequence[bytes | str] = field(default=(), repr=False)
     idle_seconds: float = field(init=False, repr=False, compare=False)
     absolute_seconds: float = field(init=False, repr=False, compare=False)
     touch_seconds: float = field(init=False, repr=False, compare=False)
@@ -116,6 +130,22 @@ class SessionConfig:
             or self.max_commit_attempts < 1
         ):
             raise ConfigurationError("max_commit_attempts must be a positive int")
+        if not isinstance(self.devices, bool):
+            raise ConfigurationError("devices must be True or False")
+        bits = self.device_address_bits
+        if (
+            not isinstance(bits, tuple)
+            or len(bits) != 2
+            or not all(type(each) is int for each in bits)
+            or not (0 <= bits[0] <= 32 and 0 <= bits[1] <= 128)
+        ):
+            raise ConfigurationError("device_address_bits must be (IPv4 bits 0-32, IPv6 bits 0-128), like (24, 48)")
+        if isinstance(self.encryption_keys, (str, bytes)) or not isinstance(self.encryption_keys, Sequence):
+            raise ConfigurationError("encryption_keys must be a list of secrets (the first seals, every one opens)")
+        keys = tuple(secret_bytes("encryption_keys", key) for key in self.encryption_keys)
+        if len(set(keys)) != len(keys):
+            raise ConfigurationError("encryption_keys holds the same secret twice")
+        object.__setattr__(self, "encryption_keys", keys)
         object.__setattr__(self, "idle_seconds", idle)
         object.__setattr__(self, "absolute_seconds", absolute)
         object.__setattr__(self, "touch_seconds", touch)

@@ -43,6 +43,7 @@ from . import _codec, _cookies
 from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, ErrorResponse, default_error_response, session_headers, status_line
 from .config import CookieConfig, SessionConfig
+from .devices import wsgi_client
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .legacy import BadValues, FlaskCookieReader, LegacyCookie, LegacyReader, check_readers
 from .manager import DEFAULT_STORE, SessionManager
@@ -269,6 +270,9 @@ _OPTIONS = {  # COATCHECK_* setting -> SessionConfig field
     "COATCHECK_MAX_SIZE": "max_size",
     "COATCHECK_SAVE_ON_SERVER_ERROR": "save_on_server_error",
     "COATCHECK_MAX_COMMIT_ATTEMPTS": "max_commit_attempts",
+    "COATCHECK_DEVICES": "devices",
+    "COATCHECK_DEVICE_ADDRESS_BITS": "device_address_bits",
+    "COATCHECK_ENCRYPTION_KEYS": "encryption_keys",
 }
 _COATCHECK_SETTINGS = ("COATCHECK_STORE", "COATCHECK_COOKIE_SECURE", "COATCHECK_LEGACY", "COATCHECK_LEGACY_BAD_VALUES", *_OPTIONS)
 _FLASK_SETTINGS = (
@@ -348,7 +352,8 @@ def read_settings(app: flask.Flask) -> Settings:
     ``_HTTPONLY``, ``_SECURE``, ``_SAMESITE``, ``_PARTITIONED``, ``PERMANENT_SESSION_LIFETIME``,
     ``SESSION_REFRESH_EACH_REQUEST``. coatcheck's: ``COATCHECK_STORE`` (a URL or a store object),
     ``COATCHECK_IDLE_TIMEOUT``, ``_ABSOLUTE_TIMEOUT``, ``_TOUCH_INTERVAL``, ``_MAX_SIZE``,
-    ``_COOKIE_SECURE``, ``_SAVE_ON_SERVER_ERROR``, ``_MAX_COMMIT_ATTEMPTS``, ``_LEGACY`` (legacy
+    ``_COOKIE_SECURE``, ``_SAVE_ON_SERVER_ERROR``, ``_MAX_COMMIT_ATTEMPTS``, ``_DEVICES``,
+    ``_DEVICE_ADDRESS_BITS``, ``_ENCRYPTION_KEYS``, ``_LEGACY`` (legacy
     readers; :func:`coatcheck.legacy.flask_cookie` takes the app's ``SECRET_KEY``,
     ``SECRET_KEY_FALLBACKS`` and cookie settings) and ``_LEGACY_BAD_VALUES``. Raises
     :class:`ConfigurationError` for a bad value or an unknown ``COATCHECK_*`` name.
@@ -574,7 +579,8 @@ def _commit(active: _Active, session: FlaskSession, status_code: int, request: f
     permanence_changed = "_permanent" in session._dirty
     due = session._requests.cookie_due  # adopted from a legacy session: the browser has not got this ID yet
     scheme = request.scheme
-    set_cookie = active.manager.commit(session, status_code=status_code, scheme=scheme, host=lambda: request.host)
+    client = wsgi_client(request.environ) if active.manager.config.devices else None
+    set_cookie = active.manager.commit(session, status_code=status_code, scheme=scheme, host=lambda: request.host, client=client)
     settings = active.settings
     stored = session._stored
     if stored is None:  # ended, or nothing stored: the manager's clearing cookie, if any

@@ -6,15 +6,16 @@ import math
 import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from . import _aio, _codec, _cookies, _core, events
-from ._ids import is_valid_id, log_handle, new_session_id, store_key
+from . import _aio, _codec, _cookies, _core, _sealing, devices, events
+from ._ids import handle_of_key, is_valid_id, log_handle, new_session_id, store_key
 from ._ops import (
     CORE_OPERATIONS,
     NOTHING_INLINE,
     Capabilities,
     Close,
+    Delete,
     DeleteExpired,
     DeleteUser,
     ListUser,
@@ -22,6 +23,7 @@ from ._ops import (
     Observer,
     Operation,
     Rotate,
+    Scan,
     Touch,
     adrive,
     drive,
@@ -38,9 +40,11 @@ from .stores._protocol import (
     AsyncStore,
     Store,
     SupportsAsyncRotate,
+    SupportsAsyncScan,
     SupportsAsyncTouch,
     SupportsAsyncUserIndex,
     SupportsRotate,
+    SupportsScan,
     SupportsTouch,
     SupportsUserIndex,
     asyncio_only,
@@ -58,22 +62,36 @@ _SYNC_CAPABILITIES = (
     (SupportsRotate, Rotate),
     (SupportsUserIndex, DeleteUser),
     (SupportsUserIndex, ListUser),
+    (SupportsScan, Scan),
 )
 _ASYNC_CAPABILITIES = (
     (SupportsAsyncTouch, Touch),
     (SupportsAsyncRotate, Rotate),
     (SupportsAsyncUserIndex, DeleteUser),
     (SupportsAsyncUserIndex, ListUser),
+    (SupportsAsyncScan, Scan),
 )
 
 
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
-    """One live session of a user, for "your devices" pages. ``handle`` is not the ID."""
+    """One live session, for "your devices" pages and the operator's tools. ``handle`` is not the
+    ID (a short hash of it: what events and logs name the session by, and what :meth:`SessionManager.revoke`
+    takes). ``last_seen`` is when a request last moved its expiry (to within ``touch_interval``;
+    in its last ``idle_timeout`` before the absolute timeout, the start of that period). The
+    device fields are None unless ``SessionConfig(devices=True)``: the browser and OS its user
+    agent names, its address truncated to a network, and the time of its login."""
 
     handle: str
     created_at: float
     expires_at: float
+    user_id: str | None = None
+    last_seen: float | None = None
+    login_at: float | None = None
+    user_agent: str | None = None
+    browser: str | None = None
+    os: str | None = None
+    address: str | None = None
 
 
 class SessionManager:
@@ -109,6 +127,8 @@ class SessionManager:
         self._cookie_attributes = {secure: _cookies.cookie_attributes(config.cookie, secure=secure) for secure in (False, True)}
         self.clock = clock
         self.codec = codec
+        sealer = _sealing.Sealer(cast("Sequence[bytes]", config.encryption_keys)) if config.encryption_keys else None
+        self.records = _codec.RecordFormat(codec, sealer, address_bits=config.device_address_bits if config.devices else None)
         self.legacy = check_readers(legacy)
         if legacy_bad_values not in ("drop", "refuse"):
             raise ConfigurationError(f"legacy_bad_values must be 'drop' or 'refuse', not {legacy_bad_values!r}")
@@ -163,7 +183,7 @@ class SessionManager:
         candidates = _cookies.cookie_candidates(
             headers, self.config.cookie.name, legacy_name=self._legacy_name, rejected=rejected
         )
-        return _core.load_flow(candidates, self.config, self.clock(), self._session, self.codec, rejected)
+        return _core.load_flow(candidates, self.config, self.clock(), self._session, self.records, rejected)
 
     def load(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Session:
         """The session named by the request's ``Cookie`` header(s), or a fresh one.
@@ -215,7 +235,7 @@ class SessionManager:
             if (yield Load(store_key(claim))) is not None:
                 return None
         elif (
-            adoption := (yield from _core.claimed_flow(claim, self.config, self.clock(), self._session, self.codec))
+            adoption := (yield from _core.claimed_flow(claim, self.config, self.clock(), self._session, self.records))
         ) is not None:
             return adoption.session
         found = yield Read(reader, value)
@@ -249,7 +269,7 @@ class SessionManager:
             user_id = None
         now = self.clock()
         flow = _core.adopt_flow(
-            claim, data, user_id, found.expires_at, self.config, now, self._session, self.codec, pending=pending
+            claim, data, user_id, found.expires_at, self.config, now, self._session, self.records, pending=pending
         )
         return _refusing_too_large(flow, reader)
 
@@ -265,11 +285,13 @@ class SessionManager:
         return session
 
     def _commit_flow(
-        self, session: Session, status_code: int, caps: Capabilities
+        self, session: Session, status_code: int, caps: Capabilities, client: devices.Client | None
     ) -> Generator[Operation[Any], Any, _core.CommitResult] | None:
         """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
-        flow = _core.commit_flow(session, self.config, self.clock(), keep_changes=keep, capabilities=caps)
+        flow = _core.commit_flow(
+            session, self.config, self.clock(), keep_changes=keep, capabilities=caps, records=self.records, client=client
+        )
         if not self.events._subscribers:  # the dict itself: no Python call on the hot path
             return flow
         if flow is None:
@@ -288,12 +310,21 @@ class SessionManager:
             return _cookies.set_cookie_header(self.config.cookie, result.session_id, result.max_age, attributes)
         return _cookies.clear_cookie_header(self.config.cookie, attributes)
 
-    def commit(self, session: Session, *, status_code: int = 200, scheme: str = "https", host: Host = None) -> str | None:
+    def commit(
+        self,
+        session: Session,
+        *,
+        status_code: int = 200,
+        scheme: str = "https",
+        host: Host = None,
+        client: devices.Client | None = None,
+    ) -> str | None:
         """Write what the request did to ``session``; return the ``Set-Cookie`` value, if any.
 
         ``scheme`` and ``host`` are the request's (``host`` may be a function that finds it, called
         only when needed): a ``Secure`` cookie sent over plain http to a host other than localhost
-        (which browsers drop) logs one warning per process.
+        (which browsers drop) logs one warning per process. ``client`` is the request's browser,
+        kept as device metadata with ``SessionConfig(devices=True)`` (the integrations pass it).
 
         Changes made while answering a 5xx are dropped unless ``save_on_server_error``; a
         requested logout is applied whatever the status. Commits of one stored session in this
@@ -302,16 +333,24 @@ class SessionManager:
         Raises :class:`SessionInterruptedError` when a concurrent request ended the session or
         changed its ID after this one loaded it and this request's changes cannot be saved.
         """
-        flow = self._commit_flow(session, status_code, self._sync_caps)
+        flow = self._commit_flow(session, status_code, self._sync_caps, client)
         if flow is None:
             return None
         with self._turns.hold(_turn_key(session)):
             result = self._run(flow)
         return self._set_cookie(result, scheme, host)
 
-    async def acommit(self, session: Session, *, status_code: int = 200, scheme: str = "https", host: Host = None) -> str | None:
+    async def acommit(
+        self,
+        session: Session,
+        *,
+        status_code: int = 200,
+        scheme: str = "https",
+        host: Host = None,
+        client: devices.Client | None = None,
+    ) -> str | None:
         """Async :meth:`commit`."""
-        flow = self._commit_flow(session, status_code, self._async_caps)
+        flow = self._commit_flow(session, status_code, self._async_caps, client)
         if flow is None:
             return None
         key = _turn_key(session)
@@ -336,29 +375,96 @@ class SessionManager:
             raise NotSupportedError(f"{type(self.store).__name__} has no per-user index (SupportsUserIndex)")
         return one(op)
 
-    def _revoking(self, user_id: str, caps: Capabilities) -> Generator[Operation[Any], Any, int]:
-        flow: Generator[Operation[Any], Any, int] = self._per_user(DeleteUser(user_id), caps)
+    def _revoking(self, user_id: str, keep: Session | str | None, caps: Capabilities) -> Generator[Operation[Any], Any, int]:
+        flow = self._per_user(DeleteUser(user_id), caps) if keep is None else self._revoke_others(user_id, keep, caps)
         return flow if not self.events._subscribers else events.revoking(self.events, user_id, flow)
 
-    def revoke_user(self, user_id: str) -> int:
-        """Delete every session of ``user_id`` ("log out everywhere"); return how many."""
-        return self._run(self._revoking(user_id, self._sync_caps))
+    def _revoke_others(self, user_id: str, keep: Session | str, caps: Capabilities) -> Generator[Operation[Any], Any, int]:
+        """Delete each session of ``user_id`` but the one ``keep`` is (or names by its handle)."""
+        kept = self.handle(keep) if isinstance(keep, Session) else _handle(keep)
+        rows: list[tuple[str, Record]] = yield from self._per_user(ListUser(user_id), caps)
+        ended = 0
+        for key, _ in rows:
+            if handle_of_key(key) != kept:
+                yield Delete(key)
+                ended += 1
+        return ended
 
-    async def arevoke_user(self, user_id: str) -> int:
+    def revoke_user(self, user_id: str, *, keep: Session | str | None = None) -> int:
+        """Delete every session of ``user_id`` ("log out everywhere"), or every one but ``keep``
+        (a session, or a :attr:`SessionInfo.handle`: "log out other devices"); return how many."""
+        return self._run(self._revoking(user_id, keep, self._sync_caps))
+
+    async def arevoke_user(self, user_id: str, *, keep: Session | str | None = None) -> int:
         """Async :meth:`revoke_user`."""
-        return await self._arun(self._revoking(user_id, self._async_caps))
+        return await self._arun(self._revoking(user_id, keep, self._async_caps))
+
+    def _revoke_one(self, handle: str, user_id: str | None, caps: Capabilities) -> Generator[Operation[Any], Any, bool]:
+        """Find the key of the session ``handle`` names (among ``user_id``'s, or in a scan of
+        the store) and delete it."""
+        handle = _handle(handle)
+        key: str | None = None
+        if user_id is not None:
+            rows: list[tuple[str, Record]] = yield from self._per_user(ListUser(user_id), caps)
+            key = next((key for key, _ in rows if handle_of_key(key) == handle), None)
+        else:
+            if Scan not in caps:
+                raise NotSupportedError(f"{type(self.store).__name__} cannot list every session: pass the session's user_id")
+            cursor: str | None = None
+            while key is None:
+                page, cursor = yield Scan(cursor, 1000)
+                key = next((key for key, _ in page if handle_of_key(key) == handle), None)
+                if cursor is None:
+                    break
+        if key is None:
+            return False
+        yield Delete(key)
+        if self.events._subscribers:
+            self.events.emit(events.SessionEvent("revoke", handle, user_id, 1))
+        return True
+
+    def revoke(self, handle: str, *, user_id: str | None = None) -> bool:
+        """End the one session whose :attr:`SessionInfo.handle` is ``handle``; True if there was
+        one. Give the ``user_id`` it belongs to whenever the handle comes from a user (a "your
+        devices" page): only that user's sessions are looked at, through the per-user index.
+        Without it, the store is scanned (the operator's ``coatcheck revoke``)."""
+        return self._run(self._revoke_one(handle, user_id, self._sync_caps))
+
+    async def arevoke(self, handle: str, *, user_id: str | None = None) -> bool:
+        """Async :meth:`revoke`."""
+        return await self._arun(self._revoke_one(handle, user_id, self._async_caps))
 
     def _infos(self, rows: list[tuple[str, Record]]) -> list[SessionInfo]:
+        """The live sessions among ``rows``, oldest first, read from their headers (a sealed
+        session's data stays closed)."""
         infos = []
-        now = self.clock()
+        now, idle = self.clock(), self.config.idle_seconds
         for key, record in rows:
             try:
-                created_at, _ = self.codec.decode(record.data)
+                created_at, meta = self.records.header(record.data)
             except _codec.CorruptRecordError:
-                continue
+                continue  # a tombstone, a legacy claim, or not a record at all
             expires_at = min(record.expires_at, created_at + self.config.absolute_seconds)
-            if expires_at > now:
-                infos.append(SessionInfo(handle=key[:16], created_at=created_at, expires_at=expires_at))
+            if expires_at <= now:
+                continue
+            meta = meta or {}
+            agent, address, login_at = meta.get("ua"), meta.get("ip"), meta.get("login")
+            agent = agent if isinstance(agent, str) else None
+            browser, system = devices.describe(agent) if agent is not None else (None, None)
+            infos.append(
+                SessionInfo(
+                    handle=handle_of_key(key),
+                    created_at=created_at,
+                    expires_at=expires_at,
+                    user_id=record.user_id,
+                    last_seen=min(now, max(created_at, record.expires_at - idle)),
+                    login_at=float(login_at) if isinstance(login_at, (int, float)) and not isinstance(login_at, bool) else None,
+                    user_agent=agent,
+                    browser=browser,
+                    os=system,
+                    address=address if isinstance(address, str) else None,
+                )
+            )
         return sorted(infos, key=lambda info: info.created_at)
 
     def list_sessions(self, user_id: str) -> list[SessionInfo]:
@@ -368,6 +474,24 @@ class SessionManager:
     async def alist_sessions(self, user_id: str) -> list[SessionInfo]:
         """Async :meth:`list_sessions`."""
         return self._infos(await self._arun(self._per_user(ListUser(user_id), self._async_caps)))
+
+    def scan(self, cursor: str | None = None, limit: int = 500) -> tuple[list[SessionInfo], str | None]:
+        """A page of the store's live sessions, every user's, and the cursor of the next page
+        (None after the last): ``scan()`` starts, ``scan(cursor)`` continues. A page holds up to
+        about ``limit`` sessions, maybe none while the cursor is not None; a session live for the
+        whole scan is listed at least once. Raises :class:`NotSupportedError` for a store without
+        :class:`~coatcheck.stores.SupportsScan`."""
+        if Scan not in self._sync_caps:
+            raise NotSupportedError(f"{type(self.store).__name__} cannot list every session (SupportsScan)")
+        rows, following = self._run(one(Scan(cursor, limit)))
+        return self._infos(rows), following
+
+    async def ascan(self, cursor: str | None = None, limit: int = 500) -> tuple[list[SessionInfo], str | None]:
+        """Async :meth:`scan`."""
+        if Scan not in self._async_caps:
+            raise NotSupportedError(f"{type(self.store).__name__} cannot list every session (SupportsAsyncScan)")
+        rows, following = await self._arun(one(Scan(cursor, limit)))
+        return self._infos(rows), following
 
     @staticmethod
     def handle(session: Session) -> str:
@@ -462,6 +586,13 @@ def _checked(id_factory: Callable[[], str]) -> Callable[[], str]:
         return session_id
 
     return checked
+
+
+def _handle(value: str) -> str:
+    """``value``, checked to be a :attr:`SessionInfo.handle` (16 lowercase hex digits)."""
+    if not isinstance(value, str) or len(value) != 16 or value.strip("0123456789abcdef"):
+        raise ValueError(f"{str(value)[:40]!r} is not a session handle (16 hex digits, as SessionInfo.handle)")
+    return value
 
 
 def _probe() -> Load:

@@ -24,25 +24,36 @@ class Stored:
     mypy refuses an assignment). A class with slots, not a NamedTuple: one is made on every load
     and every write, and this is the cheaper to make."""
 
-    __slots__ = ("created_at", "expires_at", "key", "raw", "user_id", "version")
+    __slots__ = ("created_at", "expires_at", "key", "meta", "raw", "user_id", "version")
     key: Final[str]
     raw: Final[bytes]
     version: Final[int]
     created_at: Final[float]
     expires_at: Final[float]
     user_id: Final[str | None]
+    meta: Final[dict[str, Any] | None]
 
-    def __init__(self, key: str, raw: bytes, version: int, created_at: float, expires_at: float, user_id: str | None) -> None:
+    def __init__(
+        self,
+        key: str,
+        raw: bytes,
+        version: int,
+        created_at: float,
+        expires_at: float,
+        user_id: str | None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.key = key  # the store key, sha256 of the session ID
         self.raw = raw  # the record's data, as stored
         self.version = version
         self.created_at = created_at
         self.expires_at = expires_at
         self.user_id = user_id
+        self.meta = meta  # the device metadata kept beside the data (SessionConfig.devices)
 
     def expiring_at(self, expires_at: float) -> Stored:
         """The same record with another expiry (after a refresh)."""
-        return Stored(self.key, self.raw, self.version, self.created_at, expires_at, self.user_id)
+        return Stored(self.key, self.raw, self.version, self.created_at, expires_at, self.user_id, self.meta)
 
 
 class Requests(NamedTuple):

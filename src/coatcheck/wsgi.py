@@ -12,6 +12,7 @@ from typing import Any
 
 from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, default_error_response, session_headers, status_line
+from .devices import wsgi_client
 from .errors import CoatcheckError, ConfigurationError, MiddlewareNotInstalledError
 from .manager import SessionManager
 from .session import Session
@@ -57,6 +58,7 @@ class SessionMiddleware:
         self.app = app
         self.manager = manager
         self.on_error = on_error
+        self.devices = manager.config.devices  # keep each request's browser as device metadata
         self.expirer = Expirer(manager, purge_interval) if purge_interval and needs_purge(manager) else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -79,7 +81,11 @@ class SessionMiddleware:
             state["started"] = True
             try:
                 set_cookie = self.manager.commit(
-                    session, status_code=int(status[:3]), scheme=scheme, host=environ.get("HTTP_HOST")
+                    session,
+                    status_code=int(status[:3]),
+                    scheme=scheme,
+                    host=environ.get("HTTP_HOST"),
+                    client=wsgi_client(environ) if self.devices else None,
                 )
             except CoatcheckError as exc:
                 state["error"] = self._refuse(exc, start_response)

@@ -19,6 +19,7 @@ from django.contrib.auth import SESSION_KEY
 from django.contrib.sessions.backends.base import CreateError, SessionBase, UpdateError
 from django.db.models import Model
 
+from ..devices import Client
 from ..errors import SessionInterruptedError
 from ..manager import SessionManager
 from ..session import Session
@@ -208,20 +209,20 @@ class SessionStore(SessionBase):
         self._pending = False
         self._session_key = None if session.is_new else session.id
 
-    def _commit(self, status_code: int = 200) -> None:
+    def _commit(self, status_code: int = 200, client: Client | None = None) -> None:
         """Write what this request did (nothing, a touch, a merge, a new ID, a deletion)."""
         session = self._inner
         if session is not None:
-            self._manager.commit(session, status_code=status_code)
+            self._manager.commit(session, status_code=status_code, client=client)
             self._committed(session)
 
-    async def _acommit(self, status_code: int = 200) -> None:
+    async def _acommit(self, status_code: int = 200, client: Client | None = None) -> None:
         session, manager = self._inner, self._manager
         if session is not None:
             await _native(
                 manager,
-                lambda: manager.acommit(session, status_code=status_code),
-                lambda: manager.commit(session, status_code=status_code),
+                lambda: manager.acommit(session, status_code=status_code, client=client),
+                lambda: manager.commit(session, status_code=status_code, client=client),
             )
             self._committed(session)
 

@@ -37,6 +37,11 @@ OPTIONS = {
     "MAX_COMMIT_ATTEMPTS": "compare-and-set attempts before a 409 (default: 32)",
     "COOKIE_SECURE": "True (default), False (plain-http development) or 'auto' (Secure over https); an explicit"
     " SESSION_COOKIE_SECURE setting wins",
+    "DEVICES": "True to keep each session's user agent, truncated address and login time for a 'your devices' page"
+    " (default: False)",
+    "DEVICE_ADDRESS_BITS": "(IPv4, IPv6) network bits of the address kept (default: (24, 48))",
+    "ENCRYPTION_KEYS": "secrets (32 bytes or more) that seal session data at rest; the first seals, each opens"
+    " (see docs/encryption.md)",
     "CLOCK": "a callable returning unix time (default: time.time; tests pass coatcheck.testing.FakeClock)",
     "LEGACY_ENGINE": "the SESSION_ENGINE the project used before: its sessions are adopted as their users return"
     " (see docs/switching.md)",
@@ -134,6 +139,9 @@ def read_settings() -> tuple[Any, SessionConfig, Callable[[], float]]:
             touch_interval=touch,
             max_size=options.get("MAX_SIZE", 64 * 1024),
             max_commit_attempts=options.get("MAX_COMMIT_ATTEMPTS", 32),
+            devices=options.get("DEVICES", False),
+            device_address_bits=options.get("DEVICE_ADDRESS_BITS", (24, 48)),
+            encryption_keys=options.get("ENCRYPTION_KEYS", ()),
         )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(f"coatcheck settings (COATCHECK, SESSION_COOKIE_*): {exc}") from exc

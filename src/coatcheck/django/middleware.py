@@ -33,6 +33,7 @@ from django.utils.http import http_date
 
 from .._cookies import wants_secure, warn_if_browsers_drop
 from .._http import default_error_response
+from ..devices import Client, wsgi_client
 from ..errors import CoatcheckError, ConcurrentUpdateError, StoreError
 from . import SessionStore
 from ._settings import get_manager
@@ -70,7 +71,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             if plan is None:
                 return self._unplanned(request, response)
             if plan.commit:
-                plan.session._commit(response.status_code)
+                plan.session._commit(response.status_code, _client(request))
         except CoatcheckError as exc:
             return self.error_response(request, exc)
         return self._cookie(request, response, plan)
@@ -86,7 +87,7 @@ class SessionMiddleware(DjangoSessionMiddleware):
             if plan is None:
                 return self._unplanned(request, response)
             if plan.commit:
-                await plan.session._acommit(response.status_code)
+                await plan.session._acommit(response.status_code, _client(request))
         except CoatcheckError as exc:
             return self.error_response(request, exc)
         return self._cookie(request, response, plan)
@@ -205,3 +206,8 @@ def _not_shared(response: HttpResponseBase) -> None:
     directives = {part.split("=", 1)[0].strip().lower() for part in response["Cache-Control"].split(",")}
     if not directives & {"private", "no-store"}:
         patch_cache_control(response, private=True)
+
+
+def _client(request: HttpRequest) -> Client | None:
+    """The request's browser, kept as device metadata with ``SessionConfig(devices=True)``."""
+    return wsgi_client(request.META) if get_manager().config.devices else None

@@ -12,9 +12,10 @@ control flow, not an error.
 
 Optional capabilities, each a Protocol below that the manager checks when it is built:
 :class:`SupportsTouch` (refresh an expiry without rewriting the data), :class:`SupportsRotate`
-(an atomic new ID) and :class:`SupportsUserIndex` (``revoke_user`` and session listings), with
-their async twins. A store without them still works: the manager does the same with the core
-methods.
+(an atomic new ID), :class:`SupportsUserIndex` (``revoke_user`` and session listings) and
+:class:`SupportsScan` (every record, a page at a time: ``SessionManager.scan`` and the operator's
+``coatcheck stats``), with their async twins. A store without the first three still works: the
+manager does the same with the core methods; without a scan, only what needs one is refused.
 
 Async stores implement the same methods with an ``a`` prefix (``aload``, ``asave``, ...). One
 class may implement both flavours. Three flags (class attributes, read by :func:`nonblocking`,
@@ -32,9 +33,11 @@ __all__ = [
     "Record",
     "Store",
     "SupportsAsyncRotate",
+    "SupportsAsyncScan",
     "SupportsAsyncTouch",
     "SupportsAsyncUserIndex",
     "SupportsRotate",
+    "SupportsScan",
     "SupportsTouch",
     "SupportsUserIndex",
     "asyncio_only",
@@ -112,6 +115,33 @@ class SupportsAsyncUserIndex(Protocol):
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]: ...
 
 
+ScanPage = tuple[list[tuple[str, Record]], str | None]
+"""What a scan returns: up to about ``limit`` ``(key, record)`` pairs, and the cursor of the next
+page (None after the last)."""
+
+
+@runtime_checkable
+class SupportsScan(Protocol):
+    """Every record the store holds, a page at a time: ``scan(None, limit)`` starts, and each
+    page's cursor continues, until it is None. A page holds up to about ``limit`` records, maybe
+    none while the cursor is not None. A key present for the whole scan is returned at least
+    once, whatever is written or deleted meanwhile; one written or deleted meanwhile may or may
+    not be. The records are raw, as ``load`` would return them but unfiltered: a store that
+    purges by itself (Redis TTLs) returns only live ones; the others include the expired records
+    not purged yet, and a store returns whatever it holds (the tombstones and legacy claims the
+    manager writes too): the manager judges what is a live session. A cursor is an opaque string
+    that only the store that made it understands."""
+
+    def scan(self, cursor: str | None, limit: int) -> ScanPage: ...
+
+
+@runtime_checkable
+class SupportsAsyncScan(Protocol):
+    """:class:`SupportsScan` for async stores."""
+
+    async def ascan(self, cursor: str | None, limit: int) -> ScanPage: ...
+
+
 _MEMBERS: dict[type, tuple[str, ...]] = {
     Store: ("load", "save", "delete", "delete_expired", "close"),
     AsyncStore: ("aload", "asave", "adelete", "adelete_expired", "aclose"),
@@ -121,6 +151,8 @@ _MEMBERS: dict[type, tuple[str, ...]] = {
     SupportsAsyncRotate: ("arotate",),
     SupportsUserIndex: ("delete_user", "list_user"),
     SupportsAsyncUserIndex: ("adelete_user", "alist_user"),
+    SupportsScan: ("scan",),
+    SupportsAsyncScan: ("ascan",),
 }
 
 

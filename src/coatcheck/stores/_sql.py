@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 
 from .. import _aio
 from ..errors import ConfigurationError, StoreError
-from ._protocol import Record
+from ._protocol import Record, ScanPage
 from ._urls import flag
 
 T = TypeVar("T")
@@ -47,6 +47,7 @@ SQL_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
 
 
 Result = tuple[int, list[tuple[Any, ...]]]  # the rowcount and the rows a statement returned
+Progress = Callable[[int], None]  # told the running total of a purge after each batch
 
 
 @dataclass(slots=True)
@@ -179,13 +180,22 @@ class SQLFlows(ABC):
         yield COMMIT if ok else ROLLBACK
         return ok
 
-    def purge(self, now: float, batch: int) -> Flow[int]:
+    def purge(self, now: float, batch: int, progress: Progress | None = None) -> Flow[int]:
         total = 0
         while True:
             deleted, _ = yield Statement(self.sql["purge"], (now, batch))
             total += deleted
+            if progress is not None:
+                progress(total)
             if deleted < batch:
                 return total
+
+    def scan(self, cursor: str | None, limit: int) -> Flow[ScanPage]:
+        """Up to ``limit`` rows after ``cursor`` in key order (keyset paging: a row present for
+        the whole scan is met once, whatever is written meanwhile); the last key is the cursor."""
+        _, rows = yield Statement(self.sql["scan"], (cursor or "", limit))
+        page = [(row[0], self.record(row[1:])) for row in rows]
+        return page, (page[-1][0] if page and len(page) >= limit else None)
 
     def list_user(self, user_id: str, now: float) -> Flow[list[tuple[str, Record]]]:
         _, rows = yield Statement(self.sql["list_user"], (user_id, now))
@@ -352,13 +362,14 @@ class SQLStoreMethods(ABC):
         """Async :meth:`delete`."""
         await self._arun(partial(self._flows.delete, key))
 
-    def delete_expired(self, now: float) -> int:
-        """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many."""
-        return self._run(partial(self._flows.purge, now, self.purge_batch))
+    def delete_expired(self, now: float, progress: Progress | None = None) -> int:
+        """Remove rows expired at ``now``, ``purge_batch`` rows per statement; return how many.
+        ``progress``, if given, is called with the running total after each statement."""
+        return self._run(partial(self._flows.purge, now, self.purge_batch, progress))
 
-    async def adelete_expired(self, now: float) -> int:
+    async def adelete_expired(self, now: float, progress: Progress | None = None) -> int:
         """Async :meth:`delete_expired`."""
-        return await self._arun(partial(self._flows.purge, now, self.purge_batch))
+        return await self._arun(partial(self._flows.purge, now, self.purge_batch, progress))
 
     def delete_user(self, user_id: str) -> int:
         """Remove every session of ``user_id``; return how many were live."""
@@ -375,3 +386,12 @@ class SQLStoreMethods(ABC):
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
         """Async :meth:`list_user`."""
         return await self._arun(partial(self._flows.list_user, user_id, self._clock()))
+
+    def scan(self, cursor: str | None, limit: int) -> ScanPage:
+        """Up to ``limit`` rows after ``cursor``, in key order, expired ones included, and the
+        cursor of the next page (None after the last); see :class:`~coatcheck.stores.SupportsScan`."""
+        return self._run(partial(self._flows.scan, cursor, limit))
+
+    async def ascan(self, cursor: str | None, limit: int) -> ScanPage:
+        """Async :meth:`scan`."""
+        return await self._arun(partial(self._flows.scan, cursor, limit))

@@ -5,11 +5,13 @@ Use SQLite, PostgreSQL, MySQL or Redis when more than one process serves the app
 
 No global lock: a CAS write takes one of 64 striped locks; expiry is kept in time buckets, so a
 purge visits only expired sessions and a write never scans. Only ``delete_user`` (a revoke, not
-a request) takes every stripe lock, which makes it atomic against rotations.
+a request) takes every stripe lock, which makes it atomic against rotations. A scan pages
+through a sorted snapshot of the keys, taken when it starts, so a write never pays for it.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import threading
@@ -20,7 +22,7 @@ from typing import ClassVar
 from .. import _aio
 from .._logs import log
 from ..errors import ConfigurationError
-from ._protocol import Record
+from ._protocol import Record, ScanPage
 
 __all__ = ["MemoryStore"]
 
@@ -71,6 +73,7 @@ class MemoryStore:
         self._locks = [threading.Lock() for _ in range(_STRIPES)]
         self._user_locks = [threading.Lock() for _ in range(_STRIPES)]
         self._bytes = [0] * _STRIPES
+        self._scan_keys: list[str] | None = None  # the sorted keys the scans in progress page through
         workers = os.environ.get("WEB_CONCURRENCY", "")
         if workers.isdigit() and int(workers) > 1:
             log.warning(
@@ -198,13 +201,19 @@ class MemoryStore:
         with self._lock(key):
             self._drop(key)
 
-    def delete_expired(self, now: float) -> int:
-        """Remove every record expired at ``now``, visiting only the buckets that are due."""
-        return sum(self._purge(now))
+    def delete_expired(self, now: float, progress: Callable[[int], None] | None = None) -> int:
+        """Remove every record expired at ``now``, visiting only the buckets that are due.
+        ``progress``, if given, is called with the running total after each step."""
+        total = 0
+        for total in self._purge(now, progress):  # noqa: B007 - the last running total is the result
+            pass
+        return total
 
-    def _purge(self, now: float) -> Iterator[int]:
-        """Purge in steps of at most ``_PURGE_STEP`` keys, yielding how many each step deleted."""
+    def _purge(self, now: float, progress: Callable[[int], None] | None = None) -> Iterator[int]:
+        """Purge in steps of at most ``_PURGE_STEP`` keys, yielding (and telling ``progress``) the
+        running total after each step."""
         due = int(now // _BUCKET_SECONDS)
+        total = 0
         for bucket in [b for b in list(self._buckets) if b <= due]:
             keys = list(self._buckets.pop(bucket, ()))
             for start in range(0, len(keys), _PURGE_STEP):
@@ -217,7 +226,10 @@ class MemoryStore:
                             deleted += 1
                         elif record is not None and int(record.expires_at // _BUCKET_SECONDS) == bucket:
                             self._buckets.setdefault(bucket, set()).add(key)  # not yet due within its bucket
-                yield deleted
+                total += deleted
+                if progress is not None:
+                    progress(total)
+                yield total
 
     # -- bounds ----------------------------------------------------------------------------------
 
@@ -285,6 +297,29 @@ class MemoryStore:
             keys = list(self._users.get(user_id, ()))
         return [(key, record) for key in keys if (record := self._live(key)) is not None and record.user_id == user_id]
 
+    # -- the scan ------------------------------------------------------------------------------------
+
+    def scan(self, cursor: str | None, limit: int) -> ScanPage:
+        """Up to ``limit`` records after ``cursor`` in key order, expired ones not purged yet
+        included, and the cursor of the next page (None after the last).
+
+        The keys come from a sorted snapshot taken when a scan starts (``cursor`` None), which
+        every scan in progress then shares: a key present since the oldest of them started is in
+        it. A key deleted meanwhile is skipped; one written after the snapshot may be missed, as
+        the contract allows. The last page drops the snapshot (a later page sorts the keys again).
+        """
+        keys = self._scan_keys
+        if cursor is None or keys is None:
+            keys = self._scan_keys = sorted(self._records)  # copies the keys in one step (under the GIL)
+        start = bisect.bisect_right(keys, cursor) if cursor is not None else 0
+        chosen = keys[start : start + limit]
+        page = [(key, record) for key in chosen if (record := self._records.get(key)) is not None]
+        if start + limit < len(keys):
+            return page, chosen[-1]
+        if self._scan_keys is keys:
+            self._scan_keys = None
+        return page, None
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -305,11 +340,10 @@ class MemoryStore:
     async def adelete(self, key: str) -> None:
         self.delete(key)
 
-    async def adelete_expired(self, now: float) -> int:
+    async def adelete_expired(self, now: float, progress: Callable[[int], None] | None = None) -> int:
         """Purge step by step, letting the event loop serve requests between steps."""
         total = 0
-        for deleted in self._purge(now):
-            total += deleted
+        for total in self._purge(now, progress):  # noqa: B007 - the last running total is the result
             await _aio.sleep(0)
         return total
 
@@ -318,6 +352,9 @@ class MemoryStore:
 
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
         return self.list_user(user_id)
+
+    async def ascan(self, cursor: str | None, limit: int) -> ScanPage:
+        return self.scan(cursor, limit)
 
     async def aclose(self) -> None:
         self.close()

@@ -94,6 +94,7 @@ _SQL = {
     "delete_user_live": "DELETE FROM `{t}` WHERE user_id = %s AND expires_at > %s",
     "delete_user_all": "DELETE FROM `{t}` WHERE user_id = %s",
     "list_user": "SELECT `key`, data, expires_at, version, user_id FROM `{t}` WHERE user_id = %s AND expires_at > %s",
+    "scan": "SELECT `key`, data, expires_at, version, user_id FROM `{t}` WHERE `key` > %s ORDER BY `key` LIMIT %s",
 }
 # Refused, lost, gone, too many connections, server shutdown, lock wait / statement time exceeded.
 _UNAVAILABLE = frozenset({1040, 1053, 1205, 1927, 1969, 2002, 2003, 2005, 2006, 2013, 2055, 3024, 4031})

@@ -113,6 +113,7 @@ _SQL = {
         'WITH gone AS (DELETE FROM "{t}" WHERE user_id = %s RETURNING expires_at) SELECT count(*) FROM gone WHERE expires_at > %s'
     ),
     "list_user": 'SELECT key, data, expires_at, version, user_id FROM "{t}" WHERE user_id = %s AND expires_at > %s',
+    "scan": 'SELECT key, data, expires_at, version, user_id FROM "{t}" WHERE key > %s ORDER BY key LIMIT %s',
 }
 # A dead peer is noticed by TCP keepalive within about a minute (libpq defaults: hours).
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}

@@ -61,6 +61,7 @@ _SQL = {
     "delete_live_user": 'DELETE FROM "{t}" WHERE user_id = ? AND expires_at > ?',
     "delete_user": 'DELETE FROM "{t}" WHERE user_id = ?',
     "list_user": 'SELECT key, data, expires_at, version, user_id FROM "{t}" WHERE user_id = ? AND expires_at > ?',
+    "scan": 'SELECT key, data, expires_at, version, user_id FROM "{t}" WHERE key > ? ORDER BY key LIMIT ?',
 }
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {"table": str, "timeout": float, "purge_batch": int}
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.001, 0.05  # between attempts to set up a connection on a busy file

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..._turns import PerLoop
-from ...errors import ConfigurationError, StoreUnavailableError
+from ...errors import ConfigurationError, StoreError, StoreUnavailableError
 from .._protocol import Record
 
 if TYPE_CHECKING:  # redis-py is imported where it is used: redis:// URLs run without it
     import redis.asyncio.retry
     import redis.retry
 
-from ._commands import Flow, _Del, _Get, _HMGet, _Script, _ZRem
+from ._commands import Flow, _Batch, _Del, _Get, _HMGet, _Primaries, _Scan, _Script, _ZRem
 from ._options import DEFAULT_TIMEOUT, _host_port, _pool_options, _query, _retry_once, _store_options
 from ._scripts import _FIELDS
-from ._store import OneServer, RedisStore, _decode, _num, _revoked
+from ._store import OneServer, RedisStore, _decode, _num, _revoked, _scan_position
 
 T = TypeVar("T")
 CLUSTER_MAX_LIFETIME = 30 * 24 * 3600.0
@@ -51,6 +51,29 @@ class Cluster(OneServer):
 
     def revoked_by(self, created: float, epoch: bytes | None) -> bool:
         return _revoked(created, epoch)
+
+    def scan(self, store: RedisStore, cursor: str | None, limit: int) -> Flow[tuple[list[bytes], str | None]]:
+        # Each primary in turn (by name), its own SCAN to the end: the cursor is "<position>@<node>".
+        primaries: list[str] = yield _Primaries()
+        if cursor is None:
+            position, node = 0, primaries[0]
+        else:
+            text, _, node = cursor.partition("@")
+            position = _scan_position(text)
+            if node not in primaries:
+                raise StoreError(f"Redis store {store._where}: {node!r} is no longer a primary of the cluster: scan again")
+        following, names = yield _Scan(position, store._scan_match, limit, node)
+        if following:
+            return names, f"{following}@{node}"
+        later = [name for name in primaries if name > node]
+        return names, (f"0@{later[0]}" if later else None)
+
+    def epochs(self, store: RedisStore, users: set[str]) -> Flow[dict[str, bytes | None]]:
+        if not users:
+            return {}
+        ordered = sorted(users)
+        values = yield _Batch(tuple(_Get(store._epoch_key(user)) for user in ordered))
+        return dict(zip(ordered, values, strict=True))
 
     def rotate(self, store: RedisStore, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         # Two slots, so no single script: create the new record first (unreachable: its ID has

@@ -92,6 +92,48 @@ class _Del:
 
 
 @dataclass(slots=True)
+class _Scan:
+    """``SCAN cursor MATCH match COUNT count``: the next cursor (0 at the end) and the keys; on a
+    cluster, on the primary named ``node``."""
+
+    cursor: int
+    match: str
+    count: int
+    node: str | None = None
+
+    def _call(self, side: _Side) -> Any:
+        client = side.client
+        if self.node is None:
+            return client.scan(self.cursor, match=self.match, count=self.count)
+        return client.scan(self.cursor, match=self.match, count=self.count, target_nodes=client.get_node(node_name=self.node))
+
+    @staticmethod
+    def _page(reply: Any) -> tuple[int, list[bytes]]:
+        following, keys = reply  # the cursor: a number, its digits, or a cluster's {node: cursor}
+        if isinstance(following, dict):
+            (following,) = following.values()
+        return int(following), list(keys)
+
+    def run(self, side: _Side) -> tuple[int, list[bytes]]:
+        return self._page(self._call(side))
+
+    async def arun(self, side: _Side) -> tuple[int, list[bytes]]:
+        return self._page(await self._call(side))
+
+
+@dataclass(slots=True)
+class _Primaries:
+    """The names (``host:port``) of a cluster's primaries, sorted: what its scan goes through."""
+
+    def run(self, side: _Side) -> list[str]:
+        return sorted(node.name for node in side.client.get_primaries())
+
+    async def arun(self, side: _Side) -> list[str]:
+        await side.client.initialize()  # the async client learns the nodes on its first command
+        return self.run(side)
+
+
+@dataclass(slots=True)
 class _Script:
     """One of :data:`_SCRIPTS`, registered on each side (EVALSHA, falling back to EVAL)."""
 

@@ -147,6 +147,9 @@ class _Commands:
     def zrange(self, key: Arg, start: int, stop: int) -> Any:
         return self._command(b"ZRANGE", key, start, stop)
 
+    def scan(self, cursor: int, *, match: Arg, count: int) -> Any:
+        return self._command(b"SCAN", cursor, b"MATCH", match, b"COUNT", count)
+
 
 class Pipeline(_Commands):
     """Commands queued, then sent at once by ``execute()`` (not a transaction)."""

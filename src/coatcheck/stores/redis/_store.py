@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -11,8 +12,8 @@ from urllib.parse import unquote, urlsplit
 
 from ..._ops import adrive, drive, one
 from ...errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
-from .._protocol import Record
-from ._commands import Flow, _Batch, _Del, _Get, _HMGet, _Script, _Side, _ZRange, _ZRem
+from .._protocol import Record, ScanPage
+from ._commands import Flow, _Batch, _Del, _Get, _HMGet, _Scan, _Script, _Side, _ZRange, _ZRem
 from ._options import DEFAULT_TIMEOUT, _db, _query, _ssl_context, _store_options
 from ._resp import AsyncRespClient, RespClient, RespError, RespUnavailableError
 from ._scripts import _FIELDS
@@ -46,6 +47,20 @@ def _decode(values: Sequence[bytes | None], now: float, max_lifetime: float) -> 
     if _deadline(record.expires_at, created_at, max_lifetime) <= now:
         return None
     return record, created_at
+
+
+def _glob(text: str) -> str:
+    """``text`` as a literal in a Redis MATCH pattern."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def _scan_position(cursor: str | None) -> int:
+    """The SCAN cursor in ``cursor`` (0, the start, for None)."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise ConfigurationError(f"{cursor!r} is not a scan cursor of this Redis store")
+    return int(cursor)
 
 
 def _revoked(created: float, epoch: bytes | None) -> bool:
@@ -116,6 +131,16 @@ class OneServer:
         """Whether a record created at ``created`` is revoked by the user's ``epoch``: never here."""
         return False
 
+    def scan(self, store: RedisStore, cursor: str | None, limit: int) -> Flow[tuple[list[bytes], str | None]]:
+        """The session keys of one page of a scan (SCAN of the store's prefix), and the next cursor."""
+        following, names = yield _Scan(_scan_position(cursor), store._scan_match, limit)
+        return names, (str(following) if following else None)
+
+    def epochs(self, store: RedisStore, users: set[str]) -> Flow[dict[str, bytes | None]]:
+        """The revocation epochs of ``users``, for :meth:`revoked_by`: none here."""
+        return {}
+        yield
+
     def rotate(self, store: RedisStore, old_key: str, new_key: str, record: Record, expected_version: int) -> Flow[bool]:
         now = store._clock()
         keys = [store._session_key(old_key), store._session_key(new_key), *self.script_index_keys(store, record)]
@@ -177,6 +202,7 @@ class RedisStore:
         self._factory_lock = threading.Lock()
         self._sync = None if client is None else _Side(client)
         self._async = None if async_client is None else _Side(async_client)
+        self._scan_match = f"{_glob(key_prefix)}s:*"  # every session key, and nothing else
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._where} prefix={self.key_prefix!r}>"
@@ -325,6 +351,27 @@ class RedisStore:
             yield _ZRem(index, dead)
         return live
 
+    def _scan_flow(self, cursor: str | None, limit: int) -> Flow[ScanPage]:
+        now = self._clock()
+        names, following = yield from self._topology.scan(self, cursor, limit)
+        keys = list(dict.fromkeys(name.decode() for name in names))  # SCAN may return a key twice
+        if not keys:
+            return [], following
+        rows = yield _Batch(tuple(_HMGet(key, _FIELDS) for key in keys))  # the page's records: one round trip
+        head, tail = len(self._session_key("")) - len(self._topology.tag_close), len(self._topology.tag_close)
+        found = [
+            (key[head : len(key) - tail], decoded)
+            for key, values in zip(keys, rows, strict=True)
+            if (decoded := _decode(values, now, self._max)) is not None
+        ]
+        epochs = yield from self._topology.epochs(self, {record.user_id for _, (record, _) in found if record.user_id})
+        page = [
+            (key, record)
+            for key, (record, created) in found
+            if not (record.user_id and self._topology.revoked_by(created, epochs.get(record.user_id)))
+        ]
+        return page, following
+
     # -- Store ---------------------------------------------------------------------------------------
 
     def load(self, key: str) -> Record | None:
@@ -358,6 +405,11 @@ class RedisStore:
     def list_user(self, user_id: str) -> list[tuple[str, Record]]:
         """The live ``(key, record)`` pairs of ``user_id``; prunes dead index entries."""
         return self._run(self._list_user_flow(user_id))
+
+    def scan(self, cursor: str | None, limit: int) -> ScanPage:
+        """A page of the live records under the store's prefix (SCAN, then every record of the
+        page in one round trip), and the cursor of the next page (None after the last)."""
+        return self._run(self._scan_flow(cursor, limit))
 
     def close(self) -> None:
         """Close the sync client and its connections."""
@@ -400,6 +452,10 @@ class RedisStore:
     async def alist_user(self, user_id: str) -> list[tuple[str, Record]]:
         """Async :meth:`list_user`."""
         return await self._arun(self._list_user_flow(user_id))
+
+    async def ascan(self, cursor: str | None, limit: int) -> ScanPage:
+        """Async :meth:`scan`."""
+        return await self._arun(self._scan_flow(cursor, limit))
 
     async def aclose(self) -> None:
         """Close the async client and its connections."""
