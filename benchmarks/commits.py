@@ -49,12 +49,14 @@ def _environment(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}", "PYTHONHASHSEED": "0"}
 
 
-def instructions(tree: Path, store: str, mix: str, work: Path) -> float:
-    """Machine instructions per request of the tree's ASGI app on ``store`` with ``mix``."""
+def instructions(tree: Path, store: str, mix: str, work: Path, features: tuple[str, ...] = ()) -> float:
+    """Machine instructions per request of the tree's ASGI app on ``store`` with ``mix`` (and
+    coatcheck's optional ``features`` on: see ``benchmarks/apps/_common.FEATURES``)."""
     result, trace = work / "result.json", work / "callgrind.out"
     argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={trace}"]
     argv += [sys.executable, "-m", "benchmarks.concurrent", "--app", "coatcheck_asgi", "--store", store, "--mix", mix]
     argv += ["--callgrind", "--workers", "8", "--requests", "50", "--json", str(result)]
+    argv += [f"--feature={feature}" for feature in features]
     done = subprocess.run(argv, cwd=tree, env=_environment(tree), capture_output=True, text=True, timeout=1800, check=False)
     totals = re.search(r"^totals: (\d+)", trace.read_text(), re.MULTILINE) if trace.exists() else None
     if done.returncode != 0 or totals is None:

@@ -319,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callgrind", action="store_true", help="count instructions of the measured part only")
     parser.add_argument("--legacy", action="store_true", help="BENCH_LEGACY=1: a legacy reader that must never be called")
     parser.add_argument("--prometheus", action="store_true", help="BENCH_PROMETHEUS=1: coatcheck's Prometheus metrics on")
+    parser.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        help="BENCH_FEATURES: turn on prometheus, otel, events, devices or encryption (repeatable)",
+    )
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--frameworks", action="store_true", help="compare the framework integrations (see above)")
     parser.add_argument("--instructions", action="store_true", help="with --frameworks: each app under callgrind")
@@ -336,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(BENCH_STORE=args.store, BENCH_LIBRARY=args.library, BENCH_REDIS_URL=STORE_URLS["redis"])
     os.environ.update(BENCH_CLIENT_COUNTERS="0", BENCH_LEGACY="1" if args.legacy else "0")
     os.environ["BENCH_PROMETHEUS"] = "1" if args.prometheus else "0"
+    os.environ["BENCH_FEATURES"] = ",".join(args.feature)
     if args.store in STORE_URLS:
         os.environ["BENCH_STORE_URL"] = STORE_URLS[args.store]
     with scratch_database(args.store):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -190,10 +191,14 @@ async def test_the_middlewares_pass_the_request_s_browser() -> None:
     async with httpx.AsyncClient(transport=asgi, base_url="http://localhost") as client:
         await client.get("/", headers={"User-Agent": IPHONE})
     wsgi = httpx.WSGITransport(app=WSGISessionMiddleware(wsgi_app, manager), remote_addr="192.0.2.33")
-    with httpx.Client(transport=wsgi, base_url="http://localhost") as sync_client:
-        sync_client.get("/", headers={"User-Agent": FIREFOX})
+    await anyio.to_thread.run_sync(_get, wsgi, FIREFOX)
     infos = manager.list_sessions("alice")
     assert sorted((info.browser, info.address) for info in infos) == [("Firefox", "192.0.2.0/24"), ("Safari", "198.51.100.0/24")]
+
+
+def _get(transport: httpx.WSGITransport, agent: str) -> None:
+    with httpx.Client(transport=transport, base_url="http://localhost") as client:
+        client.get("/", headers={"User-Agent": agent})
 
 
 def test_devices_settings_are_checked() -> None:

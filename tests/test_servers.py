@@ -37,6 +37,12 @@ def _visits(page: str) -> int:
     return int(match.group(1))
 
 
+def _token(page: str) -> str:
+    match = re.search(r'<input type="hidden" name="csrf" value="([\w-]+)">', page)
+    assert match, page
+    return match.group(1)
+
+
 def test_demo_login_welcome_counter_and_logout_everywhere(store_url: str) -> None:
     with (
         _demo(store_url) as demo,
@@ -52,9 +58,10 @@ def test_demo_login_welcome_counter_and_logout_everywhere(store_url: str) -> Non
         assert _visits(laptop.get("/").text) == 2
         phone.post("/login", data={"username": "<b>alice</b>"})
         listing = phone.get("/").text
-        assert listing.count("<tr><td><code>") == 2
-        assert listing.count("this browser") == 1
-        assert 'name="username"' in phone.post("/logout-everywhere").text
+        assert listing.count('<li class="device') == 2
+        assert listing.count(">This device<") == 1
+        assert phone.post("/logout-everywhere").status_code == 403  # no CSRF token
+        assert 'name="username"' in phone.post("/logout-everywhere", data={"csrf": _token(listing)}).text
         assert 'name="username"' in laptop.get("/").text
 
 

@@ -136,19 +136,48 @@ class UncalledReader:
         self.forget(value)
 
 
+FEATURES = ("prometheus", "otel", "events", "devices", "encryption")
+"""What ``BENCH_FEATURES`` (comma-separated) may turn on, each measured as a row of its own."""
+
+
 def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
     """The manager on :func:`coatcheck_store`, with the default :class:`SessionConfig` (and a
-    legacy reader that must never be called, with ``BENCH_LEGACY=1``; Prometheus metrics, with
-    ``BENCH_PROMETHEUS=1``)."""
+    legacy reader that must never be called, with ``BENCH_LEGACY=1``), plus the features
+    ``BENCH_FEATURES`` names: Prometheus metrics, OpenTelemetry metrics and spans (an SDK with
+    an in-memory reader), a subscriber to every event, device metadata, encryption at rest
+    (``BENCH_PROMETHEUS=1`` still means ``prometheus``)."""
     store, counter = coatcheck_store()
     legacy = [UncalledReader()] if env("BENCH_LEGACY", "0") == "1" else []
-    manager = SessionManager(store, config=SessionConfig(), legacy=legacy)
+    features = {name for name in env("BENCH_FEATURES", "").split(",") if name}
     if env("BENCH_PROMETHEUS", "0") == "1":
+        features.add("prometheus")
+    unknown = features - set(FEATURES)
+    if unknown:
+        raise SystemExit(f"unknown BENCH_FEATURES {sorted(unknown)}; known: {', '.join(FEATURES)}")
+    config = SessionConfig(devices="devices" in features, encryption_keys=[b"k" * 32] if "encryption" in features else [])
+    manager = SessionManager(store, config=config, legacy=legacy)
+    if "prometheus" in features:
         from prometheus_client import CollectorRegistry
 
         from coatcheck.prometheus import instrument
 
         instrument(manager, CollectorRegistry())
+    if "otel" in features:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from coatcheck import otel
+
+        otel.instrument(
+            manager,
+            meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+            tracer_provider=TracerProvider(),
+            spans=True,
+        )
+    if "events" in features:
+        for kind in ("create", "load", "reject", "commit", "login", "logout", "rotate", "revoke", "conflict", "store_error"):
+            getattr(manager.events, f"on_{kind}")(lambda event: None)
     return manager, counter
 
 

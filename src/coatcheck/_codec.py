@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .devices import Client, device_meta
-from .errors import SessionTooLargeError
 
 if TYPE_CHECKING:
     from ._sealing import Sealer
@@ -185,16 +184,10 @@ class RecordFormat:
             return None
         return device_meta(previous, client, login_at, self.address_bits)
 
-    def pack(
-        self, session_id: str, key: str, created_at: float, data: Mapping[str, Any], meta: dict[str, Any] | None, max_size: int
-    ) -> bytes:
-        """The record bytes of the session ``session_id`` stored under ``key``; raises
-        :class:`SessionTooLargeError` when its encoded data pass ``max_size`` bytes."""
-        body = self.codec.encode(created_at, data)
-        if len(body) > max_size:
-            raise SessionTooLargeError(f"session is {len(body)} bytes encoded, over max_size={max_size}")
-        if not self.framed:
-            return body
+    def frame(self, session_id: str, key: str, created_at: float, body: bytes, meta: dict[str, Any] | None) -> bytes:
+        """The record bytes of the session ``session_id`` stored under ``key``, whose codec
+        made ``body``: framed behind its header, and sealed when sealing (only when ``framed``:
+        otherwise the body is the record)."""
         header: dict[str, Any] = {"c": created_at}
         if meta:
             header["m"] = meta
@@ -207,8 +200,9 @@ class RecordFormat:
         return prefix + body
 
     def unpack(self, session_id: str, key: str, raw: bytes) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
-        """``(created_at, data, device metadata)``; :class:`CorruptRecordError` if malformed,
-        or sealed and not opening under this ID, key and secrets."""
+        """``(created_at, data, device metadata)`` of a plain or a framed record;
+        :class:`CorruptRecordError` if malformed, or sealed and not opening under this ID, key
+        and secrets."""
         if not raw.startswith(FRAME):
             created_at, data = self.codec.decode(raw)
             return created_at, data, None

@@ -22,7 +22,7 @@ from ._record import Record
 from ._sealing import UnknownKeyError
 from .config import SessionConfig
 from .devices import Client
-from .errors import ConcurrentUpdateError, SessionInterruptedError
+from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .legacy import report_bad_value
 from .session import Session, Stored
 
@@ -63,7 +63,11 @@ def _live(
         reason = "unknown"
     else:
         try:
-            created_at, data, meta = records.unpack(session_id, key, record.data)
+            if record.data.startswith(_codec.FRAME):
+                created_at, data, meta = records.unpack(session_id, key, record.data)
+            else:  # a plain record: what every record is unless devices or sealing are on
+                created_at, data = records.codec.decode(record.data)
+                meta = None
         except UnknownKeyError as exc:
             security_log(logging.WARNING, "session record ignored (sha256 %s): %s", log_handle(session_id), exc)
             reason = "unknown_key"
@@ -230,9 +234,12 @@ def _record(
     """The store key and the record of ``session`` under ``session_id`` (sealed for that ID,
     when sealing)."""
     key = store_key(session_id)
-    return key, Record(
-        records.pack(session_id, key, created_at, session._plain(), meta, config.max_size), expires_at, version, user_id
-    )
+    raw = records.codec.encode(created_at, session._plain())
+    if len(raw) > config.max_size:  # the data, before any framing or sealing
+        raise SessionTooLargeError(f"session is {len(raw)} bytes encoded, over max_size={config.max_size}")
+    if records.framed:
+        raw = records.frame(session_id, key, created_at, raw, meta)
+    return key, Record(raw, expires_at, version, user_id)
 
 
 def _create(
@@ -240,7 +247,7 @@ def _create(
 ) -> Generator[Operation[Any], Any, CommitResult]:
     expires_at = deadline(config, now, now)
     user_id = session._user_id
-    meta = records.meta(None, client, now if session._requests.login else None)
+    meta = None if records.address_bits is None else records.meta(None, client, now if session._requests.login else None)
     for _ in range(config.max_commit_attempts):
         key, record = _record(session, config, records, session._current_id(), now, meta, expires_at, 1, user_id)
         if (yield Save(key, record, None)):
@@ -286,7 +293,7 @@ def _write(
     for attempt in range(config.max_commit_attempts):
         if attempt:
             yield backoff(attempt)
-        meta = records.meta(stored.meta, client, now if login else None)
+        meta = None if records.address_bits is None else records.meta(stored.meta, client, now if login else None)
         # The expiry, and with it the cookie, moves at most once per touch_interval: a write
         # between two refreshes keeps it and sends no Set-Cookie (a new ID always does).
         renew = requests.rotate or login or _touch_due(stored, config, now)
@@ -466,11 +473,12 @@ def _fresh_start(
 ) -> Generator[Operation[Any], Any, Session]:
     """Start the idle and absolute timeouts of a session adopted offline now, when its browser
     comes (a concurrent write that got there first has done the same)."""
-    raw = records.pack(session._current_id(), stored.key, now, session._plain(), stored.meta, config.max_size)
     expires_at = deadline(config, now, now)
-    record = Record(raw, expires_at, stored.version + 1, stored.user_id)
-    if (yield Save(stored.key, record, stored.version)):
-        session._settle(Stored(stored.key, raw, record.version, now, expires_at, stored.user_id, stored.meta))
+    key, record = _record(
+        session, config, records, session._current_id(), now, stored.meta, expires_at, stored.version + 1, stored.user_id
+    )
+    if (yield Save(key, record, stored.version)):
+        session._settle(Stored(key, record.data, record.version, now, expires_at, stored.user_id, stored.meta))
     return session
 
 
