@@ -263,6 +263,21 @@ class StoreConformance:
         if ops.has("list_user"):
             assert [key for key, _ in await ops.call("list_user", "u")] == [_KEY("new")]
 
+    async def test_scan_lists_every_record_once_across_pages(self, ops: Ops, clock: FakeClock) -> None:
+        if not ops.has("scan"):
+            pytest.skip("store has no scan")
+        keys = {_KEY(f"scanned{i}") for i in range(7)}
+        for key in keys:
+            assert await ops.save(key, _record(expires_at=clock() + 100), expected_version=None)
+        seen: list[str] = []
+        cursor: str | None = None
+        for _ in range(100):
+            page, cursor = await ops.call("scan", cursor, 3)
+            seen += [key for key, record in page if key in keys and record.data == b"x"]
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(keys)  # each once, whatever the page size
+
     async def test_user_index_follows_saves_and_deletes(self, ops: Ops, clock: FakeClock) -> None:
         _need_user_index(ops)
         for name, user in [("a1", "alice"), ("a2", "alice"), ("a3", "alice"), ("b1", "bob")]:
