@@ -9,7 +9,7 @@ import anyio
 import httpx
 import pytest
 
-from coatcheck import ConfigurationError, CookieConfig, NotSupportedError, SessionConfig, SessionManager
+from coatcheck import ConfigurationError, CookieConfig, NotSupportedError, Session, SessionConfig, SessionInfo, SessionManager
 from coatcheck._ids import store_key
 from coatcheck.asgi import SessionMiddleware as ASGISessionMiddleware
 from coatcheck.devices import Client, describe, truncated
@@ -38,22 +38,55 @@ def _devices(store: Any, clock: FakeClock) -> SessionManager:
     return SessionManager(store, config=SessionConfig(devices=True), clock=clock)
 
 
-async def test_sessions_list_their_devices_and_one_ends_by_handle(store: Any, clock: FakeClock) -> None:
+@pytest.fixture(params=["sync", "async"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Face:
+    """The manager's sync or async methods, awaited alike."""
+
+    def __init__(self, manager: SessionManager, mode: str) -> None:
+        self.manager, self.sync = manager, mode == "sync"
+
+    async def commit(self, session: Session, client: Client | None = None) -> None:
+        if self.sync:
+            self.manager.commit(session, client=client)
+        else:
+            await self.manager.acommit(session, client=client)
+
+    async def load(self, cookie: str) -> Session:
+        return self.manager.load(cookie) if self.sync else await self.manager.aload(cookie)
+
+    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        return self.manager.list_sessions(user_id) if self.sync else await self.manager.alist_sessions(user_id)
+
+    async def revoke(self, handle: str, user_id: str) -> bool:
+        return self.manager.revoke(handle, user_id=user_id) if self.sync else await self.manager.arevoke(handle, user_id=user_id)
+
+    async def revoke_user(self, user_id: str, keep: Session | str | None = None) -> int:
+        if self.sync:
+            return self.manager.revoke_user(user_id, keep=keep)
+        return await self.manager.arevoke_user(user_id, keep=keep)
+
+
+async def test_sessions_list_their_devices_and_one_ends_by_handle(store: Any, clock: FakeClock, mode: str) -> None:
     manager = _devices(store, clock)
+    face = Face(manager, mode)
     laptop = manager.new_session()
     laptop.login("alice")
-    await manager.acommit(laptop, client=Client(FIREFOX, "203.0.113.77"))
+    await face.commit(laptop, client=Client(FIREFOX, "203.0.113.77"))
     laptop_login = clock.now
     clock.advance(600)
     phone = manager.new_session()
     phone.login("alice")
-    await manager.acommit(phone, client=Client(IPHONE, "2001:db8:1234:5678::9"))
+    await face.commit(phone, client=Client(IPHONE, "2001:db8:1234:5678::9"))
     clock.advance(120)
-    seen = await manager.aload(_cookie(laptop.id))
-    await manager.acommit(seen, client=Client(FIREFOX, "198.51.100.5"))  # a refresh: no write, so the address stays
+    seen = await face.load(_cookie(laptop.id))
+    await face.commit(seen, client=Client(FIREFOX, "198.51.100.5"))  # a refresh: no write, so the address stays
     assert seen.user_id == "alice"
 
-    first, second = await manager.alist_sessions("alice")
+    first, second = await face.list_sessions("alice")
     assert first.handle == manager.handle(laptop) and second.handle == manager.handle(phone)
     assert (first.browser, first.os, first.address, first.user_id) == ("Firefox", "Linux", "203.0.113.0/24", "alice")
     assert (second.browser, second.os, second.address) == ("Safari", "iOS", "2001:db8:1234::/48")
@@ -64,44 +97,46 @@ async def test_sessions_list_their_devices_and_one_ends_by_handle(store: Any, cl
     at_rest = await dump(store)
     assert b"203.0.113.77" not in at_rest and b"5678::9" not in at_rest  # only the network is kept
 
-    assert await manager.arevoke(manager.handle(phone), user_id="bob") is False  # not bob's to end
-    assert await manager.arevoke(manager.handle(phone), user_id="alice") is True
-    assert (await manager.aload(_cookie(phone.id))).is_new
-    assert [info.handle for info in await manager.alist_sessions("alice")] == [manager.handle(laptop)]
-    assert await manager.arevoke(manager.handle(phone), user_id="alice") is False  # already gone
+    assert await face.revoke(manager.handle(phone), user_id="bob") is False  # not bob's to end
+    assert await face.revoke(manager.handle(phone), user_id="alice") is True
+    assert (await face.load(_cookie(phone.id))).is_new
+    assert [info.handle for info in await face.list_sessions("alice")] == [manager.handle(laptop)]
+    assert await face.revoke(manager.handle(phone), user_id="alice") is False  # already gone
 
 
-async def test_log_out_other_devices_keeps_this_one(store: Any, clock: FakeClock) -> None:
+async def test_log_out_other_devices_keeps_this_one(store: Any, clock: FakeClock, mode: str) -> None:
     manager = _devices(store, clock)
+    face = Face(manager, mode)
     sessions = []
     for _ in range(3):
         session = manager.new_session()
         session.login("alice")
-        await manager.acommit(session, client=Client(FIREFOX, "127.0.0.1"))
+        await face.commit(session, client=Client(FIREFOX, "127.0.0.1"))
         sessions.append(session)
     this = sessions[1]
-    assert await manager.arevoke_user("alice", keep=this) == 2
-    assert [info.handle for info in await manager.alist_sessions("alice")] == [manager.handle(this)]
-    assert not (await manager.aload(_cookie(this.id))).is_new
-    assert await manager.arevoke_user("alice", keep=manager.handle(this)) == 0  # a handle works as well
-    assert await manager.arevoke_user("alice") == 1
+    assert await face.revoke_user("alice", keep=this) == 2
+    assert [info.handle for info in await face.list_sessions("alice")] == [manager.handle(this)]
+    assert not (await face.load(_cookie(this.id))).is_new
+    assert await face.revoke_user("alice", keep=manager.handle(this)) == 0  # a handle works as well
+    assert await face.revoke_user("alice") == 1
 
 
-async def test_a_login_keeps_its_time_and_a_later_write_its_browser(store: Any, clock: FakeClock) -> None:
+async def test_a_login_keeps_its_time_and_a_later_write_its_browser(store: Any, clock: FakeClock, mode: str) -> None:
     manager = _devices(store, clock)
+    face = Face(manager, mode)
     session = manager.new_session()
     session["cart"] = 1
-    await manager.acommit(session, client=Client(IPHONE, "192.0.2.10"))
+    await face.commit(session, client=Client(IPHONE, "192.0.2.10"))
     clock.advance(60)
-    loaded = await manager.aload(_cookie(session.id))
+    loaded = await face.load(_cookie(session.id))
     loaded.login("alice")
-    await manager.acommit(loaded, client=Client(FIREFOX, "192.0.2.200"))
+    await face.commit(loaded, client=Client(FIREFOX, "192.0.2.200"))
     login_at = clock.now
     clock.advance(60)
-    again = await manager.aload(_cookie(loaded.id))
+    again = await face.load(_cookie(loaded.id))
     again["cart"] = 2
-    await manager.acommit(again)  # no client: what was kept stays
-    (info,) = await manager.alist_sessions("alice")
+    await face.commit(again)  # no client: what was kept stays
+    (info,) = await face.list_sessions("alice")
     assert (info.browser, info.address, info.login_at) == ("Firefox", "192.0.2.0/24", login_at)
 
 

@@ -316,3 +316,14 @@ async def test_the_async_api_runs_on_the_stores_async_side(clock: FakeClock) -> 
         browser = Browser("async")
         assert [text(await browser.get("count")) for _ in range(2)] == ["1", "2"]
         assert await arevoke_user("nobody") == 0
+
+
+async def test_devices_and_encryption_settings_reach_every_session(browser: Browser, user: User, project: Project) -> None:
+    with project.settings(DEVICES=True, ENCRYPTION_KEYS=["s" * 32]):
+        cookie = await login(browser, user)
+        assert text(await browser.get("whoami")) == user.get_username()
+        [listed] = await get_manager().alist_sessions(str(user.pk))
+        assert listed.handle == hashed(cookie)[:16]
+        assert listed.address == "127.0.0.0/24"  # the test client's REMOTE_ADDR, truncated
+        assert listed.login_at is not None
+        assert b"_auth_user_id" not in await dump(project.store)  # sealed: Django's own keys are not readable

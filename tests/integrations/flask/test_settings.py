@@ -158,3 +158,26 @@ def test_a_url_store_is_closed_by_close(tmp_path: Any) -> None:
     assert expirer is not None and expirer.running
     sessions.close()
     assert not expirer.running
+
+
+def test_devices_and_encryption_settings_reach_the_manager(memory: Any) -> None:
+    app = flask.Flask(__name__)
+    app.config.update(COATCHECK_STORE=memory, COATCHECK_DEVICES=True, COATCHECK_ENCRYPTION_KEYS=["s" * 32])
+    sessions = Sessions(app, purge_interval=None)
+
+    @app.post("/login")
+    def login() -> str:
+        get_session().login("alice")
+        flask.session["secret"] = "kept sealed"
+        return "ok"
+
+    client = app.test_client()
+    client.post(
+        "/login",
+        headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"},
+        environ_base={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    [listed] = sessions.manager.list_sessions("alice")
+    assert (listed.browser, listed.os, listed.address) == ("Firefox", "Linux", "203.0.113.0/24")
+    [(_, record)] = memory.list_user("alice")
+    assert b"kept sealed" not in record.data
