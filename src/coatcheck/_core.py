@@ -224,22 +224,22 @@ def _record(
     session: Session,
     config: SessionConfig,
     records: _codec.RecordFormat,
-    session_id: str,
+    session_id: str | None,
+    key: str,
     created_at: float,
     meta: dict[str, Any] | None,
     expires_at: float,
     version: int,
     user_id: str | None,
-) -> tuple[str, Record]:
-    """The store key and the record of ``session`` under ``session_id`` (sealed for that ID,
-    when sealing)."""
-    key = store_key(session_id)
+) -> Record:
+    """The record of ``session`` stored under ``key`` as ``session_id`` (None: its own ID),
+    sealed for that ID when sealing."""
     raw = records.codec.encode(created_at, session._plain())
     if len(raw) > config.max_size:  # the data, before any framing or sealing
         raise SessionTooLargeError(f"session is {len(raw)} bytes encoded, over max_size={config.max_size}")
     if records.framed:
-        raw = records.frame(session_id, key, created_at, raw, meta)
-    return key, Record(raw, expires_at, version, user_id)
+        raw = records.frame(session._current_id() if session_id is None else session_id, key, created_at, raw, meta)
+    return Record(raw, expires_at, version, user_id)
 
 
 def _create(
@@ -249,7 +249,8 @@ def _create(
     user_id = session._user_id
     meta = None if records.address_bits is None else records.meta(None, client, now if session._requests.login else None)
     for _ in range(config.max_commit_attempts):
-        key, record = _record(session, config, records, session._current_id(), now, meta, expires_at, 1, user_id)
+        key = store_key(session._current_id())
+        record = _record(session, config, records, None, key, now, meta, expires_at, 1, user_id)
         if (yield Save(key, record, None)):
             session._settle(Stored(key, record.data, 1, now, expires_at, user_id, meta))
             if session._requests.login:  # done: a second commit in this request writes nothing again
@@ -300,12 +301,14 @@ def _write(
         expires_at = deadline(config, created_at, now) if renew else stored.expires_at
         version = stored.version + 1
         if new_id is None:
-            new_key, record = _record(
-                session, config, records, session._current_id(), created_at, meta, expires_at, version, user_id
+            new_key, record = (
+                old_key,
+                _record(session, config, records, None, old_key, created_at, meta, expires_at, version, user_id),
             )
             saved = yield Save(old_key, record, stored.version)
         elif Rotate in capabilities:
-            new_key, record = _record(session, config, records, new_id, created_at, meta, expires_at, version, user_id)
+            new_key = store_key(new_id)
+            record = _record(session, config, records, new_id, new_key, created_at, meta, expires_at, version, user_id)
             saved = yield Rotate(old_key, new_key, record, stored.version)
         else:
             claimed = yield from _rotate_by_parts(session, stored, new_id, config, records, created_at, meta, expires_at, user_id)
@@ -366,7 +369,8 @@ def _rotate_by_parts(
     Returns the new ID, its key and its record, or None if the claim failed.
     """
     for _ in range(config.max_commit_attempts):
-        new_key, record = _record(session, config, records, new_id, created_at, meta, expires_at, stored.version + 1, user_id)
+        new_key = store_key(new_id)
+        record = _record(session, config, records, new_id, new_key, created_at, meta, expires_at, stored.version + 1, user_id)
         if (yield Save(new_key, record, None)):
             break
         new_id = session._draw_id()
@@ -474,9 +478,8 @@ def _fresh_start(
     """Start the idle and absolute timeouts of a session adopted offline now, when its browser
     comes (a concurrent write that got there first has done the same)."""
     expires_at = deadline(config, now, now)
-    key, record = _record(
-        session, config, records, session._current_id(), now, stored.meta, expires_at, stored.version + 1, stored.user_id
-    )
+    key = stored.key
+    record = _record(session, config, records, None, key, now, stored.meta, expires_at, stored.version + 1, stored.user_id)
     if (yield Save(key, record, stored.version)):
         session._settle(Stored(key, record.data, record.version, now, expires_at, stored.user_id, stored.meta))
     return session
@@ -512,7 +515,8 @@ def adopt_flow(
     session = make_session(None)
     dict.update(session, data)
     for _ in range(config.max_commit_attempts):
-        key, record = _record(session, config, records, session._current_id(), now, None, expires_at, 1, user_id)
+        key = store_key(session._current_id())
+        record = _record(session, config, records, None, key, now, None, expires_at, 1, user_id)
         if (yield Save(key, record, None)):
             break
         session._change_id_after_collision()
