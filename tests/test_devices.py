@@ -9,7 +9,16 @@ import anyio
 import httpx
 import pytest
 
-from coatcheck import ConfigurationError, CookieConfig, NotSupportedError, Session, SessionConfig, SessionInfo, SessionManager
+from coatcheck import (
+    ConfigurationError,
+    CookieConfig,
+    NotSupportedError,
+    Record,
+    Session,
+    SessionConfig,
+    SessionInfo,
+    SessionManager,
+)
 from coatcheck._ids import store_key
 from coatcheck.asgi import SessionMiddleware as ASGISessionMiddleware
 from coatcheck.devices import Client, describe, truncated
@@ -199,6 +208,7 @@ def test_user_agents_are_named_by_the_built_in_table(agent: str, expected: tuple
         ("203.0.113.77", (24, 48), "203.0.113.0/24"),
         ("2001:db8:1234:5678::9", (24, 48), "2001:db8:1234::/48"),
         ("::ffff:203.0.113.77", (24, 48), "203.0.113.0/24"),
+        ("2002:cb00:714d::1", (24, 48), "203.0.113.0/24"),  # 6to4 carries the IPv4 address
         ("203.0.113.77", (32, 128), "203.0.113.77"),
         ("fe80::1%eth0", (24, 64), "fe80::/64"),
         ("/run/app.sock", (24, 48), None),
@@ -241,3 +251,36 @@ def test_devices_settings_are_checked() -> None:
         SessionConfig(devices=True, device_address_bits=(33, 48))
     with pytest.raises(ConfigurationError, match="devices must be"):
         SessionConfig(devices="yes")  # type: ignore[arg-type]
+
+
+class RotatingOnList(MemoryStore):
+    """A memory store on which another request rotates a session right after the first listing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.then: Any = None
+
+    def list_user(self, user_id: str) -> list[tuple[str, Record]]:
+        rows = super().list_user(user_id)
+        then, self.then = self.then, None
+        if then is not None:
+            then()
+        return rows
+
+
+def test_log_out_other_devices_wins_against_a_rotation_in_between() -> None:
+    store = RotatingOnList()
+    manager = SessionManager(store)
+    this, other = manager.new_session(), manager.new_session()
+    for session in (this, other):
+        session.login("alice")
+        manager.commit(session)
+
+    def rotate_other() -> None:
+        moving = manager.load(_cookie(other.id))
+        moving.rotate()
+        manager.commit(moving)
+
+    store.then = rotate_other
+    assert manager.revoke_user("alice", keep=this) == 2  # the old key and the new one
+    assert [info.handle for info in manager.list_sessions("alice")] == [manager.handle(this)]

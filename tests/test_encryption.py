@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from coatcheck import ConfigurationError, Record, SessionConfig, SessionManager
+from coatcheck import ConfigurationError, Record, SessionConfig, SessionManager, _codec
 from coatcheck._codec import FRAME
 from coatcheck._ids import store_key
 from coatcheck.stores.memory import MemoryStore
@@ -105,19 +105,55 @@ async def test_keys_rotate_first_seals_every_one_opens(store: Any, clock: FakeCl
     assert "no longer among encryption_keys" in caplog.text
 
 
-async def test_plain_records_still_open_and_are_sealed_when_next_written(store: Any, clock: FakeClock) -> None:
+async def test_plain_records_open_only_while_accepted_and_are_sealed_when_next_written(store: Any, clock: FakeClock) -> None:
     plain = SessionManager(store, clock=clock)
     session = plain.new_session()
     session["card"] = SECRET
     await plain.acommit(session)
     assert SECRET.encode() in await dump(store)
-    sealing = _sealing(store, clock, NEW)
-    loaded = await sealing.aload(_cookie(session.id))
+    strict = _sealing(store, clock, NEW)
+    rejected: list[object] = []
+    strict.events.on_reject(lambda event: rejected.append(event.detail))
+    assert (await strict.aload(_cookie(session.id))).is_new  # a plain record could be a planted one
+    assert rejected == ["unsealed"]
+    migrating = SessionManager(store, config=SessionConfig(encryption_keys=[NEW], accept_unsealed=True), clock=clock)
+    loaded = await migrating.aload(_cookie(session.id))
     assert loaded == {"card": SECRET}
     loaded["more"] = 1
-    await sealing.acommit(loaded)
+    await migrating.acommit(loaded)
     assert SECRET.encode() not in await dump(store)
+    assert await strict.aload(_cookie(session.id)) == {"card": SECRET, "more": 1}
     assert (await plain.aload(_cookie(session.id))).is_new  # without the keys, a sealed record is no session
+
+
+async def test_a_store_writer_can_neither_downgrade_nor_move_a_session_to_another_user(store: Any, clock: FakeClock) -> None:
+    manager = _sealing(store, clock, NEW, devices=True)
+    rejected: list[object] = []
+    manager.events.on_reject(lambda event: rejected.append(event.detail))
+    mallory = manager.new_session()
+    mallory.login("mallory")
+    await manager.acommit(mallory)
+    key = store_key(mallory.id)
+    sealed = await store.aload(key)
+    # the same sealed bytes, filed under another user: the user is bound into the seal
+    moved = Record(sealed.data, sealed.expires_at, sealed.version + 1, "admin")
+    assert await store.asave(key, moved, expected_version=sealed.version)
+    assert (await manager.aload(_cookie(mallory.id))).is_new
+    # a plain record planted under the session's key: refused, however well-formed
+    planted = Record(_codec.encode(clock.now, {"role": "admin"}), sealed.expires_at, sealed.version + 2, "admin")
+    assert await store.asave(key, planted, expected_version=sealed.version + 1)
+    assert (await manager.aload(_cookie(mallory.id))).is_new
+    # a framed record without a key ID, and one cut short after its header
+    head = b'{"c":%d}' % int(clock.now)
+    for body in (_codec.encode(clock.now, {"role": "admin"}), b"abc"):
+        header = head if body != b"abc" else b'{"c":%d,"k":"%s"}' % (int(clock.now), manager.records.sealer.seal_id.encode())  # type: ignore[union-attr]
+        framed = FRAME + len(header).to_bytes(2, "big") + header + body
+        current = await store.aload(key)
+        assert await store.asave(
+            key, Record(framed, sealed.expires_at, current.version + 1, "admin"), expected_version=current.version
+        )
+        assert (await manager.aload(_cookie(mallory.id))).is_new
+    assert rejected == ["corrupt", "unsealed", "unsealed", "corrupt"]
 
 
 def test_a_rotation_by_parts_seals_the_new_record_for_the_new_id() -> None:
@@ -176,3 +212,27 @@ def test_a_plain_record_is_never_mistaken_for_a_framed_one() -> None:
     """The frame's first byte is NUL: never the start of a JSON envelope, the tombstone or a claim."""
     record = Record(b'{"v":1,"c":1,"d":{}}', 0.0, 1)
     assert not record.data.startswith(FRAME) and FRAME[0] == 0
+
+
+@pytest.mark.parametrize("created", [b"1" + b"0" * 400, b"NaN", b'"soon"'])
+def test_a_creation_time_that_is_no_finite_number_reads_as_no_session(created: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python's own JSON reads 1e400 digits as an int too large for a float, and NaN as a float."""
+    monkeypatch.setattr(_codec, "fast_json", None)
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    manager = SessionManager(store, config=SessionConfig(devices=True), clock=clock)
+    session = manager.new_session()
+    session.login("alice")
+    manager.commit(session)
+    for raw in (
+        b'{"v":1,"c":%s,"d":{}}' % created,  # a plain record
+        FRAME + len(b'{"c":%s}' % created).to_bytes(2, "big") + b'{"c":%s}' % created + _codec.encode(clock.now, {}),
+    ):
+        current = store.load(store_key(session.id))
+        assert current is not None
+        store.save(
+            store_key(session.id), Record(raw, current.expires_at, current.version + 1, "alice"), expected_version=current.version
+        )
+        assert manager.list_sessions("alice") == []  # skipped, not a crash of the listing
+        if raw.startswith(b"{"):
+            assert manager.load(_cookie(session.id)).is_new

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,6 +43,25 @@ _loads = json.JSONDecoder().decode
 
 class CorruptRecordError(ValueError):
     """A stored record that is not a coatcheck envelope (internal: it reads as no session)."""
+
+
+class UnknownKeyError(CorruptRecordError):
+    """A record sealed under a secret that is no longer among the configured ones."""
+
+
+class UnsealedRecordError(CorruptRecordError):
+    """A record that is not sealed, read by a manager that seals (and does not ``accept_unsealed``)."""
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a finite float, or None for anything else (a bool, NaN, an int too large)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def check_value(
@@ -117,10 +137,10 @@ def decode(raw: bytes) -> tuple[float, dict[str, Any]]:
         raise CorruptRecordError("record is not UTF-8 JSON") from exc
     if type(envelope) is not dict or envelope.get("v") != FORMAT_VERSION:
         raise CorruptRecordError("record has an unknown format version")
-    created_at, data = envelope.get("c"), envelope.get("d")
-    if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or type(data) is not dict:
+    created_at, data = finite(envelope.get("c")), envelope.get("d")
+    if created_at is None or type(data) is not dict:
         raise CorruptRecordError("record envelope is incomplete")
-    return float(created_at), data
+    return created_at, data
 
 
 class Codec(Protocol):
@@ -166,17 +186,27 @@ class RecordFormat:
     A framed record is ``FRAME``, the header's length (2 bytes), the header (JSON: ``c`` the
     creation time, ``m`` the device metadata, ``k`` the sealing key's ID), then the codec's bytes,
     sealed when a ``sealer`` is given. The header stays readable without the session ID (for
-    "your devices" listings and the operator's tools); the sealed part does not. A plain record
-    still opens when sealing is on (written before it was), and is sealed when next written.
+    "your devices" listings and the operator's tools); the sealed part does not, and its
+    associated data (the store key, the user ID, the header) makes a record whose parts were
+    moved or edited fail to open. When sealing, a record that is not sealed is refused, unless
+    ``accept_unsealed`` (while turning sealing on for a store that holds sessions already).
     """
 
-    __slots__ = ("address_bits", "codec", "framed", "sealer")
+    __slots__ = ("accept_unsealed", "address_bits", "codec", "framed", "sealer")
 
-    def __init__(self, codec: Codec, sealer: Sealer | None = None, *, address_bits: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        sealer: Sealer | None = None,
+        *,
+        address_bits: tuple[int, int] | None = None,
+        accept_unsealed: bool = False,
+    ) -> None:
         self.codec = codec
         self.sealer = sealer
         self.address_bits = address_bits  # None: no device metadata
         self.framed = sealer is not None or address_bits is not None
+        self.accept_unsealed = accept_unsealed or sealer is None
 
     def meta(self, previous: dict[str, Any] | None, client: Client | None, login_at: float | None) -> dict[str, Any] | None:
         """The device metadata a write keeps (None without ``SessionConfig.devices``)."""
@@ -184,10 +214,12 @@ class RecordFormat:
             return None
         return device_meta(previous, client, login_at, self.address_bits)
 
-    def frame(self, session_id: str, key: str, created_at: float, body: bytes, meta: dict[str, Any] | None) -> bytes:
-        """The record bytes of the session ``session_id`` stored under ``key``, whose codec
-        made ``body``: framed behind its header, and sealed when sealing (only when ``framed``:
-        otherwise the body is the record)."""
+    def frame(
+        self, session_id: str, key: str, user_id: str | None, created_at: float, body: bytes, meta: dict[str, Any] | None
+    ) -> bytes:
+        """The record bytes of the session ``session_id`` stored under ``key`` for ``user_id``,
+        whose codec made ``body``: framed behind its header, and sealed when sealing (only when
+        ``framed``: otherwise the body is the record)."""
         header: dict[str, Any] = {"c": created_at}
         if meta:
             header["m"] = meta
@@ -196,36 +228,57 @@ class RecordFormat:
         head = _dumps(header)
         prefix = FRAME + len(head).to_bytes(_HEADER_LENGTH, "big") + head
         if self.sealer is not None:
-            body = self.sealer.seal(session_id, body, key.encode() + b"\x00" + prefix)
+            body = self.sealer.seal(session_id, body, _associated(key, user_id, prefix))
         return prefix + body
 
-    def unpack(self, session_id: str, key: str, raw: bytes) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
-        """``(created_at, data, device metadata)`` of a plain or a framed record;
-        :class:`CorruptRecordError` if malformed, or sealed and not opening under this ID, key
-        and secrets."""
+    def unpack(
+        self, session_id: str, key: str, user_id: str | None, raw: bytes
+    ) -> tuple[float, dict[str, Any], dict[str, Any] | None]:
+        """``(created_at, data, device metadata)`` of a plain or a framed record stored under
+        ``key`` for ``user_id``; :class:`CorruptRecordError` if malformed, or sealed and not
+        opening under this ID, key, user and secrets (:class:`UnknownKeyError` for a secret no
+        longer listed), or not sealed when it must be (:class:`UnsealedRecordError`)."""
         if not raw.startswith(FRAME):
+            if not self.accept_unsealed:
+                raise UnsealedRecordError("record is not sealed, and encryption_keys are set (see accept_unsealed)")
             created_at, data = self.codec.decode(raw)
             return created_at, data, None
         header, body, prefix = _split(raw)
         key_id = header.get("k")
-        if key_id is not None:
-            if self.sealer is None:
-                raise CorruptRecordError("record is sealed and no encryption_keys are configured")
-            body = self.sealer.open(str(key_id), session_id, body, key.encode() + b"\x00" + prefix)
+        if key_id is None:
+            if not self.accept_unsealed:
+                raise UnsealedRecordError("record is not sealed, and encryption_keys are set (see accept_unsealed)")
+        elif self.sealer is None:
+            raise CorruptRecordError("record is sealed and no encryption_keys are configured")
+        elif type(key_id) is not str or not _KEY_ID.fullmatch(key_id):
+            raise CorruptRecordError("record names no valid key ID")
+        else:
+            body = self.sealer.open(key_id, session_id, body, _associated(key, user_id, prefix))
         created_at, data = self.codec.decode(body)
         meta = header.get("m")
         return created_at, data, meta if type(meta) is dict else None
 
     def header(self, raw: bytes) -> tuple[float, dict[str, Any] | None]:
         """``(created_at, device metadata)``, read without the session ID (a sealed record's data
-        stays closed); :class:`CorruptRecordError` if malformed."""
+        stays closed, and its header is not authenticated: a listing shows what the store
+        holds); :class:`CorruptRecordError` if malformed."""
         if not raw.startswith(FRAME):
             return self.codec.decode(raw)[0], None
         header, _, _ = _split(raw)
-        created_at, meta = header.get("c"), header.get("m")
-        if isinstance(created_at, bool) or not isinstance(created_at, (int, float)):
+        created_at, meta = finite(header.get("c")), header.get("m")
+        if created_at is None:
             raise CorruptRecordError("record header has no creation time")
-        return float(created_at), meta if type(meta) is dict else None
+        return created_at, meta if type(meta) is dict else None
+
+
+_KEY_ID = re.compile(r"[0-9a-f]{8}")
+
+
+def _associated(key: str, user_id: str | None, prefix: bytes) -> bytes:
+    """What a sealed body is bound to: its store key, its user (length-prefixed: no two pairs
+    give the same bytes) and its record's header."""
+    user = b"" if user_id is None else user_id.encode()
+    return key.encode() + b"\x00" + len(user).to_bytes(2, "big") + user + prefix
 
 
 def _split(raw: bytes) -> tuple[dict[str, Any], bytes, bytes]:

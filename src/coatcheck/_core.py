@@ -19,7 +19,6 @@ from ._ids import handle_of_key, is_valid_id, log_handle, store_key
 from ._logs import security_log
 from ._ops import Capabilities, Delete, Load, Operation, Pause, Rotate, Save, Touch
 from ._record import Record
-from ._sealing import UnknownKeyError
 from .config import SessionConfig
 from .devices import Client
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
@@ -48,7 +47,8 @@ def deadline(config: SessionConfig, created_at: float, now: float) -> float:
 
 Rejected = Callable[[str, str | None], None]
 """Told of each session ID a load refuses: the reason (``unknown``, ``expired``, ``corrupt``,
-``future``, ``malformed``) and the ID's handle (None for a malformed value)."""
+``unknown_key``, ``unsealed``, ``future``, ``malformed``) and the ID's handle (None for a
+malformed value)."""
 
 
 def _live(
@@ -63,14 +63,14 @@ def _live(
         reason = "unknown"
     else:
         try:
-            if record.data.startswith(_codec.FRAME):
-                created_at, data, meta = records.unpack(session_id, key, record.data)
-            else:  # a plain record: what every record is unless devices or sealing are on
+            if not records.accept_unsealed or record.data.startswith(_codec.FRAME):
+                created_at, data, meta = records.unpack(session_id, key, record.user_id, record.data)
+            else:  # a plain record, where one is accepted: every record, unless devices or sealing are on
                 created_at, data = records.codec.decode(record.data)
                 meta = None
-        except UnknownKeyError as exc:
+        except (_codec.UnknownKeyError, _codec.UnsealedRecordError) as exc:
             security_log(logging.WARNING, "session record ignored (sha256 %s): %s", log_handle(session_id), exc)
-            reason = "unknown_key"
+            reason = "unknown_key" if isinstance(exc, _codec.UnknownKeyError) else "unsealed"
         except _codec.CorruptRecordError as exc:
             security_log(logging.WARNING, "corrupt session record ignored (sha256 %s): %s", log_handle(session_id), exc)
             reason = "corrupt"
@@ -238,7 +238,7 @@ def _record(
     if len(raw) > config.max_size:  # the data, before any framing or sealing
         raise SessionTooLargeError(f"session is {len(raw)} bytes encoded, over max_size={config.max_size}")
     if records.framed:
-        raw = records.frame(session._current_id() if session_id is None else session_id, key, created_at, raw, meta)
+        raw = records.frame(session._current_id() if session_id is None else session_id, key, user_id, created_at, raw, meta)
     return Record(raw, expires_at, version, user_id)
 
 
@@ -332,7 +332,7 @@ def _write(
             new_id = session._draw_id()  # the new ID collided; the old record is unchanged
             continue
         try:
-            fresh_created, fresh_data, fresh_meta = records.unpack(session._current_id(), old_key, fresh.data)
+            fresh_created, fresh_data, fresh_meta = records.unpack(session._current_id(), old_key, fresh.user_id, fresh.data)
         except _codec.CorruptRecordError:
             raise _interrupted(session, "overwritten with a corrupt record by a concurrent request") from None
         user_id = user_id if login else fresh.user_id

@@ -54,7 +54,7 @@ REJECTED = Metric(
     "counter",
     "",
     "Session cookies that named no live session: unknown (or expired and dropped by the store), expired, corrupt,"
-    " future or malformed.",
+    " unknown_key, unsealed, future or malformed.",
     ("reason",),
 )
 COMMITS = Metric(

@@ -3,8 +3,9 @@
 A session's key is HKDF-SHA256 (RFC 5869) of a server secret, with the session's raw ID in the
 ``info``: a copy of the store holds only SHA-256 hashes of the IDs (the store keys), so it can
 derive no key, and one session's key opens no other session. The associated data binds a sealed
-body to its store key and to the record's readable header (format version, creation time,
-device metadata), so a body moved to another key, or a header edited, fails to open.
+body to its store key, its user ID and the record's readable header (format version, creation
+time, device metadata), so a body moved to another key or user, or a header edited, fails to
+open.
 
 Key rotation: the first secret seals, every listed secret opens; a record says which one sealed
 it by an 8-hex-digit key ID (a hash of the secret, which tells nothing of it).
@@ -17,22 +18,19 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._codec import CorruptRecordError
+from ._codec import CorruptRecordError, UnknownKeyError
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["Sealer", "UnknownKeyError"]
+__all__ = ["Sealer"]
 
 _SALT = b"coatcheck session sealing v1"
 _INFO = b"coatcheck session key\x00"
 NONCE_BYTES = 12
+TAG_BYTES = 16
 MIN_SECRET_BYTES = 32
-
-
-class UnknownKeyError(CorruptRecordError):
-    """A record sealed under a secret that is no longer among the configured ones."""
 
 
 class Sealer:
@@ -72,10 +70,14 @@ class Sealer:
         from cryptography.exceptions import InvalidTag
 
         cipher = self._cipher(key_id, session_id)
+        if len(sealed) < NONCE_BYTES + TAG_BYTES:
+            raise CorruptRecordError("sealed record is cut short")
         try:
             return bytes(cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], associated))
-        except InvalidTag:
-            raise CorruptRecordError("sealed record does not authenticate (tampered, or moved from another key)") from None
+        except (InvalidTag, ValueError):
+            raise CorruptRecordError(
+                "sealed record does not authenticate (tampered, or moved from another key or user)"
+            ) from None
 
 
 def secret_bytes(name: str, value: object) -> bytes:

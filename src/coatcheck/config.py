@@ -91,7 +91,9 @@ class SessionConfig:
 
     ``encryption_keys`` (secrets of 32 bytes or more; extra ``coatcheck[crypto]``) seal each
     session's data with AES-256-GCM under a key derived from the first secret and the session's
-    own ID; every listed secret opens. See ``docs/encryption.md``.
+    own ID; every listed secret opens. A record that is not sealed then reads as no session,
+    unless ``accept_unsealed`` (while turning encryption on for a store that already holds
+    sessions: see ``docs/encryption.md``).
     """
 
     cookie: CookieConfig = field(default_factory=CookieConfig)
@@ -104,6 +106,7 @@ class SessionConfig:
     devices: bool = False
     device_address_bits: tuple[int, int] = (24, 48)
     encryption_keys: Sequence[bytes | str] = field(default=(), repr=False)
+    accept_unsealed: bool = False
     idle_seconds: float = field(init=False, repr=False, compare=False)
     absolute_seconds: float = field(init=False, repr=False, compare=False)
     touch_seconds: float = field(init=False, repr=False, compare=False)
@@ -146,6 +149,8 @@ class SessionConfig:
         if len(set(keys)) != len(keys):
             raise ConfigurationError("encryption_keys holds the same secret twice")
         object.__setattr__(self, "encryption_keys", keys)
+        if not isinstance(self.accept_unsealed, bool):
+            raise ConfigurationError("accept_unsealed must be True or False")
         object.__setattr__(self, "idle_seconds", idle)
         object.__setattr__(self, "absolute_seconds", absolute)
         object.__setattr__(self, "touch_seconds", touch)

@@ -63,8 +63,10 @@ def truncated(address: str | None, bits: tuple[int, int]) -> str | None:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):  # an IPv4 address carried in an IPv6 one is cut as IPv4
+        carried = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if carried is not None:
+            ip = carried
     prefix = bits[0] if ip.version == 4 else bits[1]
     network = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
     return str(network.network_address) if prefix == network.max_prefixlen else str(network)

@@ -76,8 +76,10 @@ class Events:
 
     def on_reject(self, subscriber: Subscriber) -> Subscriber:
         """A request's session cookie named no live session (``detail``: ``unknown``, ``expired``,
-        ``corrupt``, ``future`` for a record created ahead of the clock, or ``malformed`` for a
-        value that is not a session ID); the request gets a fresh session."""
+        ``corrupt``, ``unknown_key`` for a record sealed under a secret no longer listed,
+        ``unsealed`` for a plain record where records are sealed, ``future`` for a record created
+        ahead of the clock, or ``malformed`` for a value that is not a session ID); the request
+        gets a fresh session."""
         return self._subscribe("reject", subscriber)
 
     def on_commit(self, subscriber: Subscriber) -> Subscriber:

@@ -273,6 +273,7 @@ _OPTIONS = {  # COATCHECK_* setting -> SessionConfig field
     "COATCHECK_DEVICES": "devices",
     "COATCHECK_DEVICE_ADDRESS_BITS": "device_address_bits",
     "COATCHECK_ENCRYPTION_KEYS": "encryption_keys",
+    "COATCHECK_ACCEPT_UNSEALED": "accept_unsealed",
 }
 _COATCHECK_SETTINGS = ("COATCHECK_STORE", "COATCHECK_COOKIE_SECURE", "COATCHECK_LEGACY", "COATCHECK_LEGACY_BAD_VALUES", *_OPTIONS)
 _FLASK_SETTINGS = (
@@ -353,7 +354,7 @@ def read_settings(app: flask.Flask) -> Settings:
     ``SESSION_REFRESH_EACH_REQUEST``. coatcheck's: ``COATCHECK_STORE`` (a URL or a store object),
     ``COATCHECK_IDLE_TIMEOUT``, ``_ABSOLUTE_TIMEOUT``, ``_TOUCH_INTERVAL``, ``_MAX_SIZE``,
     ``_COOKIE_SECURE``, ``_SAVE_ON_SERVER_ERROR``, ``_MAX_COMMIT_ATTEMPTS``, ``_DEVICES``,
-    ``_DEVICE_ADDRESS_BITS``, ``_ENCRYPTION_KEYS``, ``_LEGACY`` (legacy
+    ``_DEVICE_ADDRESS_BITS``, ``_ENCRYPTION_KEYS``, ``_ACCEPT_UNSEALED``, ``_LEGACY`` (legacy
     readers; :func:`coatcheck.legacy.flask_cookie` takes the app's ``SECRET_KEY``,
     ``SECRET_KEY_FALLBACKS`` and cookie settings) and ``_LEGACY_BAD_VALUES``. Raises
     :class:`ConfigurationError` for a bad value or an unknown ``COATCHECK_*`` name.

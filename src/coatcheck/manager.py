@@ -32,7 +32,7 @@ from ._ops import (
 from ._record import Record
 from ._turns import AsyncKeyTurns, KeyTurns
 from .config import SessionConfig
-from .errors import ConfigurationError, NotSupportedError, SessionTooLargeError
+from .errors import ConcurrentUpdateError, ConfigurationError, NotSupportedError, SessionTooLargeError
 from .legacy import MAX_LEGACY_VALUE, BadValues, Forget, LegacyReader, LegacySession, Read, check_readers, user_id_of, warn
 from .session import Session
 from .stores import from_url
@@ -128,7 +128,12 @@ class SessionManager:
         self.clock = clock
         self.codec = codec
         sealer = _sealing.Sealer(cast("Sequence[bytes]", config.encryption_keys)) if config.encryption_keys else None
-        self.records = _codec.RecordFormat(codec, sealer, address_bits=config.device_address_bits if config.devices else None)
+        self.records = _codec.RecordFormat(
+            codec,
+            sealer,
+            address_bits=config.device_address_bits if config.devices else None,
+            accept_unsealed=config.accept_unsealed,
+        )
         self.legacy = check_readers(legacy)
         if legacy_bad_values not in ("drop", "refuse"):
             raise ConfigurationError(f"legacy_bad_values must be 'drop' or 'refuse', not {legacy_bad_values!r}")
@@ -380,15 +385,20 @@ class SessionManager:
         return flow if not self.events._subscribers else events.revoking(self.events, user_id, flow)
 
     def _revoke_others(self, user_id: str, keep: Session | str, caps: Capabilities) -> Generator[Operation[Any], Any, int]:
-        """Delete each session of ``user_id`` but the one ``keep`` is (or names by its handle)."""
+        """Delete each session of ``user_id`` but the one ``keep`` is (or names by its handle),
+        listing again until none is left: a session given a new ID between the listing and its
+        deletion is found under that ID by the next listing (it then counts twice)."""
         kept = self.handle(keep) if isinstance(keep, Session) else _handle(keep)
-        rows: list[tuple[str, Record]] = yield from self._per_user(ListUser(user_id), caps)
-        ended = 0
-        for key, _ in rows:
-            if handle_of_key(key) != kept:
+        ended: set[str] = set()
+        for _ in range(_REVOKE_ROUNDS):
+            rows: list[tuple[str, Record]] = yield from self._per_user(ListUser(user_id), caps)
+            others = [key for key, _ in rows if handle_of_key(key) != kept and key not in ended]
+            if not others:
+                return len(ended)
+            for key in others:
                 yield Delete(key)
-                ended += 1
-        return ended
+            ended.update(others)
+        raise ConcurrentUpdateError(f"sessions of this user kept appearing through {_REVOKE_ROUNDS} rounds of revocation")
 
     def revoke_user(self, user_id: str, *, keep: Session | str | None = None) -> int:
         """Delete every session of ``user_id`` ("log out everywhere"), or every one but ``keep``
@@ -458,7 +468,7 @@ class SessionManager:
                     expires_at=expires_at,
                     user_id=record.user_id,
                     last_seen=min(now, max(created_at, record.expires_at - idle)),
-                    login_at=float(login_at) if isinstance(login_at, (int, float)) and not isinstance(login_at, bool) else None,
+                    login_at=_codec.finite(login_at),
                     user_agent=agent,
                     browser=browser,
                     os=system,
@@ -586,6 +596,9 @@ def _checked(id_factory: Callable[[], str]) -> Callable[[], str]:
         return session_id
 
     return checked
+
+
+_REVOKE_ROUNDS = 16  # listings "log out other devices" makes before it gives up on a user who keeps logging in
 
 
 def _handle(value: str) -> str:

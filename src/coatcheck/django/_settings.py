@@ -42,6 +42,7 @@ OPTIONS = {
     "DEVICE_ADDRESS_BITS": "(IPv4, IPv6) network bits of the address kept (default: (24, 48))",
     "ENCRYPTION_KEYS": "secrets (32 bytes or more) that seal session data at rest; the first seals, each opens"
     " (see docs/encryption.md)",
+    "ACCEPT_UNSEALED": "True to also open records that are not sealed, while turning ENCRYPTION_KEYS on (default: False)",
     "CLOCK": "a callable returning unix time (default: time.time; tests pass coatcheck.testing.FakeClock)",
     "LEGACY_ENGINE": "the SESSION_ENGINE the project used before: its sessions are adopted as their users return"
     " (see docs/switching.md)",
@@ -142,6 +143,7 @@ def read_settings() -> tuple[Any, SessionConfig, Callable[[], float]]:
             devices=options.get("DEVICES", False),
             device_address_bits=options.get("DEVICE_ADDRESS_BITS", (24, 48)),
             encryption_keys=options.get("ENCRYPTION_KEYS", ()),
+            accept_unsealed=options.get("ACCEPT_UNSEALED", False),
         )
     except ConfigurationError as exc:
         raise ImproperlyConfigured(f"coatcheck settings (COATCHECK, SESSION_COOKIE_*): {exc}") from exc
