@@ -455,7 +455,7 @@ def check(store: str, as_json: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 def demo(store: str, host: str, port: int) -> None:
-    """Serve the demo app (login, welcome page, log out everywhere)."""
+    """Serve the demo app: log in, then a "your devices" page (sign out one device, the others, or all)."""
     from .demo import make_demo_server
 
     server = make_demo_server(store, host, port)

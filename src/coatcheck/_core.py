@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 from . import _codec
+from ._codec import FRAME
 from ._ids import handle_of_key, is_valid_id, log_handle, store_key
 from ._logs import security_log
 from ._ops import Capabilities, Delete, Load, Operation, Pause, Rotate, Save, Touch
@@ -63,7 +64,7 @@ def _live(
         reason = "unknown"
     else:
         try:
-            if not records.accept_unsealed or record.data.startswith(_codec.FRAME):
+            if not records.accept_unsealed or record.data.startswith(FRAME):
                 created_at, data, meta = records.unpack(session_id, key, record.user_id, record.data)
             else:  # a plain record, where one is accepted: every record, unless devices or sealing are on
                 created_at, data = records.codec.decode(record.data)

@@ -55,6 +55,7 @@ class SessionMiddleware:
             raise ConfigurationError(f"{type(manager.store).__name__} has no async API; the ASGI middleware needs one")
         self.app = app
         self.manager = manager
+        self.devices = manager.config.devices  # keep each request's browser as device metadata
         self.on_error = on_error
         self.expirer = Expirer(manager, purge_interval) if purge_interval and needs_purge(manager) else None
 
@@ -89,7 +90,7 @@ class SessionMiddleware:
                         status_code=message["status"],
                         scheme=scope.get("scheme", "http"),
                         host=lambda: _host(scope),
-                        client=asgi_client(scope) if self.manager.config.devices else None,
+                        client=asgi_client(scope) if self.devices else None,
                     )
                 except CoatcheckError as exc:
                     failed = True
