@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "--feature",
         action="append",
         default=[],
-        help="BENCH_FEATURES: turn on prometheus, otel, events, devices or encryption (repeatable)",
+        help="BENCH_FEATURES: turn on prometheus, otel, spans, events, devices or encryption (repeatable)",
     )
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--frameworks", action="store_true", help="compare the framework integrations (see above)")

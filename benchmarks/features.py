@@ -8,8 +8,8 @@ The commit (HEAD unless given) is exported with ``git archive`` and measured the
 to the work tree during the run change nothing.
 
 The features (``benchmarks/apps/_common.FEATURES``): Prometheus metrics, OpenTelemetry metrics
-and spans (the SDK with an in-memory reader: what the app's own exporter adds is not counted),
-one subscriber to every event, device metadata, encryption at rest.
+(the SDK with an in-memory reader: what the app's own exporter adds is not counted), the same
+with spans, one subscriber to every event, device metadata, encryption at rest.
 """
 
 from __future__ import annotations

@@ -136,15 +136,16 @@ class UncalledReader:
         self.forget(value)
 
 
-FEATURES = ("prometheus", "otel", "events", "devices", "encryption")
+FEATURES = ("prometheus", "otel", "spans", "events", "devices", "encryption")
 """What ``BENCH_FEATURES`` (comma-separated) may turn on, each measured as a row of its own."""
 
 
 def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
     """The manager on :func:`coatcheck_store`, with the default :class:`SessionConfig` (and a
     legacy reader that must never be called, with ``BENCH_LEGACY=1``), plus the features
-    ``BENCH_FEATURES`` names: Prometheus metrics, OpenTelemetry metrics and spans (an SDK with
-    an in-memory reader), a subscriber to every event, device metadata, encryption at rest
+    ``BENCH_FEATURES`` names: Prometheus metrics, OpenTelemetry metrics (an SDK with an
+    in-memory reader), and with ``spans`` its spans too (an SDK tracer with no exporter), a
+    subscriber to every event, device metadata, encryption at rest
     (``BENCH_PROMETHEUS=1`` still means ``prometheus``)."""
     store, counter = coatcheck_store()
     legacy = [UncalledReader()] if env("BENCH_LEGACY", "0") == "1" else []
@@ -162,7 +163,7 @@ def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
         from coatcheck.prometheus import instrument
 
         instrument(manager, CollectorRegistry())
-    if "otel" in features:
+    if "otel" in features or "spans" in features:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
@@ -173,7 +174,7 @@ def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
             manager,
             meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
             tracer_provider=TracerProvider(),
-            spans=True,
+            spans="spans" in features,
         )
     if "events" in features:
         for kind in ("create", "load", "reject", "commit", "login", "logout", "rotate", "revoke", "conflict", "store_error"):

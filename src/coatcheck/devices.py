@@ -9,6 +9,7 @@ truncated before it is stored (:func:`truncated`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -57,8 +58,11 @@ def describe(user_agent: str | None) -> tuple[str, str]:
 def truncated(address: str | None, bits: tuple[int, int]) -> str | None:
     """``address`` cut to its network of ``bits`` (IPv4, IPv6): ``203.0.113.0/24``; None for
     what is not an IP address (a Unix socket's path)."""
-    if not address:
-        return None
+    return _network(address, bits) if address else None
+
+
+@functools.lru_cache(maxsize=4096)  # a client's requests come from one address: parse it once
+def _network(address: str, bits: tuple[int, int]) -> str | None:
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
