@@ -76,16 +76,22 @@ def _callgrind(switch: str) -> None:
 
 
 class _Measured:
-    """CPU, wall and GC time over the measured requests; callgrind counts only them."""
+    """CPU, wall and GC time over the measured requests; callgrind counts only them. ``steady``
+    keeps the cyclic GC out of the window (everything alive is collected and frozen first, and
+    no collection runs during it: what collections cost is what a run without it reports)."""
 
     def __init__(self, callgrind: bool) -> None:
         self.callgrind = callgrind
+        self.steady = os.environ.get("BENCH_STEADY") == "1"
         self.meter = GCMeter()
         self.cpu = self.wall = 0.0
 
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         gc.collect()
+        if self.steady:
+            gc.freeze()
+            gc.disable()
         gc.callbacks.append(self.meter)
         if self.callgrind:
             _callgrind("on")
@@ -97,6 +103,9 @@ class _Measured:
             if self.callgrind:
                 _callgrind("off")
             gc.callbacks.remove(self.meter)
+            if self.steady:
+                gc.enable()
+                gc.unfreeze()
 
     def result(self, total: int) -> dict[str, Any]:
         return {
@@ -190,7 +199,7 @@ def measure_app(module: str, mix: str, workers: int, requests: int, callgrind: b
 class FrameworkApp:
     """One row of the framework comparison: an app of ``benchmarks/apps`` with its session layer."""
 
-    framework: str  # Flask | Django
+    framework: str  # Starlette | Flask | Django
     views: str  # sync (WSGI) | async (ASGI)
     layer: str  # the session layer, "none" for the framework alone
     app: str
@@ -212,13 +221,79 @@ def _django(views: str, app: str) -> list[FrameworkApp]:
 
 
 FRAMEWORKS = [
+    FrameworkApp("Starlette", "async", "none", "plain_starlette", "plain", "none"),
+    FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "memory"),
+    FrameworkApp("Starlette", "async", "floor", "floor_asgi", "floor", "memory"),
+    FrameworkApp("Starlette", "async", "starsessions", "starsessions_app", "starsessions", "memory"),
+    FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "redis"),
+    FrameworkApp("Starlette", "async", "floor", "floor_asgi", "floor", "redis"),
+    FrameworkApp("Starlette", "async", "starsessions", "starsessions_app", "starsessions", "redis"),
+    FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "postgres"),
     FrameworkApp("Flask", "sync", "none", "plain_flask", "plain", "none"),
+    FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "memory"),
+    FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "memory"),
     FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "redis"),
+    FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "redis"),
     FrameworkApp("Flask", "sync", "Flask-Session", "flask_session_app", "flask-session", "redis"),
     FrameworkApp("Flask", "sync", "Flask cookie session", "flask_cookie", "flask-cookie", "cookie"),
     *_django("sync", "django_wsgi"),
     *_django("async", "django_asgi"),
 ]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The most coatcheck's session-layer cost may be, as a share of another layer's on the same
+    framework, views and store (issue: "performance, restated")."""
+
+    framework: str
+    views: str
+    library: str  # the other layer: floor, a rival, or coatcheck on another store
+    store: str
+    at_most: float
+    ours_store: str | None = None  # coatcheck on this store (default: the same store)
+
+    def label(self) -> str:
+        other = "the floor" if self.library == "floor" else f"{self.library} on {self.store}"
+        ours = self.ours_store or self.store
+        return f"{self.framework} {self.views}, {ours}: coatcheck ≤ {self.at_most:g}x {other}"
+
+
+TARGETS = [
+    *(
+        Target(framework, views, "floor", store, 1.5)
+        for framework, views in (("Starlette", "async"), ("Flask", "sync"))
+        for store in ("memory", "redis")
+    ),
+    Target("Starlette", "async", "starsessions", "memory", 0.5),
+    Target("Starlette", "async", "starsessions", "redis", 0.3),
+    Target("Flask", "sync", "flask-session", "redis", 0.3),
+    *(Target("Django", views, "django", store, 0.3) for views in ("sync", "async") for store in ("redis", "postgres")),
+    Target("Starlette", "async", "coatcheck", "redis", 2.0, ours_store="postgres"),
+]
+
+
+def target_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target on each mix that has a session to read or write: the ratio, and whether it is met."""
+    cost = {(r["entry"].framework, r["entry"].views, r["entry"].library, r["entry"].store, r["mix"]): r["cost"] for r in rows}
+    found = []
+    for target in TARGETS:
+        for mix in MIXES:
+            ours = cost.get((target.framework, target.views, "coatcheck", target.ours_store or target.store, mix))
+            theirs = cost.get((target.framework, target.views, target.library, target.store, mix))
+            if ours is None or theirs is None or theirs <= 0:
+                continue
+            ratio = ours / theirs
+            found.append({"target": target, "mix": mix, "ratio": ratio, "met": ratio <= target.at_most})
+    return found
+
+
+def targets_table(result: dict[str, Any]) -> str:
+    """The targets, met or not, as a markdown table."""
+    lines = ["| target | mix | ratio | met |", "|---|---|---:|:---:|"]
+    for row in target_rows(result["rows"]):
+        lines.append(f"| {row['target'].label()} | {row['mix']} | {row['ratio']:.2f}x | {'yes' if row['met'] else '**no**'} |")
+    return "\n".join(lines)
 
 
 def _child(entry: FrameworkApp, mix: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -231,7 +306,7 @@ def _child(entry: FrameworkApp, mix: str, args: argparse.Namespace, work: Path) 
     if args.instructions:
         cg_out.unlink(missing_ok=True)
         valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={cg_out}"]
-        argv = [*valgrind, *argv, "--callgrind"]
+        argv = [*valgrind, *argv, "--callgrind", "--steady"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_infra.ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(argv, cwd=_infra.ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
     if done.returncode != 0 or not out.exists():
@@ -262,7 +337,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     for (entry, mix), value in median.items():
         same = [e for e in FRAMEWORKS if e.framework == entry.framework and e.views == entry.views]
         base = next(median[e, mix] for e in same if e.layer == "none")
-        # A rival is compared with coatcheck on its own store; a cookie session with coatcheck on Redis.
+        # A rival (or the floor) is compared with coatcheck on its own store; a cookie session with coatcheck on Redis.
         ours = {e.store: e for e in same if e.library == "coatcheck"}
         against = ours.get(entry.store, ours.get("redis")) if entry.library not in ("coatcheck", "plain") else None
         rows.append({"entry": entry, "mix": mix, "value": value, "spread": (min(values[entry, mix]), max(values[entry, mix])),
@@ -325,6 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="BENCH_FEATURES: turn on prometheus, otel, spans, events, devices or encryption (repeatable)",
     )
+    parser.add_argument(
+        "--steady",
+        action="store_true",
+        help="the cyclic GC out of the measured window and coatcheck's clock frozen (--frameworks --instructions sets it)",
+    )
     parser.add_argument("--json", help="also write the result here")
     parser.add_argument("--frameworks", action="store_true", help="compare the framework integrations (see above)")
     parser.add_argument("--instructions", action="store_true", help="with --frameworks: each app under callgrind")
@@ -333,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.frameworks:
         result = compare(args)
         print(framework_table(result))
+        print()
+        print(targets_table(result))
         if args.json:
             rows = [
                 {**row, "entry": vars(row["entry"]), "against": row["against"] and vars(row["against"])} for row in result["rows"]
@@ -343,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(BENCH_CLIENT_COUNTERS="0", BENCH_LEGACY="1" if args.legacy else "0")
     os.environ["BENCH_PROMETHEUS"] = "1" if args.prometheus else "0"
     os.environ["BENCH_FEATURES"] = ",".join(args.feature)
+    os.environ["BENCH_STEADY"] = os.environ["BENCH_FROZEN_CLOCK"] = "1" if args.steady else "0"
     if args.store in STORE_URLS:
         os.environ["BENCH_STORE_URL"] = STORE_URLS[args.store]
     with scratch_database(args.store):

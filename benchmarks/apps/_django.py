@@ -27,7 +27,18 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 
-from ._common import LIFETIME, SIGNING_KEY, coatcheck_store, count_redis_round_trips, env, library, redis_url, stats, store_kind
+from ._common import (
+    LIFETIME,
+    SIGNING_KEY,
+    bench_clock,
+    coatcheck_store,
+    count_redis_round_trips,
+    env,
+    library,
+    redis_url,
+    stats,
+    store_kind,
+)
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/coatcheck_bench"  # the benchmark database (benchmarks/_infra.py)
 
@@ -73,7 +84,7 @@ def _settings(views: Literal["sync", "async"]) -> dict[str, Any]:
             MIDDLEWARE=["coatcheck.django.middleware.SessionMiddleware"],
             SESSION_ENGINE="coatcheck.django",
             # Plain http, as the other apps: no Secure attribute (Django's default is none either).
-            COATCHECK={"STORE": store, "COOKIE_SECURE": False},
+            COATCHECK={"STORE": store, "COOKIE_SECURE": False, "CLOCK": bench_clock()},
         )
     elif layer == "django" and kind == "redis":
         count_redis_round_trips()
