@@ -64,7 +64,7 @@ STORE_URLS = {
     "postgres": f"{_infra.PG_URL}?table=bench_concurrent&create_schema=1",
 }
 STORES = (*STORE_URLS, "sqlite", "cookie", "none")
-PG_TABLES = ("bench_concurrent", "django_session")  # what the apps may create in the benchmark database
+PG_TABLES = ("bench_concurrent", "bench_floor", "django_session")  # what the apps may create in the benchmark database
 CEILING_COOKIE = f"sessionid={'x' * 43}"  # apps without a session get a cookie of the usual size, ignored
 
 
@@ -229,11 +229,14 @@ FRAMEWORKS = [
     FrameworkApp("Starlette", "async", "floor", "floor_asgi", "floor", "redis"),
     FrameworkApp("Starlette", "async", "starsessions", "starsessions_app", "starsessions", "redis"),
     FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "postgres"),
+    FrameworkApp("Starlette", "async", "floor", "floor_asgi", "floor", "postgres"),
     FrameworkApp("Flask", "sync", "none", "plain_flask", "plain", "none"),
     FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "memory"),
     FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "memory"),
     FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "redis"),
     FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "redis"),
+    FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "postgres"),
+    FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "postgres"),
     FrameworkApp("Flask", "sync", "Flask-Session", "flask_session_app", "flask-session", "redis"),
     FrameworkApp("Flask", "sync", "Flask cookie session", "flask_cookie", "flask-cookie", "cookie"),
     *_django("sync", "django_wsgi"),
@@ -263,7 +266,7 @@ TARGETS = [
     *(
         Target(framework, views, "floor", store, 1.5)
         for framework, views in (("Starlette", "async"), ("Flask", "sync"))
-        for store in ("memory", "redis")
+        for store in ("memory", "redis", "postgres")
     ),
     Target("Starlette", "async", "starsessions", "memory", 0.5),
     Target("Starlette", "async", "starsessions", "redis", 0.3),

@@ -47,7 +47,7 @@ class WithoutTouchOrRotate(StoreConformance):
         moved = await ops.load(store_key(new_id))
         assert moved is not None and moved.version == 2
 
-    async def test_scan_lists_every_record_once_across_pages(self, ops: Ops, clock: FakeClock) -> None:
+    async def test_scan_lists_every_record_across_pages(self, ops: Ops, clock: FakeClock) -> None:
         """Without ``scan``, the manager refuses to list every session, and says which capability."""
         refused = pytest.raises(NotSupportedError, match="cannot list every session")
         if ops.mode == "sync":

@@ -7,27 +7,53 @@ the record's TTL, no size limit, no strict-mode logging, no error handling, no l
 No session library can cost less in the same harness, so its ratios (to the ceiling, to the
 peers) bound what any library can reach; coatcheck's distance to it is the price of its features.
 
-Stores: ``memory`` (a dict, called directly) or ``redis`` (``GET``, then ``SET ... EX`` when the
-session changed, over coatcheck's own RESP client: the leanest client at hand).
+Stores: ``memory`` (a dict, called directly), ``redis`` (``GET``, then ``SET ... EX`` when the
+session changed, over coatcheck's own RESP client: the leanest client at hand) or ``postgres``.
+
+On ``postgres`` the floor is psycopg 3 with nothing around it: one autocommit connection held for
+the process (``psycopg.Connection``, or ``psycopg.AsyncConnection`` opened on first use inside the
+running loop), statements prepared by psycopg after their fifth run, as it does by default, in the
+database of ``BENCH_STORE_URL`` (its query, coatcheck's options, dropped), table ``bench_floor``
+(created if missing). A load is ``SELECT data ... WHERE key = %s AND expires_at > now()``, a save
+an ``INSERT ... ON CONFLICT (key) DO UPDATE`` (the last write wins: no version, no compare-and-set);
+expiry is the server's clock, so neither sends a timestamp. Under ASGI every request in flight
+shares the one connection: psycopg already serializes the statements on a connection with an
+``asyncio.Lock`` of its own (each ``execute`` holds it, and each has a cursor of its own for its
+rows), so the floor adds no lock of its own and pays that one, and no pool either. A pool is what
+a real layer needs for throughput (requests wait for each other's round trips here), not for
+correctness, and costs more per request: check-out, check-in, a lock of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ._common import LIFETIME, redis_url, store_kind
+from ._common import LIFETIME, env, redis_url, store_kind
+
+if TYPE_CHECKING:
+    import psycopg
 
 _ID = re.compile(r"[A-Za-z0-9_-]{43}")
 _COOKIE = re.compile(r"(?:^|;)\s*sessionid=([^;]*)")
 _SET_COOKIE = "sessionid={}; Max-Age=1800; Path=/; HttpOnly; SameSite=Lax"
+_PG_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bench_floor (key varchar(64) PRIMARY KEY, data bytea NOT NULL, expires_at timestamptz NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS bench_floor_expires_at ON bench_floor (expires_at)",  # what a purge needs
+)
+_PG_LOAD = "SELECT data FROM bench_floor WHERE key = %s AND expires_at > now()"
+_PG_SAVE = (  # LIFETIME, as the cookie's Max-Age
+    "INSERT INTO bench_floor (key, data, expires_at) VALUES (%s, %s, now() + interval '1800 seconds')"
+    " ON CONFLICT (key) DO UPDATE SET data = EXCLUDED.data, expires_at = EXCLUDED.expires_at"
+)
 
 Load = Callable[[str], Any]  # key -> bytes | None, or an awaitable of it
 Save = Callable[[str, bytes], Any]  # (key, data) -> None, or an awaitable
@@ -66,8 +92,59 @@ def close_session(session: FloorSession, key: str | None) -> tuple[str, bytes, s
     return hashlib.sha256(session_id.encode()).hexdigest(), data, _SET_COOKIE.format(session_id)
 
 
+class _AsyncPostgres:
+    """load and save on one ``psycopg.AsyncConnection``, opened by the first request in the loop."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.conninfo = conninfo
+        self.conn: psycopg.AsyncConnection[Any] | None = None
+        self.connecting = asyncio.Lock()
+
+    async def connect(self) -> psycopg.AsyncConnection[Any]:
+        import psycopg
+
+        async with self.connecting:
+            if self.conn is None:
+                self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            return self.conn
+
+    async def load(self, key: str) -> bytes | None:
+        conn = self.conn if self.conn is not None else await self.connect()
+        row = await (await conn.execute(_PG_LOAD, (key,))).fetchone()
+        return row[0] if row else None
+
+    async def save(self, key: str, data: bytes) -> None:
+        conn = self.conn if self.conn is not None else await self.connect()
+        await conn.execute(_PG_SAVE, (key, data))
+
+
+def _postgres(*, asynchronous: bool) -> tuple[Load, Save]:
+    """(load, save) on one PostgreSQL connection (see the module docstring)."""
+    import psycopg
+
+    conninfo = env("BENCH_STORE_URL").partition("?")[0]
+    with psycopg.connect(conninfo, autocommit=True) as setup:
+        for statement in _PG_SCHEMA:
+            setup.execute(statement)
+    if asynchronous:
+        client = _AsyncPostgres(conninfo)
+        return client.load, client.save
+    conn = psycopg.connect(conninfo, autocommit=True)
+
+    def load(key: str) -> bytes | None:
+        row = conn.execute(_PG_LOAD, (key,)).fetchone()
+        return row[0] if row else None
+
+    def save(key: str, data: bytes) -> None:
+        conn.execute(_PG_SAVE, (key, data))
+
+    return load, save
+
+
 def store(*, asynchronous: bool) -> tuple[Load, Save]:
-    """(load, save) on ``BENCH_STORE``: a dict, or Redis through a sync or an async client."""
+    """(load, save) on ``BENCH_STORE``: a dict, or Redis or PostgreSQL through a sync or an async client."""
+    if store_kind() == "postgres":
+        return _postgres(asynchronous=asynchronous)
     if store_kind() != "redis":
         records: dict[str, bytes] = {}
         return records.get, records.__setitem__

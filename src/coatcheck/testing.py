@@ -263,20 +263,20 @@ class StoreConformance:
         if ops.has("list_user"):
             assert [key for key, _ in await ops.call("list_user", "u")] == [_KEY("new")]
 
-    async def test_scan_lists_every_record_once_across_pages(self, ops: Ops, clock: FakeClock) -> None:
+    async def test_scan_lists_every_record_across_pages(self, ops: Ops, clock: FakeClock) -> None:
         if not ops.has("scan"):
             pytest.skip("store has no scan")
         keys = {_KEY(f"scanned{i}") for i in range(7)}
         for key in keys:
             assert await ops.save(key, _record(expires_at=clock() + 100), expected_version=None)
-        seen: list[str] = []
+        seen: set[str] = set()
         cursor: str | None = None
-        for _ in range(100):
+        while True:  # a store shared with other data (a Redis database) may take many pages
             page, cursor = await ops.call("scan", cursor, 3)
-            seen += [key for key, record in page if key in keys and record.data == b"x"]
+            seen.update(key for key, record in page if key in keys and record.data == b"x")
             if cursor is None:
                 break
-        assert sorted(seen) == sorted(keys)  # each once, whatever the page size
+        assert seen == keys  # each at least once, whatever the page size
 
     async def test_user_index_follows_saves_and_deletes(self, ops: Ops, clock: FakeClock) -> None:
         _need_user_index(ops)
