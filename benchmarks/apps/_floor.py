@@ -10,18 +10,19 @@ peers) bound what any library can reach; coatcheck's distance to it is the price
 Stores: ``memory`` (a dict, called directly), ``redis`` (``GET``, then ``SET ... EX`` when the
 session changed, over coatcheck's own RESP client: the leanest client at hand) or ``postgres``.
 
-On ``postgres`` the floor is psycopg 3 with nothing around it: one autocommit connection held for
-the process (``psycopg.Connection``, or ``psycopg.AsyncConnection`` opened on first use inside the
-running loop), statements prepared by psycopg after their fifth run, as it does by default, in the
-database of ``BENCH_STORE_URL`` (its query, coatcheck's options, dropped), table ``bench_floor``
-(created if missing). A load is ``SELECT data ... WHERE key = %s AND expires_at > now()``, a save
-an ``INSERT ... ON CONFLICT (key) DO UPDATE`` (the last write wins: no version, no compare-and-set);
-expiry is the server's clock, so neither sends a timestamp. Under ASGI every request in flight
-shares the one connection: psycopg already serializes the statements on a connection with an
-``asyncio.Lock`` of its own (each ``execute`` holds it, and each has a cursor of its own for its
-rows), so the floor adds no lock of its own and pays that one, and no pool either. A pool is what
-a real layer needs for throughput (requests wait for each other's round trips here), not for
-correctness, and costs more per request: check-out, check-in, a lock of its own.
+On ``postgres`` the floor is psycopg 3 with nothing around it: one autocommit connection and one
+cursor on it, held for the process (``psycopg.Connection``, or ``psycopg.AsyncConnection`` opened
+by the first request, inside the running loop), statements prepared by psycopg after their fifth
+run, as it does by default, in the database of ``BENCH_STORE_URL`` (its query, coatcheck's
+options, dropped), table ``bench_floor`` (created if missing). A load is ``SELECT data ... WHERE
+key = %s AND expires_at > now()``, a save an ``INSERT ... ON CONFLICT (key) DO UPDATE`` (the last
+write wins: no version, no compare-and-set); expiry is the server's clock, so neither sends a
+timestamp. The requests in flight share the cursor, so a lock (``asyncio.Lock``; a
+``threading.Lock`` for WSGI servers with threads) holds it from ``execute`` to ``fetchone``:
+that is cheaper than a cursor per statement (psycopg builds one for each ``conn.execute`` and
+serializes them on the connection with a lock of its own), and much cheaper than a pool, whose
+check-out and check-in a real layer pays for throughput (here requests wait for each other's
+round trips), not for correctness.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import hashlib
 import inspect
 import re
 import secrets
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -93,33 +95,35 @@ def close_session(session: FloorSession, key: str | None) -> tuple[str, bytes, s
 
 
 class _AsyncPostgres:
-    """load and save on one ``psycopg.AsyncConnection``, opened by the first request in the loop."""
+    """load and save on one cursor of one ``psycopg.AsyncConnection``, opened by the first request."""
 
     def __init__(self, conninfo: str) -> None:
         self.conninfo = conninfo
-        self.conn: psycopg.AsyncConnection[Any] | None = None
-        self.connecting = asyncio.Lock()
+        self.cursor: psycopg.AsyncCursor[Any] | None = None
+        self.lock = asyncio.Lock()
 
-    async def connect(self) -> psycopg.AsyncConnection[Any]:
+    async def connect(self) -> psycopg.AsyncCursor[Any]:
         import psycopg
 
-        async with self.connecting:
-            if self.conn is None:
-                self.conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-            return self.conn
+        conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        self.cursor = conn.cursor()
+        return self.cursor
 
     async def load(self, key: str) -> bytes | None:
-        conn = self.conn if self.conn is not None else await self.connect()
-        row = await (await conn.execute(_PG_LOAD, (key,))).fetchone()
+        async with self.lock:
+            cur = self.cursor if self.cursor is not None else await self.connect()
+            await cur.execute(_PG_LOAD, (key,))
+            row = await cur.fetchone()
         return row[0] if row else None
 
     async def save(self, key: str, data: bytes) -> None:
-        conn = self.conn if self.conn is not None else await self.connect()
-        await conn.execute(_PG_SAVE, (key, data))
+        async with self.lock:
+            cur = self.cursor if self.cursor is not None else await self.connect()
+            await cur.execute(_PG_SAVE, (key, data))
 
 
 def _postgres(*, asynchronous: bool) -> tuple[Load, Save]:
-    """(load, save) on one PostgreSQL connection (see the module docstring)."""
+    """(load, save) on one cursor of one PostgreSQL connection (see the module docstring)."""
     import psycopg
 
     conninfo = env("BENCH_STORE_URL").partition("?")[0]
@@ -129,14 +133,17 @@ def _postgres(*, asynchronous: bool) -> tuple[Load, Save]:
     if asynchronous:
         client = _AsyncPostgres(conninfo)
         return client.load, client.save
-    conn = psycopg.connect(conninfo, autocommit=True)
+    cur = psycopg.connect(conninfo, autocommit=True).cursor()
+    lock = threading.Lock()
 
     def load(key: str) -> bytes | None:
-        row = conn.execute(_PG_LOAD, (key,)).fetchone()
+        with lock:
+            row = cur.execute(_PG_LOAD, (key,)).fetchone()
         return row[0] if row else None
 
     def save(key: str, data: bytes) -> None:
-        conn.execute(_PG_SAVE, (key, data))
+        with lock:
+            cur.execute(_PG_SAVE, (key, data))
 
     return load, save
 
