@@ -12,11 +12,12 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 from coatcheck import SessionConfig, SessionManager
 from coatcheck._codec import encode
 from coatcheck._ids import new_session_id, store_key
+from coatcheck.events import EventKind
 from coatcheck.legacy import LegacyCookie, LegacySession
 from coatcheck.stores import Record, from_url
 
@@ -189,7 +190,7 @@ def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
             spans="spans" in features,
         )
     if "events" in features:
-        for kind in ("create", "load", "reject", "commit", "login", "logout", "rotate", "revoke", "conflict", "store_error"):
+        for kind in get_args(EventKind):
             getattr(manager.events, f"on_{kind}")(lambda event: None)
     return manager, counter
 

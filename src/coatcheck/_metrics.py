@@ -7,15 +7,16 @@ records a value on one of them. No label ever holds a session ID, a store key or
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ._ops import Operation
+from .events import EventKind, SessionEvent
 
 if TYPE_CHECKING:
-    from .events import SessionEvent
     from .manager import SessionManager
 
 __all__ = ["METRICS", "Metric", "Record", "attach"]
@@ -83,9 +84,11 @@ Record = Callable[[Metric, float, tuple[str, ...]], None]
 _BY_EVENT: dict[str, Metric] = {"create": CREATED, "load": LOADED, "reject": REJECTED, "commit": COMMITS}
 
 
-def snake(name: str) -> str:
-    """``DeleteExpired`` -> ``delete_expired``: an operation's name as the store method it runs."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+@functools.cache
+def operation_name(kind: type) -> str:
+    """``DeleteExpired`` -> ``delete_expired``: an operation's class named as the store method it
+    runs (worked out once per class: it is asked on every store operation)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
 
 
 def attach(manager: SessionManager, record: Record) -> None:
@@ -93,13 +96,9 @@ def attach(manager: SessionManager, record: Record) -> None:
     called after this one) and its events."""
     store = type(manager.store).__name__
     earlier = manager.observe
-    names: dict[type, str] = {}
 
     def observe(op: Operation[Any], seconds: float, error: BaseException | None) -> None:
-        kind = type(op)
-        name = names.get(kind)
-        if name is None:
-            name = names[kind] = snake(kind.__name__)
+        name = operation_name(type(op))
         record(OPERATION_SECONDS, seconds, (store, name))
         if error is not None:
             record(OPERATION_ERRORS, 1, (store, name, type(error).__name__))
@@ -121,17 +120,5 @@ def attach(manager: SessionManager, record: Record) -> None:
                 record(REVOKED, event.detail, ())
 
     manager.observe = observe
-    events = manager.events
-    for subscribe in (
-        events.on_create,
-        events.on_load,
-        events.on_reject,
-        events.on_commit,
-        events.on_login,
-        events.on_logout,
-        events.on_rotate,
-        events.on_revoke,
-        events.on_conflict,
-        events.on_store_error,
-    ):
-        subscribe(counted)
+    for kind in get_args(EventKind):  # every kind there is: one added later is counted too
+        manager.events._subscribe(kind, counted)

@@ -81,7 +81,7 @@ def _trace(manager: SessionManager, tracer: trace.Tracer) -> None:
 
     def observe(op: Operation[Any], seconds: float, error: BaseException | None) -> None:
         end = time.time_ns()
-        name = _metrics.snake(type(op).__name__)
+        name = _metrics.operation_name(type(op))
         span = tracer.start_span(
             f"coatcheck.{name}",
             kind=SpanKind.CLIENT,
