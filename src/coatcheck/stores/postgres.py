@@ -159,7 +159,10 @@ def _noting_failure(conninfo: str) -> Iterator[None]:
 
 
 class _Connection(psycopg.Connection[Any]):
-    """The sync pool's connections: a failed attempt leaves its reason behind."""
+    """The sync pool's connections: a failed attempt leaves its reason behind, and each keeps
+    one cursor for every flow it runs (see :func:`_statements`)."""
+
+    _statements: psycopg.Cursor[Any] | None = None
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> _Connection:
@@ -168,12 +171,28 @@ class _Connection(psycopg.Connection[Any]):
 
 
 class _AsyncConnection(psycopg.AsyncConnection[Any]):
-    """The async pool's connections: a failed attempt leaves its reason behind."""
+    """The async pool's connections: as :class:`_Connection`."""
+
+    _statements: psycopg.AsyncCursor[Any] | None = None
 
     @classmethod
     async def connect(cls, conninfo: str = "", **kwargs: Any) -> _AsyncConnection:
         with _noting_failure(conninfo):
             return await super().connect(conninfo, **kwargs)
+
+
+C = TypeVar("C", psycopg.Cursor[Any], psycopg.AsyncCursor[Any])
+
+
+def _statements(conn: _Connection | _AsyncConnection, make: Callable[[], C]) -> C:
+    """The cursor ``conn`` runs flows on: made once per connection, not once per flow (a cursor
+    costs more to build than a short statement costs to send). A pooled connection runs one
+    flow at a time, and a cursor's ``execute`` starts from a clean state, so it can be shared
+    by the flows one after another."""
+    cur: C | None = conn._statements  # type: ignore[assignment]
+    if cur is None or cur.closed:
+        cur = conn._statements = make()
+    return cur
 
 
 class _Cursor:
@@ -200,26 +219,24 @@ class _Cursor:
 
 def _drive(conn: _Connection, flow: Flow[T], limit: float) -> T:
     """Run ``flow`` on ``conn``; a failed transaction is rolled back."""
-    with conn.cursor() as cur:
-        try:
-            return drive(flow, _Cursor(cur, conn.fileno(), limit))
-        except psycopg.Error:
-            if conn.info.transaction_status == TransactionStatus.INERROR:
-                with WATCHDOG.deadline(conn.fileno(), limit):
-                    conn.rollback()
-            raise
+    try:
+        return drive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), limit))
+    except psycopg.Error:
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            with WATCHDOG.deadline(conn.fileno(), limit):
+                conn.rollback()
+        raise
 
 
 async def _adrive(conn: _AsyncConnection, flow: Flow[T], limit: float) -> T:
     """Async :func:`_drive`."""
-    async with conn.cursor() as cur:
-        try:
-            return await adrive(flow, _Cursor(cur, conn.fileno(), limit))
-        except psycopg.Error:
-            if conn.info.transaction_status == TransactionStatus.INERROR:
-                with WATCHDOG.deadline(conn.fileno(), limit):
-                    await conn.rollback()
-            raise
+    try:
+        return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), limit))
+    except psycopg.Error:
+        if conn.info.transaction_status == TransactionStatus.INERROR:
+            with WATCHDOG.deadline(conn.fileno(), limit):
+                await conn.rollback()
+        raise
 
 
 class PostgresStore(SQLStoreMethods):
@@ -334,6 +351,8 @@ class PostgresStore(SQLStoreMethods):
         return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
 
     def _sync_pool(self) -> ConnectionPool[_Connection]:
+        if (pool := self._pool) is not None:  # open: no lock on the way to every statement
+            return pool
         with self._lock:
             if self._pool is None:
                 self._pool = ConnectionPool(self._conninfo, connection_class=_Connection, **self._pool_args())
@@ -341,6 +360,8 @@ class PostgresStore(SQLStoreMethods):
             return self._pool
 
     async def _async_pool(self) -> AsyncConnectionPool[_AsyncConnection]:
+        if (pool := self._apool) is not None:
+            return pool
         async with self._alock:  # two first uses at once open one pool
             if self._apool is None:
                 pool = AsyncConnectionPool(self._conninfo, connection_class=_AsyncConnection, **self._pool_args())
