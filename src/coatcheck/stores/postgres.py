@@ -369,29 +369,35 @@ class PostgresStore(SQLStoreMethods):
                 self._apool = pool
             return self._apool
 
+    # getconn and putconn, not ``pool.connection()``: its ``with conn`` block commits (or rolls
+    # back) around every flow, which autocommit makes a no-op that still takes the connection's
+    # lock; the flows run their own transactions, and putconn rolls back one left open.
+
     def _once(self, flow: Flow[T]) -> T:
         pool = self._sync_pool()
-        with pool.connection() as conn:
-            try:
-                return _drive(conn, flow, self._reply_timeout)
-            except TimeoutError:
-                conn.close()  # its socket was shut down
-                raise
-            finally:
-                if conn.closed:  # lost or shut down: the idle connections are suspect too
-                    pool.drain()
+        conn = pool.getconn()
+        try:
+            return _drive(conn, flow, self._reply_timeout)
+        except TimeoutError:
+            conn.close()  # its socket was shut down
+            raise
+        finally:
+            pool.putconn(conn)  # a closed one is discarded
+            if conn.closed:  # lost or shut down: the idle connections are suspect too
+                pool.drain()
 
     async def _aonce(self, flow: Flow[T]) -> T:
         pool = await self._async_pool()
-        async with pool.connection() as conn:
-            try:
-                return await _adrive(conn, flow, self._reply_timeout)
-            except TimeoutError:
-                await conn.close()
-                raise
-            finally:
-                if conn.closed:
-                    await pool.drain()
+        conn = await pool.getconn()
+        try:
+            return await _adrive(conn, flow, self._reply_timeout)
+        except TimeoutError:
+            await conn.close()
+            raise
+        finally:
+            await pool.putconn(conn)
+            if conn.closed:
+                await pool.drain()
 
     def close(self) -> None:
         """Close the sync pool (a later call opens a new one)."""
