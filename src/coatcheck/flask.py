@@ -52,6 +52,7 @@ from .stores import AsyncStore, Store
 
 if TYPE_CHECKING:
     from flask.wrappers import Request, Response
+    from werkzeug.datastructures import Headers
     from werkzeug.local import LocalProxy
 
 __all__ = [
@@ -539,13 +540,25 @@ class CoatcheckSessionInterface(SessionInterface):
         finally:
             session._freeze()
         if set_cookie is not None or session.accessed:
-            response.vary.add("Cookie")  # Flask's way: one Vary header, merged with the app's
+            _vary_on_cookie(response.headers)
         if set_cookie is None and session._legacy_cookie is None:
             return
         headers = session_headers(session, set_cookie, response.headers.to_wsgi_list(), WSGI_HEADERS)
         if headers is not None:
             response.headers.clear()
             response.headers.extend(headers)
+
+
+def _vary_on_cookie(headers: Headers) -> None:
+    """Add ``Cookie`` to the response's ``Vary``, Flask's way (``response.vary.add("Cookie")``):
+    one ``Vary`` header, the app's tokens first, ``Cookie`` once. Without building werkzeug's
+    ``HeaderSet``, which parsed and rewrote the header for a cost of about a sixth of a request's
+    session work."""
+    vary = headers.get("Vary")
+    if vary is None:
+        headers["Vary"] = "Cookie"
+    elif not any(token.strip().lower() == "cookie" for token in vary.split(",")):
+        headers["Vary"] = f"{vary}, Cookie"
 
 
 def _settle(session: FlaskSession, keep_changes: bool) -> bool:
