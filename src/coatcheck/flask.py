@@ -82,6 +82,7 @@ _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the integers orjson reads back as in
 _TYPES = "JSON (str, int, float, bool, None, lists, str-keyed dicts) nor a tagged type (tuple, bytes, Markup, UUID, datetime)"
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _loads = json.JSONDecoder().decode
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 class _TagDateTime(JSONTag):
@@ -152,11 +153,15 @@ class TaggedJSONCodec:
 
     def check(self, value: Any) -> bytes:
         _check(value)
-        return _dumps(self._serializer.tag(value))
+        return _dumps(self._tag(value))
 
     def encode(self, created_at: float, data: Mapping[str, Any]) -> bytes:
-        tag = self._serializer.tag
+        tag = self._tag
         return _dumps({"v": FORMAT, "c": created_at, "d": {key: tag(value) for key, value in data.items()}})
+
+    def _tag(self, value: Any) -> Any:
+        # A plain scalar is its own tagged form: no tag takes it (a Markup is not exactly a str).
+        return value if type(value) in _SCALARS else self._serializer.tag(value)
 
     def decode(self, raw: bytes) -> tuple[float, dict[str, Any]]:
         try:
