@@ -6,7 +6,7 @@ requests on a session of their own through the app, called in process with uvico
 (the body once, then ``http.disconnect`` once the response is sent, for apps that listen for
 it), so every request suspends on the store the way it does under uvicorn, with the others in
 flight. WSGI apps (Flask's, Django's WSGI handler): the same requests one after another through
-the WSGI callable, as gunicorn's sync worker serves them, cycling through the ``workers``
+the WSGI callable (a WSGI server's thread serves one at a time), cycling through the ``workers``
 sessions. No HTTP server and no load generator share the measurement. CPU time moves with this
 machine's noise; instructions do not::
 
@@ -28,7 +28,7 @@ instructions; without, CPU µs per request (``--rounds`` interleaved rounds, the
     benchmarks/.venv/bin/python -m benchmarks.concurrent --frameworks --instructions --requests 50
 
 The apps count no store calls or Redis round trips in the client here (``BENCH_CLIENT_COUNTERS=0``),
-so the instructions are the libraries' own. A PostgreSQL store uses the ``coatcheck_bench``
+so the instructions are the libraries' own. A PostgreSQL or MySQL store uses the ``coatcheck_bench``
 database (created if missing); the tables made in it are dropped when the process ends.
 """
 
@@ -62,9 +62,11 @@ STORE_URLS = {
     "memory": "memory://",
     "redis": "redis://127.0.0.1:6379/0",
     "postgres": f"{_infra.PG_URL}?table=bench_concurrent&create_schema=1",
+    "mysql": f"mysql://root@{_infra.MYSQL_HOST}:{_infra.MYSQL_PORT}/{_infra.MYSQL_DB}?table=bench_concurrent&create_schema=1",
 }
 STORES = (*STORE_URLS, "sqlite", "cookie", "none")
-PG_TABLES = ("bench_concurrent", "bench_floor", "django_session")  # what the apps may create in the benchmark database
+SQL_STORES = ("postgres", "sqlite", "mysql")
+TABLES = ("bench_concurrent", "bench_floor", "django_session")  # what the apps may create in the benchmark database
 CEILING_COOKIE = f"sessionid={'x' * 43}"  # apps without a session get a cookie of the usual size, ignored
 
 
@@ -164,24 +166,43 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return result
 
 
+def _drop_mysql_tables(tables: Iterable[str]) -> None:
+    """Drop ``tables`` from the MySQL benchmark database, if they are there."""
+    import pymysql
+
+    with contextlib.suppress(pymysql.Error):
+        conn = pymysql.connect(host=_infra.MYSQL_HOST, port=_infra.MYSQL_PORT, user="root", database=_infra.MYSQL_DB)
+        try:
+            with conn.cursor() as cur:
+                for table in tables:
+                    cur.execute(f"DROP TABLE IF EXISTS {table}")
+        finally:
+            conn.close()
+
+
 @contextlib.contextmanager
 def scratch_database(store: str) -> Iterator[None]:
-    """For the PostgreSQL store: the benchmark database, and its tables dropped afterwards; for
-    SQLite: a file in a directory of its own, removed afterwards."""
+    """For the PostgreSQL and MySQL stores: the benchmark database, and its tables dropped
+    afterwards; for SQLite: a file in a directory of its own, removed afterwards."""
     if store == "sqlite":
         with tempfile.TemporaryDirectory(prefix="coatcheck-concurrent-") as scratch:
             os.environ["BENCH_STORE_URL"] = f"sqlite:///{scratch}/sessions.db"
             yield
         return
-    if store != "postgres":
+    if store not in ("postgres", "mysql"):
         yield
         return
-    if not _infra.prepare_postgres():
-        raise SystemExit("PostgreSQL is not reachable on 127.0.0.1:5432")
+    prepare, drop = (
+        (_infra.prepare_postgres, _infra.drop_postgres_tables)
+        if store == "postgres"
+        else (_infra._prepare_mysql, _drop_mysql_tables)
+    )
+    if not prepare():
+        raise SystemExit(f"{store} is not reachable on 127.0.0.1")
     try:
         yield
     finally:
-        _infra.drop_postgres_tables(PG_TABLES)
+        drop(TABLES)
 
 
 def measure_app(module: str, mix: str, workers: int, requests: int, callgrind: bool) -> dict[str, Any]:
@@ -205,9 +226,11 @@ class FrameworkApp:
     app: str
     library: str
     store: str
+    ablate: tuple[str, ...] = ()  # guarantees taken out of coatcheck (apps/_ablate.py)
 
     def argv(self, mix: str) -> list[str]:
-        return ["--app", self.app, "--library", self.library, "--store", self.store, "--mix", mix]
+        ablate = [f"--ablate={name}" for name in self.ablate]
+        return ["--app", self.app, "--library", self.library, "--store", self.store, "--mix", mix, *ablate]
 
 
 def _django(views: str, app: str) -> list[FrameworkApp]:
@@ -220,6 +243,15 @@ def _django(views: str, app: str) -> list[FrameworkApp]:
     ]
 
 
+def _with_floor(framework: str, views: str, layer: str, app: str, floor_app: str) -> list[FrameworkApp]:
+    """coatcheck and the floor side by side on each SQL store."""
+    return [
+        FrameworkApp(framework, views, *row, store)
+        for store in SQL_STORES
+        for row in ((layer, app, "coatcheck"), ("floor", floor_app, "floor"))
+    ]
+
+
 FRAMEWORKS = [
     FrameworkApp("Starlette", "async", "none", "plain_starlette", "plain", "none"),
     FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "memory"),
@@ -228,15 +260,13 @@ FRAMEWORKS = [
     FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "redis"),
     FrameworkApp("Starlette", "async", "floor", "floor_asgi", "floor", "redis"),
     FrameworkApp("Starlette", "async", "starsessions", "starsessions_app", "starsessions", "redis"),
-    FrameworkApp("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "coatcheck", "postgres"),
-    FrameworkApp("Starlette", "async", "floor", "floor_asgi", "floor", "postgres"),
+    *_with_floor("Starlette", "async", "coatcheck.asgi", "coatcheck_asgi", "floor_asgi"),
     FrameworkApp("Flask", "sync", "none", "plain_flask", "plain", "none"),
     FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "memory"),
     FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "memory"),
     FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "redis"),
     FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "redis"),
-    FrameworkApp("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "coatcheck", "postgres"),
-    FrameworkApp("Flask", "sync", "floor", "floor_wsgi", "floor", "postgres"),
+    *_with_floor("Flask", "sync", "coatcheck.flask", "coatcheck_flask", "floor_wsgi"),
     FrameworkApp("Flask", "sync", "Flask-Session", "flask_session_app", "flask-session", "redis"),
     FrameworkApp("Flask", "sync", "Flask cookie session", "flask_cookie", "flask-cookie", "cookie"),
     *_django("sync", "django_wsgi"),
@@ -266,7 +296,7 @@ TARGETS = [
     *(
         Target(framework, views, "floor", store, 1.5)
         for framework, views in (("Starlette", "async"), ("Flask", "sync"))
-        for store in ("memory", "redis", "postgres")
+        for store in ("memory", "redis", *SQL_STORES)
     ),
     Target("Starlette", "async", "starsessions", "memory", 0.5),
     Target("Starlette", "async", "starsessions", "redis", 0.3),
@@ -381,6 +411,15 @@ def framework_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def result_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`compare` result back from its ``--json`` file (which holds the entries as dicts)."""
+    rows = [
+        {**row, "entry": FrameworkApp(**row["entry"]), "against": row["against"] and FrameworkApp(**row["against"])}
+        for row in data["rows"]
+    ]
+    return {**data, "rows": rows}
+
+
 # -- the command line ---------------------------------------------------------------------------------
 
 
@@ -402,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="BENCH_FEATURES: turn on prometheus, otel, spans, events, devices or encryption (repeatable)",
+    )
+    parser.add_argument(
+        "--ablate",
+        action="append",
+        default=[],
+        help="BENCH_ABLATE: take strict, timeouts, size or cas out of coatcheck (repeatable; see apps/_ablate.py)",
     )
     parser.add_argument(
         "--steady",
@@ -428,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(BENCH_CLIENT_COUNTERS="0", BENCH_LEGACY="1" if args.legacy else "0")
     os.environ["BENCH_PROMETHEUS"] = "1" if args.prometheus else "0"
     os.environ["BENCH_FEATURES"] = ",".join(args.feature)
+    os.environ["BENCH_ABLATE"] = ",".join(args.ablate)
     os.environ["BENCH_STEADY"] = os.environ["BENCH_FROZEN_CLOCK"] = "1" if args.steady else "0"
     if args.store in STORE_URLS:
         os.environ["BENCH_STORE_URL"] = STORE_URLS[args.store]

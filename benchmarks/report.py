@@ -167,7 +167,10 @@ def http_tables(summary: list[dict[str, Any]]) -> str:
         "| scenario | req/s | x ceil | x peer | p50 ms | x ceil | x peer | p99 ms | x ceil | x peer "
         "| CPU µs/req | x ceil | x peer | GC µs/req | round trips/req | x peer | writes/req |"
     )
-    for interface, server in (("asgi", "uvicorn, 1 worker, uvloop + httptools"), ("wsgi", "gunicorn, 1 sync worker")):
+    for interface, server in (
+        ("asgi", "uvicorn, 1 worker, uvloop + httptools"),
+        ("wsgi", "gunicorn, 1 gthread worker, 32 threads"),
+    ):
         for mix, title in MIX_TITLES.items():
             rows = [r for r in summary if r["interface"] == interface and r["mix"] == mix]
             if not rows:
@@ -237,7 +240,7 @@ def bytecode_table(data: dict[str, Any]) -> str:
 
 
 def scale_tables(scale: dict[str, Any]) -> str:
-    """The memory footprint, the read cost at two sizes and the purge latencies."""
+    """The memory footprint, the read cost at two sizes (over HTTP, and per store in process) and the purge latencies."""
     out = []
     mem = scale.get("memory")
     if mem:
@@ -249,17 +252,37 @@ def scale_tables(scale: dict[str, Any]) -> str:
             f"| {mem['insert_us']:.2f} |",
             "",
         ]
-    reads = scale.get("read_cost")
-    if reads:
+    http = scale.get("http_read")
+    if http:
         out += [
-            "| read-only request | sessions in store | in-process load+commit µs | HTTP req/s | p50 ms | p99 ms | CPU µs/req |",
-            "|---|---|---|---|---|---|---|",
+            "| read-only HTTP requests, memory store, ASGI | sessions in store | req/s | p50 ms | p99 ms | CPU µs/req |",
+            "|---|---|---|---|---|---|",
+        ]
+        out += [
+            f"| wrk, 32 connections | {r['sessions']:,} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
+            f"| {r['cpu_us']:.0f} |"
+            for r in http
+        ]
+        out.append("")
+    reads = scale.get("reads")
+    if reads:
+
+        def grows(values: list[float], digits: int) -> str:
+            small, large = values
+            return f"{small:,.{digits}f} → {large:,.{digits}f} (x{large / small:.2f})"
+
+        sizes = next((r["sessions"] for r in reads if "error" not in r), [0, 0])
+        out += [
+            f"| read-only request's session work, in process | {sizes[0]:,} → {sizes[1]:,} sessions: wall µs/read "
+            "| CPU µs/read | instructions/read |",
+            "|---|---|---|---|",
         ]
         for r in reads:
-            out.append(
-                f"| memory store, ASGI | {r['sessions']:,} | {r['inprocess_us']:.2f} | {r.get('rps', 0):,.0f} "
-                f"| {r.get('p50_ms', 0):.2f} | {r.get('p99_ms', 0):.2f} | {r.get('cpu_us', 0):.0f} |"
-            )
+            if "error" in r:
+                out.append(f"| {r['store']} | failed: {r['error'][:80]} | | |")
+                continue
+            counted = grows(r["instructions"], 0) if len(r.get("instructions", ())) == 2 else "n/a"
+            out.append(f"| {r['store']} | {grows(r['wall_us'], 1)} | {grows(r['cpu_us'], 1)} | {counted} |")
         out.append("")
     purges = scale.get("purge")
     if purges:
@@ -272,6 +295,9 @@ def scale_tables(scale: dict[str, Any]) -> str:
             if "error" in r:
                 out.append(f"| {r['store']} | — | failed: {r['error'][:80]} | | | | | | |")
                 continue
+            if r.get("native_ttl"):
+                out.append(f"| {r['store']} | native TTL: the server drops expired keys itself, no purge runs | | | | | | | |")
+                continue
             out.append(
                 f"| {r['store']} | {r['expired']:,} ({r['deleted']:,} deleted) | {r['purge_seconds']:.2f} "
                 f"| {r['before']['p50_ms']:.2f} | {r['before']['p99_ms']:.2f} | {r['during']['p50_ms']:.2f} "
@@ -281,8 +307,17 @@ def scale_tables(scale: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def instruction_tables(data: dict[str, Any]) -> str:
+    """The session layer's cost per framework and the targets on it, from ``benchmarks.concurrent``'s JSON."""
+    from . import concurrent  # here: it imports the apps' helpers
+
+    found = concurrent.result_from_json(data)
+    return f"{concurrent.framework_table(found)}\n\n{concurrent.targets_table(found)}"
+
+
 def markdown(result: dict[str, Any], *, chart_name: str | None = None) -> str:
-    """The whole report as markdown (headings from level 3 down, to nest in the docs)."""
+    """The whole report as markdown (headings from level 3 down, to nest in the docs): the session
+    layer's instructions per request first, then the HTTP load and the other parts."""
     meta = result["meta"]
     m = meta["machine"]
     kind = "QUICK SMOKE RUN (not for comparison)" if meta["quick"] else f"{meta['args']['rounds']} rounds"
@@ -292,18 +327,48 @@ def markdown(result: dict[str, Any], *, chart_name: str | None = None) -> str:
         "",
         f"Commit `{meta['commit']}`; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"load average at start {m['loadavg'][0]:.2f}, at end {meta.get('loadavg_end', [0])[0]:.2f}. "
-        f"{meta['args']['duration']:g} s of load per mix and round after {meta['args']['warmup']:g} s of warm-up, "
-        f"{meta['args']['connections']} connections, requests cycling through {meta['args']['sessions']} sessions. "
-        f"Cells are the median over rounds with (min-max); ratios are taken round by round. "
         f"Whole run: {meta.get('seconds', 0) // 60} min.",
         "",
         f"Versions: {versions}.",
         "",
     ]
+    data = result.get("instructions")
+    if data:
+        n = data["workers"]
+        out += [
+            "#### The session layer's own cost: machine instructions per request",
+            "",
+            f"Each app and mix under callgrind, in process: {data['requests']} measured requests on each of {n} sessions "
+            f"({n} in flight for ASGI apps, one at a time for WSGI apps).",
+            "",
+            instruction_tables(data),
+            "",
+        ]
+    if result.get("ablation"):
+        from .ablation import table as ablation_table  # here, as instruction_tables
+
+        out += [
+            "#### What each guarantee costs, by ablation (Starlette, instructions per request)",
+            "",
+            "Each column a guarantee taken out of coatcheck alone (`benchmarks/apps/_ablate.py`); what is left is "
+            "coatcheck with all four out, minus the floor.",
+            "",
+            ablation_table(result["ablation"]),
+            "",
+        ]
+    if "summary" in result:
+        out += [
+            "#### HTTP load",
+            "",
+            f"{meta['args']['duration']:g} s of load per mix and round after {meta['args']['warmup']:g} s of warm-up, "
+            f"{meta['args']['connections']} connections, requests cycling through {meta['args']['sessions']} sessions. "
+            f"Cells are the median over rounds with (min-max); ratios are taken round by round.",
+            "",
+        ]
     if chart_name and "summary" in result:
         out += [f"![req/s and CPU per request]({chart_name})", ""]
     if result.get("targets"):
-        out += ["#### Targets", "", targets_table(result["targets"]), ""]
+        out += ["#### HTTP targets", "", targets_table(result["targets"]), ""]
     if result.get("summary"):
         out += [http_tables(result["summary"])]
     failures = result.get("http", {}).get("failures")

@@ -1,9 +1,10 @@
-"""The benchmark: HTTP load on every scenario, then the store micro-benchmarks and the scale checks.
+"""The benchmark: HTTP load on every scenario, then the store micro-benchmarks, the scale checks, the
+bytecode count and the session layer's machine instructions per request (``benchmarks.concurrent``).
 
 Run it through ``bash benchmarks/run.sh`` (which builds ``benchmarks/.venv``); the options are
 those of this module: ``--quick`` for a smoke run, ``--rounds N --duration S`` for the real one.
 Writes ``benchmarks/results/<timestamp>.json``, ``.md`` and ``.png``; ``--publish`` also
-refreshes the table in ``docs/performance.md`` and the chart ``benchmarks/performance.png``.
+refreshes the generated part of ``docs/performance.md`` and the chart ``benchmarks/performance.png``.
 """
 
 from __future__ import annotations
@@ -226,9 +227,13 @@ def run_http(services: Services, args: argparse.Namespace) -> dict[str, Any]:
     return {"scenarios": [{**asdict(s), "role": s.role} for s in scenarios], "runs": runs, "failures": failures}
 
 
-def run_part(module: str, services: Services, args: argparse.Namespace, out: Path) -> dict[str, Any] | None:
-    """Run ``benchmarks.micro``, ``.scale`` or ``.bytecodes`` in its own process; return its JSON."""
-    argv = [sys.executable, "-m", f"benchmarks.{module}", "--json", str(out)] + (["--quick"] if args.quick else [])
+def run_part(
+    module: str, services: Services, args: argparse.Namespace, out: Path, options: list[str] | None = None
+) -> dict[str, Any] | None:
+    """Run ``benchmarks.<module>`` in its own process with ``options`` (default: ``--quick`` on a
+    quick run); return its JSON."""
+    options = (["--quick"] if args.quick else []) if options is None else options
+    argv = [sys.executable, "-m", f"benchmarks.{module}", "--json", str(out), *options]
     env = {**os.environ, "BENCH_REDIS_URL": services.redis_url, "PYTHONPATH": str(_infra.ROOT)}
     log(f"{module}: {' '.join(argv[1:])}")
     done = subprocess.run(argv, cwd=_infra.ROOT, env=env, check=False, timeout=3600)
@@ -242,7 +247,9 @@ def run_part(module: str, services: Services, args: argparse.Namespace, out: Pat
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s per mix, 1 round, small scale checks")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 3 s per mix, 1 round, small scale checks, 5 requests under callgrind"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every scenario (default 3)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of load per mix and round (default 10)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unrecorded load before each mix (default 2)")
@@ -259,6 +266,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-micro", action="store_true", help="skip the store micro-benchmarks")
     parser.add_argument("--skip-scale", action="store_true", help="skip the scale checks")
     parser.add_argument("--skip-bytecodes", action="store_true", help="skip the in-process bytecode count")
+    parser.add_argument(
+        "--skip-instructions", action="store_true", help="skip the session layer's instructions per request (callgrind)"
+    )
+    parser.add_argument("--skip-ablation", action="store_true", help="skip the cost of each guarantee, by ablation (callgrind)")
     parser.add_argument(
         "--publish",
         action="store_true",
@@ -296,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
             result["scale"] = run_part("scale", services, args, base.with_suffix(".scale.json"))
         if not args.skip_bytecodes:
             result["bytecodes"] = run_part("bytecodes", services, args, base.with_suffix(".bytecodes.json"))
+        if not args.skip_instructions:
+            options = ["--frameworks", "--instructions", "--workers", "32", "--requests", "5" if args.quick else "25"]
+            result["instructions"] = run_part("concurrent", services, args, base.with_suffix(".instructions.json"), options)
+        if not args.skip_ablation:
+            options = ["--stores", "memory", "redis", "postgres", "--requests", "5" if args.quick else "25"]
+            result["ablation"] = run_part("ablation", services, args, base.with_suffix(".ablation.json"), options)
     result["meta"]["seconds"] = round(time.monotonic() - started)
     result["meta"]["loadavg_end"] = os.getloadavg()
     if "http" in result:

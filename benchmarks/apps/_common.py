@@ -21,6 +21,8 @@ from coatcheck.events import EventKind
 from coatcheck.legacy import LegacyCookie, LegacySession
 from coatcheck.stores import Record, from_url
 
+from ._ablate import apply as apply_ablations
+
 SIGNING_KEY = "coatcheck-benchmark-signing-key-not-for-production"
 LIFETIME = 1800  # seconds: every library gets coatcheck's default idle timeout
 _METHODS = ("load", "save", "touch", "rotate", "delete", "delete_expired", "delete_user", "list_user", "close")
@@ -160,6 +162,7 @@ def coatcheck_manager() -> tuple[SessionManager, CountingStore | None]:
     in-memory reader), and with ``spans`` its spans too (an SDK tracer with no exporter), a
     subscriber to every event, device metadata, encryption at rest
     (``BENCH_PROMETHEUS=1`` still means ``prometheus``)."""
+    apply_ablations([name for name in env("BENCH_ABLATE").split(",") if name])
     store, counter = coatcheck_store()
     legacy = [UncalledReader()] if env("BENCH_LEGACY", "0") == "1" else []
     features = {name for name in env("BENCH_FEATURES", "").split(",") if name}
