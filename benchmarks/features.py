@@ -26,6 +26,17 @@ from .commits import MIXES, export, instructions
 STORES = ("memory", "sqlite", "redis", "postgres")
 
 
+def table(rows: dict[str, dict[str, float]]) -> str:
+    """The figures as a markdown table: nothing on, then each feature with its change."""
+    features = [name for name in next(iter(rows.values())) if name != "none"]
+    lines = ["| store, mix | nothing on | " + " | ".join(features) + " |", "|---|" + "---:|" * (len(features) + 1)]
+    for name, figures in rows.items():
+        base = figures["none"]
+        cells = [f"{base / 1000:,.1f}k"] + [f"{figures[f] / 1000:,.1f}k ({figures[f] / base - 1:+.1%})" for f in features]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure the tree as it is and print the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,13 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 for feature in ("", *args.features):
                     figures[feature or "none"] = instructions(tree, store, mix, Path(scratch), (feature,) if feature else ())
                     print(f"{store} {mix} {feature or 'none'}: {figures[feature or 'none'] / 1000:,.1f}k", file=sys.stderr)
-    header = " | ".join(["nothing on", *args.features])
-    lines = [f"| store, mix | {header} |", "|---|" + "---:|" * (len(args.features) + 1)]
-    for name, figures in rows.items():
-        base = figures["none"]
-        cells = [f"{base / 1000:,.1f}k"] + [f"{figures[f] / 1000:,.1f}k ({figures[f] / base - 1:+.1%})" for f in args.features]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+    print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0

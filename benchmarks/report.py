@@ -356,6 +356,15 @@ def markdown(result: dict[str, Any], *, chart_name: str | None = None) -> str:
             ablation_table(result["ablation"]),
             "",
         ]
+    if result.get("features"):
+        from .features import table as features_table
+
+        out += [
+            "#### What each optional feature costs when on (Starlette, 8 requests in flight, instructions per request)",
+            "",
+            features_table(result["features"]),
+            "",
+        ]
     if "summary" in result:
         out += [
             "#### HTTP load",

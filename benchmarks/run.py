@@ -310,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_instructions:
             options = ["--frameworks", "--instructions", "--workers", "32", "--requests", "5" if args.quick else "25"]
             result["instructions"] = run_part("concurrent", services, args, base.with_suffix(".instructions.json"), options)
+        if not args.skip_features:
+            options = ["--mixes", "rmw", "read"] if args.quick else []
+            result["features"] = run_part("features", services, args, base.with_suffix(".features.json"), options)
         if not args.skip_ablation:
             options = ["--stores", "memory", "redis", "postgres", "--requests", "5" if args.quick else "25"]
             result["ablation"] = run_part("ablation", services, args, base.with_suffix(".ablation.json"), options)
