@@ -340,7 +340,7 @@ def prepare_postgres() -> bool:
         return False
 
 
-def _prepare_mysql() -> bool:
+def prepare_mysql() -> bool:
     try:
         import pymysql
 
@@ -365,21 +365,26 @@ def drop_postgres_tables(tables: Sequence[str]) -> None:
             conn.execute(f"DROP TABLE IF EXISTS {table}")
 
 
+def drop_mysql_tables(tables: Sequence[str]) -> None:
+    """Drop ``tables`` from the MySQL benchmark database, if they are there."""
+    import pymysql
+
+    with contextlib.suppress(Exception):
+        mysql = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", database=MYSQL_DB, connect_timeout=3)
+        try:
+            with mysql.cursor() as cur:
+                for table in tables:
+                    cur.execute(f"DROP TABLE IF EXISTS {table}")
+        finally:
+            mysql.close()
+
+
 def drop_tables(services: Services) -> None:
     """Drop the benchmark's tables from the SQL servers (the database itself stays)."""
     if services.postgres:
         drop_postgres_tables(BENCH_TABLES)
     if services.mysql:
-        import pymysql
-
-        with contextlib.suppress(Exception):
-            mysql = pymysql.connect(host=MYSQL_HOST, port=MYSQL_PORT, user="root", database=MYSQL_DB, connect_timeout=3)
-            try:
-                with mysql.cursor() as cur:
-                    for table in BENCH_TABLES:
-                        cur.execute(f"DROP TABLE IF EXISTS {table}")
-            finally:
-                mysql.close()
+        drop_mysql_tables(BENCH_TABLES)
 
 
 @contextlib.contextmanager
@@ -394,7 +399,7 @@ def services() -> Iterator[Services]:
         url = os.environ.get("BENCH_REDIS_URL", "")
         if not url:
             url, proc = _start_redis(work_dir)
-        found = Services(url, proc, work_dir, prepare_postgres(), _prepare_mysql())
+        found = Services(url, proc, work_dir, prepare_postgres(), prepare_mysql())
         try:
             yield found
         finally:

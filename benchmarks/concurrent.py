@@ -166,20 +166,6 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     return result
 
 
-def _drop_mysql_tables(tables: Iterable[str]) -> None:
-    """Drop ``tables`` from the MySQL benchmark database, if they are there."""
-    import pymysql
-
-    with contextlib.suppress(pymysql.Error):
-        conn = pymysql.connect(host=_infra.MYSQL_HOST, port=_infra.MYSQL_PORT, user="root", database=_infra.MYSQL_DB)
-        try:
-            with conn.cursor() as cur:
-                for table in tables:
-                    cur.execute(f"DROP TABLE IF EXISTS {table}")
-        finally:
-            conn.close()
-
-
 @contextlib.contextmanager
 def scratch_database(store: str) -> Iterator[None]:
     """For the PostgreSQL and MySQL stores: the benchmark database, and its tables dropped
@@ -195,7 +181,7 @@ def scratch_database(store: str) -> Iterator[None]:
     prepare, drop = (
         (_infra.prepare_postgres, _infra.drop_postgres_tables)
         if store == "postgres"
-        else (_infra._prepare_mysql, _drop_mysql_tables)
+        else (_infra.prepare_mysql, _infra.drop_mysql_tables)
     )
     if not prepare():
         raise SystemExit(f"{store} is not reachable on 127.0.0.1")
