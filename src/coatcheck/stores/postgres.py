@@ -217,12 +217,16 @@ class _Cursor:
         return cur.rowcount, (await cur.fetchall() if cur.description else [])
 
 
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)  # a transaction a flow left behind
+
+
 def _drive(conn: _Connection, flow: Flow[T], limit: float) -> T:
-    """Run ``flow`` on ``conn``; a failed transaction is rolled back."""
+    """Run ``flow`` on ``conn``; a transaction it leaves open, failed or cut off, is rolled back
+    here, within the reply deadline (the pool would roll it back too, with a warning and no deadline)."""
     try:
         return drive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), limit))
-    except psycopg.Error:
-        if conn.info.transaction_status == TransactionStatus.INERROR:
+    except BaseException:  # a failed statement, or the flow cut off mid-transaction (an error, a cancellation)
+        if conn.info.transaction_status in _OPEN:
             with WATCHDOG.deadline(conn.fileno(), limit):
                 conn.rollback()
         raise
@@ -232,8 +236,8 @@ async def _adrive(conn: _AsyncConnection, flow: Flow[T], limit: float) -> T:
     """Async :func:`_drive`."""
     try:
         return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), limit))
-    except psycopg.Error:
-        if conn.info.transaction_status == TransactionStatus.INERROR:
+    except BaseException:
+        if conn.info.transaction_status in _OPEN:
             with WATCHDOG.deadline(conn.fileno(), limit):
                 await conn.rollback()
         raise
@@ -355,8 +359,9 @@ class PostgresStore(SQLStoreMethods):
             return pool
         with self._lock:
             if self._pool is None:
-                self._pool = ConnectionPool(self._conninfo, connection_class=_Connection, **self._pool_args())
-                self._pool.open()
+                pool = ConnectionPool(self._conninfo, connection_class=_Connection, **self._pool_args())
+                pool.open()
+                self._pool = pool  # only once open: other threads take it without the lock
             return self._pool
 
     async def _async_pool(self) -> AsyncConnectionPool[_AsyncConnection]:
@@ -371,7 +376,7 @@ class PostgresStore(SQLStoreMethods):
 
     # getconn and putconn, not ``pool.connection()``: its ``with conn`` block commits (or rolls
     # back) around every flow, which autocommit makes a no-op that still takes the connection's
-    # lock; the flows run their own transactions, and putconn rolls back one left open.
+    # lock; the flows run their own transactions, and _drive rolls back one left open.
 
     def _once(self, flow: Flow[T]) -> T:
         pool = self._sync_pool()
@@ -382,8 +387,9 @@ class PostgresStore(SQLStoreMethods):
             conn.close()  # its socket was shut down
             raise
         finally:
+            lost = conn.closed  # read before putconn: once back, another thread may be using it
             pool.putconn(conn)  # a closed one is discarded
-            if conn.closed:  # lost or shut down: the idle connections are suspect too
+            if lost:  # lost or shut down: the idle connections are suspect too
                 pool.drain()
 
     async def _aonce(self, flow: Flow[T]) -> T:
@@ -395,8 +401,9 @@ class PostgresStore(SQLStoreMethods):
             await conn.close()
             raise
         finally:
+            lost = conn.closed
             await pool.putconn(conn)
-            if conn.closed:
+            if lost:
                 await pool.drain()
 
     def close(self) -> None:
