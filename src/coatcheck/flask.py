@@ -555,15 +555,16 @@ class CoatcheckSessionInterface(SessionInterface):
 
 
 def _vary_on_cookie(headers: Headers) -> None:
-    """Add ``Cookie`` to the response's ``Vary``, Flask's way (``response.vary.add("Cookie")``):
-    one ``Vary`` header, the app's tokens first, ``Cookie`` once. Without building werkzeug's
-    ``HeaderSet``, which parsed and rewrote the header for a cost of about a sixth of a request's
-    session work."""
-    vary = headers.get("Vary")
-    if vary is None:
-        headers["Vary"] = "Cookie"
-    elif not any(token.strip().lower() == "cookie" for token in vary.split(",")):
-        headers["Vary"] = f"{vary}, Cookie"
+    """Make the response vary on ``Cookie``, as Flask's ``response.vary.add("Cookie")`` does: one
+    ``Vary`` header, the app's tokens first, ``Cookie`` once, empty items dropped. Unlike it, the
+    tokens of every ``Vary`` header the app sent are kept (werkzeug keeps the first header's), and
+    no ``HeaderSet`` is built (it parsed and rewrote the header for a sixth of a request's session
+    work)."""
+    values = headers.getlist("Vary")
+    tokens = [token for value in values for token in (part.strip() for part in value.split(",")) if token]
+    if any(token.strip('"').lower() == "cookie" for token in tokens):
+        return
+    headers["Vary"] = ", ".join([*tokens, "Cookie"])
 
 
 def _settle(session: FlaskSession, keep_changes: bool) -> bool:

@@ -167,6 +167,36 @@ def test_one_set_cookie_one_vary_and_no_store(serve: Serve, memory: Any) -> None
 
 
 @pytest.mark.parametrize(
+    ("app_vary", "sent"),
+    [
+        ([], ["Cookie"]),
+        (["Accept-Encoding"], ["Accept-Encoding, Cookie"]),
+        (["COOKIE"], ["COOKIE"]),
+        (["Accept, cookie"], ["Accept, cookie"]),
+        (["*"], ["*, Cookie"]),
+        ([""], ["Cookie"]),
+        (["Accept-Encoding, "], ["Accept-Encoding, Cookie"]),
+        (["Accept", "Origin"], ["Accept, Origin, Cookie"]),  # a later Vary header (a CORS layer's) is kept
+        (["Accept", "Cookie"], ["Accept", "Cookie"]),
+    ],
+)
+def test_the_response_varies_on_cookie_in_one_vary_header(
+    serve: Serve, memory: Any, app_vary: list[str], sent: list[str]
+) -> None:
+    app = serve(memory)
+
+    @app.get("/vary")
+    def vary() -> flask.Response:
+        flask.session.get("k")
+        response = flask.Response("ok")
+        for value in app_vary:
+            response.headers.add("Vary", value)
+        return response
+
+    assert app.test_client().get("/vary").headers.get_all("Vary") == sent
+
+
+@pytest.mark.parametrize(
     ("app_cache_control", "sent"),
     [
         ("public, max-age=60", "private, max-age=60"),
