@@ -244,6 +244,18 @@ def run_part(
     return result
 
 
+def _resumed(base: Path, key: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """With ``--resume``: the part ``key`` as the resumed run wrote it (``<stamp>.<key>.json``), if it did."""
+    if args.resume is None:
+        return None
+    found = base.with_suffix(f".{key}.json")
+    if not found.exists():
+        return None
+    log(f"{key}: taken from {found.name}")
+    part: dict[str, Any] = json.loads(found.read_text())
+    return part
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,6 +281,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-instructions", action="store_true", help="skip the session layer's instructions per request (callgrind)"
     )
+    parser.add_argument("--skip-features", action="store_true", help="skip the cost of each optional feature (callgrind)")
+    parser.add_argument(
+        "--resume",
+        metavar="STAMP",
+        help="finish the run of that timestamp: the parts it wrote to benchmarks/results/STAMP.*.json are kept, the rest run",
+    )
     parser.add_argument("--skip-ablation", action="store_true", help="skip the cost of each guarantee, by ablation (callgrind)")
     parser.add_argument(
         "--publish",
@@ -284,7 +302,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and write its results."""
     args = parse_args(argv)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = args.resume or time.strftime("%Y%m%d-%H%M%S")
     _infra.RESULTS_DIR.mkdir(exist_ok=True)
     base = _infra.RESULTS_DIR / stamp
     result: dict[str, Any] = {
@@ -298,24 +316,24 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     started = time.monotonic()
+    instructions = ["--frameworks", "--instructions", "--workers", "32", "--requests", "5" if args.quick else "25"]
+    ablation = ["--stores", "memory", "redis", "postgres", "--requests", "5" if args.quick else "25"]
+    parts: list[tuple[str, str, bool, list[str] | None]] = [  # (result key, module, skipped, options)
+        ("micro", "micro", args.skip_micro, None),
+        ("scale", "scale", args.skip_scale, None),
+        ("bytecodes", "bytecodes", args.skip_bytecodes, None),
+        ("instructions", "concurrent", args.skip_instructions, instructions),
+        ("features", "features", args.skip_features, ["--mixes", "rmw", "read"] if args.quick else []),
+        ("ablation", "ablation", args.skip_ablation, ablation),
+    ]
     with _infra.services() as services:
         if not args.skip_http:
-            result["http"] = run_http(services, args)
-        if not args.skip_micro:
-            result["micro"] = run_part("micro", services, args, base.with_suffix(".micro.json"))
-        if not args.skip_scale:
-            result["scale"] = run_part("scale", services, args, base.with_suffix(".scale.json"))
-        if not args.skip_bytecodes:
-            result["bytecodes"] = run_part("bytecodes", services, args, base.with_suffix(".bytecodes.json"))
-        if not args.skip_instructions:
-            options = ["--frameworks", "--instructions", "--workers", "32", "--requests", "5" if args.quick else "25"]
-            result["instructions"] = run_part("concurrent", services, args, base.with_suffix(".instructions.json"), options)
-        if not args.skip_features:
-            options = ["--mixes", "rmw", "read"] if args.quick else []
-            result["features"] = run_part("features", services, args, base.with_suffix(".features.json"), options)
-        if not args.skip_ablation:
-            options = ["--stores", "memory", "redis", "postgres", "--requests", "5" if args.quick else "25"]
-            result["ablation"] = run_part("ablation", services, args, base.with_suffix(".ablation.json"), options)
+            result["http"] = _resumed(base, "http", args) or run_http(services, args)
+            base.with_suffix(".http.json").write_text(json.dumps(result["http"], default=str) + "\n")
+        for key, module, skipped, options in parts:
+            if not skipped:
+                out = base.with_suffix(f".{key}.json")
+                result[key] = _resumed(base, key, args) or run_part(module, services, args, out, options)
     result["meta"]["seconds"] = round(time.monotonic() - started)
     result["meta"]["loadavg_end"] = os.getloadavg()
     if "http" in result:
