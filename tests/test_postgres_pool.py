@@ -20,7 +20,6 @@ from coatcheck.stores._protocol import Record
 from coatcheck.stores._sql import BEGIN, Statement
 from coatcheck.testing import FakeClock
 from tests import test_sql_stores
-from tests.backends import ServerMissing, require_servers
 from tests.test_sql_stores import Maker
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
@@ -30,14 +29,7 @@ make = test_sql_stores.make  # on the db below
 
 @pytest.fixture
 def db() -> test_sql_stores.Database:
-    database = test_sql_stores.DATABASES["postgres"]
-    try:
-        database.connect().close()
-    except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"PostgreSQL server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"PostgreSQL server unreachable: {exc}")
-    return database
+    return test_sql_stores.reachable(test_sql_stores.DATABASES["postgres"])
 
 
 KEY = "a" * 64

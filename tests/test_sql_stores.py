@@ -104,7 +104,11 @@ def with_query(url: str, query: str) -> str:
 
 @pytest.fixture(params=[pytest.param(name, marks=pytest.mark.server) for name in DATABASES])
 def db(request: pytest.FixtureRequest) -> Database:
-    database = DATABASES[request.param]
+    return reachable(DATABASES[request.param])
+
+
+def reachable(database: Database) -> Database:
+    """``database``, once it answers (else the test is skipped, or fails where servers are required)."""
     try:
         database.connect().close()
     except ServerMissing as exc:
