@@ -506,8 +506,7 @@ class _Loader:
         active = environ[_ACTIVE_KEY] = state.active()
         state.start_expirer()
         try:
-            cookie = environ.get("HTTP_COOKIE")
-            environ[ENVIRON_KEY] = active.manager.load(cookie) if cookie else active.manager.new_session()
+            environ[ENVIRON_KEY] = active.manager.load(environ.get("HTTP_COOKIE"))
         except CoatcheckError as exc:
             status, headers, body = state.on_error(exc)
             start_response(status_line(status), headers)
@@ -528,8 +527,7 @@ class CoatcheckSessionInterface(SessionInterface):
             return session
         # A request context built without the WSGI app (test_request_context, session_transaction):
         # load here; a store failure raises as it is.
-        manager, cookie = self._state.active().manager, request.environ.get("HTTP_COOKIE")
-        return cast(FlaskSession, manager.load(cookie) if cookie else manager.new_session())
+        return cast(FlaskSession, self._state.active().manager.load(request.environ.get("HTTP_COOKIE")))
 
     def save_session(self, app: flask.Flask, session: SessionMixin, response: Response) -> None:
         if not isinstance(session, FlaskSession):

@@ -197,6 +197,8 @@ class SessionManager:
         session but with a legacy cookie, the legacy session is adopted (see :mod:`coatcheck.legacy`),
         unless ``legacy=False`` (a request that cannot send the new cookie: a WebSocket).
         """
+        if not cookie_headers and self.supports_sync:  # no cookie at all: no flow to run
+            return self.new_session()
         return self._run(self._loading(_header_list(cookie_headers), legacy))
 
     def aload(self, cookie_headers: str | Iterable[str] | None, *, legacy: bool = True) -> Coroutine[Any, Any, Session]:

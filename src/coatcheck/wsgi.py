@@ -64,9 +64,8 @@ class SessionMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.expirer is not None and not self.expirer.running:
             self.expirer.start()
-        cookie = environ.get("HTTP_COOKIE")
         try:
-            session = self.manager.load(cookie) if cookie else self.manager.new_session()
+            session = self.manager.load(environ.get("HTTP_COOKIE"))
         except CoatcheckError as exc:
             return self._refuse(exc, start_response)
         environ[ENVIRON_KEY] = session
