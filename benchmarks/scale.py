@@ -197,7 +197,7 @@ def _clear_redis(url: str) -> None:
 def filled(store: str, services: _infra.Services, count: int, expires_at: float) -> Iterator[str]:
     """The URL of ``store`` holding ``count`` sessions that expire at ``expires_at``, emptied afterwards.
 
-    The memory store lives in its user's process, which fills it (:func:`fill_memory`).
+    The memory store lives in its user's process, which fills it (:func:`fill`).
     """
     sqlite_path = services.work_dir / "scale.db"
     url = {
@@ -227,13 +227,6 @@ def filled(store: str, services: _infra.Services, count: int, expires_at: float)
         empty()
 
 
-def fill_memory(store: MemoryStore, count: int) -> None:
-    """Put ``count`` live sessions straight into ``store``'s table (what ``save`` ends in)."""
-    now = time.time()
-    for key, data in records(count, now):
-        store._put(key, Record(data, now + LIFETIME, 1, None))
-
-
 # -- a read's cost ---------------------------------------------------------------------------------
 
 
@@ -246,7 +239,7 @@ def measure_reads(url: str, sessions: int, reads: int, repeats: int, callgrind: 
     """
     store = from_url(url)
     if isinstance(store, MemoryStore):
-        fill_memory(store, sessions)
+        fill(store, sessions)
     manager = SessionManager(store)
     pick = random.Random(sessions)
     cookies = [f"sessionid={session_id(pick.randrange(sessions))}" for _ in range(reads * (repeats + 1))]
