@@ -8,8 +8,13 @@ on asyncio drivers say so (``asyncio_only``) and refuse to start elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import os
+import queue
 import sys
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 __all__ = ["running_asyncio_loop", "sleep", "to_thread"]
@@ -40,11 +45,82 @@ async def sleep(seconds: float) -> None:
         await _trio().sleep(seconds)
 
 
-def to_thread(function: Callable[..., T], *args: Any) -> Coroutine[Any, Any, T]:
-    """Run ``function(*args)`` in a worker thread of whichever event loop runs: the loop's own
-    awaitable, not wrapped in a coroutine of ours (this is on every request of a store that
-    works in threads)."""
-    if running_asyncio_loop() is not None:
-        return asyncio.to_thread(function, *args)
+def to_thread(function: Callable[..., T], *args: Any) -> Awaitable[T]:
+    """Run ``function(*args)`` in a worker thread, in the caller's context (``contextvars``), on
+    whichever event loop runs: an awaitable of the loop's own, not wrapped in a coroutine of
+    ours (this is on every request of a store that works in threads)."""
+    loop = running_asyncio_loop()
+    if loop is not None:
+        return _workers.submit(loop, function, args)
     result: Coroutine[Any, Any, T] = _trio().to_thread.run_sync(function, *args)
     return result
+
+
+class _Workers:
+    """The worker threads of :func:`to_thread` under asyncio, shared by every loop of the process.
+
+    ``asyncio.to_thread`` goes through a ``ThreadPoolExecutor``: a ``concurrent.futures.Future``
+    (with its condition variable) chained to an asyncio future by callbacks on both sides. Here a
+    call is queued with the loop's own future, and the worker sets the result on the loop: about
+    115k fewer machine instructions per call, a third of a SQLite read-modify-write request.
+    Like the executor's, the threads start as calls arrive, up to ``min(32, CPUs + 4)``; they are
+    daemon threads that wait on the queue for the life of the process (a child after ``fork``
+    starts its own).
+    """
+
+    def __init__(self) -> None:
+        self.limit = min(32, (os.cpu_count() or 1) + 4)
+        self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._threads = 0
+        self._starting = threading.Lock()
+
+    def submit(self, loop: asyncio.AbstractEventLoop, function: Callable[..., T], args: tuple[Any, ...]) -> asyncio.Future[T]:
+        future: asyncio.Future[T] = loop.create_future()
+        self._calls.put((loop, future, contextvars.copy_context(), function, args))
+        if self._threads < self.limit:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._threads >= self.limit:
+                return
+            threading.Thread(target=self._work, name=f"coatcheck-worker-{self._threads}", daemon=True).start()
+            self._threads += 1
+
+    def _work(self) -> None:
+        while True:
+            loop, future, context, function, args = self._calls.get()
+            try:
+                result, error = context.run(function, *args), None
+            except BaseException as exc:  # handed to the awaiting task, as asyncio.to_thread does
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody awaits the result
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            del loop, future, context, function, args, result, error  # nothing kept alive while waiting
+
+
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", contextvars.Context, Callable[..., Any], tuple[Any, ...]]
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Set a worker's outcome on ``future``, on its loop (unless the awaiting task gave up on it)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    elif isinstance(error, StopIteration):  # an asyncio future refuses it (it would end a coroutine)
+        replaced = RuntimeError(f"{type(error).__name__} raised in a worker thread")
+        replaced.__cause__ = error
+        future.set_exception(replaced)
+    else:
+        future.set_exception(error)
+
+
+def _restart_after_fork() -> None:
+    global _workers
+    _workers = _Workers()  # the parent's threads do not exist in the child
+
+
+_workers = _Workers()
+os.register_at_fork(after_in_child=_restart_after_fork)

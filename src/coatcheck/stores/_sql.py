@@ -298,8 +298,12 @@ class SQLStoreMethods(ABC):
                 pause = self._retry_pause(exc, runs)
             time.sleep(pause)
 
-    async def _arun(self, build: Callable[[], Flow[T]]) -> T:
-        """Async :meth:`_run`."""
+    def _arun(self, build: Callable[[], Flow[T]]) -> Awaitable[T]:
+        """Async :meth:`_run` (an awaitable, so that a store without an async driver may hand
+        back its worker thread's)."""
+        return self._aretrying(build)
+
+    async def _aretrying(self, build: Callable[[], Flow[T]]) -> T:
         runs = 0
         while True:
             try:

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -254,7 +254,7 @@ class SQLiteStore(SQLStoreMethods):
                 self._drop_connection()
             raise
 
-    def _arun(self, build: Callable[[], Flow[T]]) -> Coroutine[Any, Any, T]:
+    def _arun(self, build: Callable[[], Flow[T]]) -> Awaitable[T]:
         # The whole of _run, retries included, in a worker thread: the loop's coroutine itself,
         # with none of ours around it (this runs for every store operation).
         return _aio.to_thread(self._run, build)
