@@ -6,8 +6,9 @@ on first use with WAL and the schema) and what its errors mean.
 
 Safe for several threads and several processes on one file (WAL, a busy timeout, single-statement
 compare-and-set, ``BEGIN IMMEDIATE`` for the two operations that are a transaction). The async
-side runs each flow in a worker thread (asyncio's or trio's): SQLite has no asynchronous API, so
-this is the one documented thread hop in coatcheck.
+side runs each flow in a worker thread (``_aio.to_thread``: coatcheck's own under asyncio,
+trio's under trio): SQLite has no asynchronous API, so this is the one documented thread hop in
+coatcheck.
 
 A connection recovers from what happens to the file while the app runs: one opened while the
 file was read-only is dropped at its first failed write, and before each operation one
