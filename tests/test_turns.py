@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,62 @@ async def test_a_failed_commit_breaks_the_line_up() -> None:
     assert await asyncio.gather(*waiting) == [False, False, False]
     assert turns._lines.get() == {}
     assert turns.take("k")  # a new line starts
+
+
+def _users(turns: _turns.KeyTurns, key: str) -> int:
+    """How many threads hold or wait for ``key``'s turn."""
+    _, keys = turns._stripes[hash(key) % _turns._STRIPES]
+    turn = keys.get(key)
+    return 0 if turn is None else turn.users
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_threads_take_a_keys_turn_one_after_another_and_leave_nothing_behind() -> None:
+    turns = _turns.KeyTurns()
+    order: list[str] = []
+    second_waits = threading.Event()
+
+    def commit(name: str) -> None:
+        held = turns.acquire("k")
+        order.append(f"{name} in")
+        if name == "first":
+            assert second_waits.wait(10)
+        order.append(f"{name} out")
+        turns.release("k", held)
+
+    first = threading.Thread(target=commit, args=("first",))
+    first.start()
+    _until(lambda: order == ["first in"])
+    second = threading.Thread(target=commit, args=("second",))
+    second.start()
+    _until(lambda: _users(turns, "k") == 2)  # the second is in line
+    second_waits.set()
+    for thread in (first, second):
+        thread.join(10)
+    assert order == ["first in", "first out", "second in", "second out"]
+    assert _users(turns, "k") == 0  # no lock is kept for a key no one holds
+    assert turns.acquire("k")  # and the turn is free again
+    turns.release("k", True)
+
+
+def test_a_failed_threaded_commit_breaks_the_line_up() -> None:
+    turns = _turns.KeyTurns()
+    assert turns.acquire("k")
+    outcomes: list[bool] = []
+    waiters = [threading.Thread(target=lambda: outcomes.append(turns.acquire("k"))) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    _until(lambda: _users(turns, "k") == 4)
+    turns.release("k", True, failed=True)
+    for waiter in waiters:
+        waiter.join(10)
+    assert outcomes == [False, False, False]  # each went ahead without the turn, at once
+    for held in outcomes:
+        turns.release("k", held)
+    assert _users(turns, "k") == 0

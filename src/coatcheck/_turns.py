@@ -21,7 +21,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import TracebackType
 from typing import Generic, TypeVar
 
 __all__ = ["TURN_WAIT", "AsyncKeyTurns", "KeyTurns", "PerLoop"]
@@ -76,42 +75,30 @@ class _Turn:
         self.users = 0
 
 
-class _Held:
-    """``with turns.hold(key):`` the thread's turn for ``key`` (no turn at all for key None)."""
-
-    __slots__ = ("_held", "_key", "_turns")
-
-    def __init__(self, turns: KeyTurns, key: str | None) -> None:
-        self._turns, self._key, self._held = turns, key, False
-
-    def __enter__(self) -> None:
-        if self._key is not None:
-            self._held = self._turns._acquire(self._key)
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if self._key is not None:
-            self._turns._release(self._key, self._held, failed=kind is not None)
-
-
 class KeyTurns:
     """Per-key turns for threads. A key's lock exists only while some thread holds or waits for
-    it; the dict of those keys is striped, each stripe's guard held for a dict operation only."""
+    it; the dict of those keys is striped, each stripe's guard held for a dict operation only.
+
+    ``held = acquire(key)`` takes ``key``'s turn (False: go ahead without it); whatever it
+    returned, ``release(key, held)`` follows, with ``failed=True`` when the commit raised.
+    """
 
     __slots__ = ("_stripes",)
 
     def __init__(self) -> None:
         self._stripes: list[tuple[threading.Lock, dict[str, _Turn]]] = [(threading.Lock(), {}) for _ in range(_STRIPES)]
 
-    def hold(self, key: str | None) -> _Held:
-        """A context manager: ``key``'s turn, or none once its holder has held it :data:`TURN_WAIT` s."""
-        return _Held(self, key)
-
-    def _acquire(self, key: str) -> bool:
+    def acquire(self, key: str) -> bool:
+        """``key``'s turn, once it comes; False, to go ahead without it, once its holder has held it
+        :data:`TURN_WAIT` seconds or the line broke up."""
         guard, held = self._stripes[hash(key) % _STRIPES]
         with guard:
             turn = held.get(key)
-            if turn is None:
+            if turn is None:  # no one holds it or waits: take it at once
                 turn = held[key] = _Turn()
+                turn.lock.acquire()
+                turn.users = 1
+                return True
             turn.users += 1
         while True:
             if turn.lock.acquire(timeout=max(0.0, turn.since + TURN_WAIT - time.monotonic())):
@@ -123,7 +110,8 @@ class KeyTurns:
             if time.monotonic() - turn.since >= TURN_WAIT:  # the holder is stuck: go ahead without the turn
                 return False
 
-    def _release(self, key: str, held_it: bool, *, failed: bool) -> None:
+    def release(self, key: str, held_it: bool, *, failed: bool = False) -> None:
+        """Leave ``key``'s line; ``held_it``: what :meth:`acquire` returned."""
         guard, held = self._stripes[hash(key) % _STRIPES]
         with guard:
             turn = held[key]

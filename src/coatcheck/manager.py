@@ -343,8 +343,17 @@ class SessionManager:
         flow = self._commit_flow(session, status_code, self._sync_caps, client)
         if flow is None:
             return None
-        with self._turns.hold(_turn_key(session)):
+        key = _turn_key(session)
+        if key is None:
+            return self._set_cookie(self._run(flow), scheme, host)
+        turns = self._turns
+        held = turns.acquire(key)
+        try:
             result = self._run(flow)
+        except BaseException:
+            turns.release(key, held, failed=True)
+            raise
+        turns.release(key, held)
         return self._set_cookie(result, scheme, host)
 
     async def acommit(
