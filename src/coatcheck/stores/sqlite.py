@@ -256,7 +256,7 @@ class SQLiteStore(SQLStoreMethods):
             raise
 
     def _arun(self, build: Callable[[], Flow[T]]) -> Awaitable[T]:
-        # The whole of _run, retries included, in a worker thread: the loop's coroutine itself,
+        # The whole of _run, retries included, in a worker thread: the awaitable to_thread returns,
         # with none of ours around it (this runs for every store operation).
         return _aio.to_thread(self._run, build)
 
