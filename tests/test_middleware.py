@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from typing import Any
 
@@ -177,6 +180,43 @@ def test_wsgi_expirer_starts_with_the_first_request_and_purges() -> None:
     middleware.expirer.stop()
     assert len(memory) == 0
     assert not middleware.expirer.running
+
+
+def test_wsgi_expirer_is_started_once_per_process() -> None:
+    script = textwrap.dedent(
+        """
+        import os
+        from coatcheck import SessionManager
+        from coatcheck.stores.memory import MemoryStore
+        from coatcheck.wsgi import SessionMiddleware
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        def request():
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "https"}
+            b"".join(middleware(environ, lambda status, headers, exc_info=None: None))
+
+        middleware = SessionMiddleware(app, SessionManager(MemoryStore()), purge_interval=60)
+        request()
+        first = middleware.expirer._thread
+        request()
+        assert middleware.expirer._thread is first and first.is_alive(), "a second thread in one process"
+        pid = os.fork()
+        if pid == 0:  # the parent's purge thread does not exist here: the first request starts one
+            ok = not middleware.expirer.running
+            request()
+            ok = ok and middleware.expirer.running and middleware.expirer._thread is not first
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    done = subprocess.run(  # noqa: S603 - this interpreter, the script above
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize("fail", [False, True])

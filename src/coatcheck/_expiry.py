@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import contextlib
 import logging
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,7 @@ class Expirer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
+        self._started_by: int | None = None  # the process that started the thread
 
     @property
     def running(self) -> bool:
@@ -50,17 +52,23 @@ class Expirer:
     def start(self) -> None:
         """Start a daemon purge thread (idempotent); it is stopped at interpreter exit."""
         with self._lock:
-            if self.running:
-                return
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="coatcheck-expirer", daemon=True)
-            self._thread.start()
-            atexit.register(self.stop)
+            if not self.running:
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._loop, name="coatcheck-expirer", daemon=True)
+                self._thread.start()
+                atexit.register(self.stop)
+            self._started_by = os.getpid()
+
+    def ensure_started(self) -> None:
+        """Start the purge thread unless this process has started it: what a WSGI app calls on
+        every request (a process forked after the start has no thread, and starts its own)."""
+        if self._started_by != os.getpid():
+            self.start()
 
     def stop(self) -> None:
         """Stop the purge thread and wait for it."""
         self._stop.set()
-        thread, self._thread = self._thread, None
+        thread, self._thread, self._started_by = self._thread, None, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=self.interval + 5)
 

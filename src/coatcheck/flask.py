@@ -471,8 +471,8 @@ class _AppState:
             return self._active
 
     def start_expirer(self) -> None:
-        if self.expirer is not None and not self.expirer.running:
-            self.expirer.start()
+        if self.expirer is not None:
+            self.expirer.ensure_started()
 
     def close(self) -> None:
         if self.expirer is not None:
@@ -559,6 +559,9 @@ def _vary_on_cookie(headers: Headers) -> None:
     no ``HeaderSet`` is built (it parsed and rewrote the header for a sixth of a request's session
     work)."""
     values = headers.getlist("Vary")
+    if not values:
+        headers.add("Vary", "Cookie")
+        return
     tokens = [token for value in values for token in (part.strip() for part in value.split(",")) if token]
     if any(token.strip('"').lower() == "cookie" for token in tokens):
         return

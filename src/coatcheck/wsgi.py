@@ -62,8 +62,8 @@ class SessionMiddleware:
         self.expirer = Expirer(manager, purge_interval) if purge_interval and needs_purge(manager) else None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self.expirer is not None and not self.expirer.running:
-            self.expirer.start()
+        if self.expirer is not None:
+            self.expirer.ensure_started()
         try:
             session = self.manager.load(environ.get("HTTP_COOKIE"))
         except CoatcheckError as exc:
