@@ -533,7 +533,9 @@ class CoatcheckSessionInterface(SessionInterface):
         if not isinstance(session, FlaskSession):
             raise MiddlewareNotInstalledError(f"the session is a {type(session).__name__}, not a coatcheck FlaskSession")
         state = self._state
-        request = flask.request
+        # The request itself, not the proxy: each attribute read through a LocalProxy first fails
+        # on the proxy (an AttributeError raised and caught in C) before it reaches the request.
+        request: Request = flask.request._get_current_object()  # type: ignore[attr-defined]
         active = request.environ.get(_ACTIVE_KEY) or state.active()
         try:
             set_cookie = _commit(active, session, response.status_code, request)
