@@ -129,17 +129,26 @@ def encode(created_at: float, data: Mapping[str, Any]) -> bytes:
     return bytes(memoryview(_dumps({"v": FORMAT_VERSION, "c": created_at, "d": data})))
 
 
-def decode(raw: bytes) -> tuple[float, dict[str, Any]]:
-    """Decode record bytes to ``(created_at, data)``; raise :class:`CorruptRecordError` if malformed."""
+def open_envelope(raw: bytes) -> tuple[Any, float, dict[str, Any]]:
+    """``(version, created_at, data)`` of record bytes, the creation time a finite number; raise
+    :class:`CorruptRecordError` if they are not such an envelope. The version is the caller's to check."""
     try:
         envelope = fast_json.loads(raw) if fast_json is not None else _loads(raw.decode())
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CorruptRecordError("record is not UTF-8 JSON") from exc
-    if type(envelope) is not dict or envelope.get("v") != FORMAT_VERSION:
-        raise CorruptRecordError("record has an unknown format version")
+    if type(envelope) is not dict:
+        raise CorruptRecordError("record has an unknown format")
     created_at, data = finite(envelope.get("c")), envelope.get("d")
     if created_at is None or type(data) is not dict:
         raise CorruptRecordError("record envelope is incomplete")
+    return envelope.get("v"), created_at, data
+
+
+def decode(raw: bytes) -> tuple[float, dict[str, Any]]:
+    """Decode record bytes to ``(created_at, data)``; raise :class:`CorruptRecordError` if malformed."""
+    version, created_at, data = open_envelope(raw)
+    if version != FORMAT_VERSION:
+        raise CorruptRecordError("record has an unknown format version")
     return created_at, data
 
 

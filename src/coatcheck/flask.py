@@ -81,7 +81,6 @@ _MAX_DEPTH = 64
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the integers orjson reads back as integers
 _TYPES = "JSON (str, int, float, bool, None, lists, str-keyed dicts) nor a tagged type (tuple, bytes, Markup, UUID, datetime)"
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-_loads = json.JSONDecoder().decode
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -164,15 +163,7 @@ class TaggedJSONCodec:
         return value if type(value) in _SCALARS else self._serializer.tag(value)
 
     def decode(self, raw: bytes) -> tuple[float, dict[str, Any]]:
-        try:
-            envelope = _codec.fast_json.loads(raw) if _codec.fast_json is not None else _loads(raw.decode())
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise _codec.CorruptRecordError("record is not UTF-8 JSON") from exc
-        if type(envelope) is not dict:
-            raise _codec.CorruptRecordError("record has an unknown format")
-        version, created_at, data = envelope.get("v"), envelope.get("c"), envelope.get("d")
-        if isinstance(created_at, bool) or not isinstance(created_at, (int, float)) or type(data) is not dict:
-            raise _codec.CorruptRecordError("record envelope is incomplete")
+        version, created_at, data = _codec.open_envelope(raw)
         if version == FORMAT:
             try:
                 data = {key: self._untag(value) for key, value in data.items()}
@@ -180,7 +171,7 @@ class TaggedJSONCodec:
                 raise _codec.CorruptRecordError("record holds a malformed tagged value") from exc
         elif version != _codec.FORMAT_VERSION:  # a plain JSON record (coatcheck.wsgi's) is read as it is
             raise _codec.CorruptRecordError("record has an unknown format version")
-        return float(created_at), data
+        return created_at, data
 
     def _untag(self, value: Any) -> Any:
         if type(value) is dict:

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from coatcheck import SessionValueError
+from coatcheck import SessionValueError, _codec
 from coatcheck._codec import JSON, CorruptRecordError
 from coatcheck.flask import CODEC, FlaskSession
 from coatcheck.session import Session
@@ -141,6 +141,22 @@ def test_anything_else_is_refused_when_set_naming_the_key(value: Any, reason: st
 def test_a_malformed_record_is_refused(raw: bytes) -> None:
     with pytest.raises(CorruptRecordError):
         CODEC.decode(raw)
+
+
+NOT_FINITE = [b"1" + b"0" * 400, b"1e400", b"-1e400", b"NaN", b"Infinity", b"-Infinity", b"true", b'"1"', b"null"]
+
+
+@pytest.mark.parametrize("json_library", ["orjson", "stdlib"])
+@pytest.mark.parametrize("created", NOT_FINITE)
+def test_a_creation_time_that_is_not_a_finite_number_is_refused(
+    created: bytes, json_library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The standard library's JSON (without the fast extra) reads NaN, infinities and huge integers."""
+    if json_library == "stdlib":
+        monkeypatch.setattr(_codec, "fast_json", None)
+    for version in (b'"flask/1"', b"1"):
+        with pytest.raises(CorruptRecordError):
+            CODEC.decode(b'{"v":' + version + b',"c":' + created + b',"d":{}}')
 
 
 def test_plain_json_records_are_read_as_they_are_and_the_json_codec_refuses_tagged_ones() -> None:

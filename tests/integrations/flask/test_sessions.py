@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from coatcheck._ids import new_session_id
+from coatcheck import _codec
+from coatcheck._ids import new_session_id, store_key
+from coatcheck.stores import Record
 from coatcheck.testing import FakeClock
 from tests.backends import dump
 from tests.integrations.flask.apps import TAGGED
@@ -51,6 +53,22 @@ async def test_an_unknown_session_id_is_never_adopted(serve: Serve, store: Any) 
     assert session_id(client) not in (None, planted)
     assert peek(client_with(app, planted)) == {"data": {}, "user": None}
     assert peek(client) == {"data": {"a": "1"}, "user": None}
+
+
+@pytest.mark.parametrize("created", [b"1" + b"0" * 400, b"1e400", b"NaN"])
+async def test_a_record_whose_creation_time_is_not_a_finite_number_reads_as_no_session(
+    serve: Serve, store: Any, created: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_codec, "fast_json", None)  # the standard library's JSON, as without the fast extra
+    client = serve(store).test_client()
+    client.post("/set?k=a&v=1")
+    sid = session_id(client)
+    assert sid is not None
+    key = store_key(sid)
+    record = store.load(key)
+    corrupt = Record(b'{"v":"flask/1","c":' + created + b',"d":{"a":"1"}}', record.expires_at, record.version + 1, None)
+    assert store.save(key, corrupt, expected_version=record.version)
+    assert peek(client) == {"data": {}, "user": None}  # a fresh session: no 500, no session that never expires
 
 
 async def test_login_rotates_the_id_and_keeps_the_data(serve: Serve, store: Any) -> None:
