@@ -97,28 +97,29 @@ def session_headers(
     legacy = session._legacy_cookie
     if set_cookie is None and not session.accessed and legacy is None:
         return None
-    has_cache_control = varies_on_cookie = False
-    for name, value in headers:
-        lower = name.lower()
-        if lower == dialect.cache_control:
-            has_cache_control = True
-        elif lower == dialect.vary and dialect.cookie in value.lower():
-            varies_on_cookie = True
     extra = [(dialect.set_cookie, dialect.encode(set_cookie))] if set_cookie is not None else []
     if legacy is not None and (set_cookie is None or not legacy[1]):  # a legacy cookie ours does not replace
         extra.append((dialect.set_cookie, dialect.encode(legacy[0])))
-    if extra:
-        if not has_cache_control:
-            extra.append(dialect.no_store)
-        else:
+    if extra:  # a cookie goes out: the response must not be stored by a shared cache
+        if _has(headers, dialect.cache_control):
             headers = _private(headers, dialect)
-    if not varies_on_cookie:
+        else:
+            extra.append(dialect.no_store)
+    if not _has(headers, dialect.vary, dialect.cookie):
         extra.append(dialect.vary_cookie)
     if not extra:
         return None
     result = list(headers)
     result.extend(extra)
     return result
+
+
+def _has(headers: Sequence[tuple[AnyStr, AnyStr]], lower_name: AnyStr, lower_token: AnyStr | None = None) -> bool:
+    """Whether ``headers`` hold a ``lower_name`` header (whose value contains ``lower_token``, if given)."""
+    for name, value in headers:  # noqa: SIM110 - a loop: any() over a generator costs more per response
+        if name.lower() == lower_name and (lower_token is None or lower_token in value.lower()):
+            return True
+    return False
 
 
 _SHARED_ONLY = frozenset({"public", "s-maxage", "proxy-revalidate"})  # directives for shared caches
