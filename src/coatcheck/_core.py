@@ -138,19 +138,6 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
 
 
-def left_empty(session: Session) -> bool:
-    """Whether ``session`` is new and this request left it empty, anonymous, not ended and owed no
-    cookie: then :func:`commit_flow` has nothing to do, and the caller need not build it."""
-    requests = session._requests
-    return (
-        session._stored is None
-        and session._user_id is None
-        and not dict.__len__(session)
-        and requests.ended is None
-        and not requests.cookie_due
-    )
-
-
 def commit_flow(
     session: Session,
     config: SessionConfig,

@@ -296,12 +296,9 @@ class SessionManager:
     ) -> Generator[Operation[Any], Any, _core.CommitResult] | None:
         """The commit flow, or None when there is nothing to commit (no store call at all)."""
         keep = status_code < 500 or self.config.save_on_server_error
-        if _core.left_empty(session):  # most requests with no cookie: decided without the clock or the flow
-            flow = None
-        else:
-            flow = _core.commit_flow(
-                session, self.config, self.clock(), keep_changes=keep, capabilities=caps, records=self.records, client=client
-            )
+        flow = _core.commit_flow(
+            session, self.config, self.clock(), keep_changes=keep, capabilities=caps, records=self.records, client=client
+        )
         if not self.events._subscribers:  # the dict itself: no Python call on the hot path
             return flow
         if flow is None:
