@@ -17,11 +17,12 @@ from starlette.testclient import TestClient
 from coatcheck import MiddlewareNotInstalledError, SessionManager, StoreUnavailableError
 from coatcheck.asgi import SessionMiddleware as ASGIMiddleware
 from coatcheck.asgi import get_session as asgi_session
+from coatcheck.events import SessionEvent
 from coatcheck.stores.memory import MemoryStore
-from coatcheck.testing import FakeClock
+from coatcheck.testing import FakeClock, SpyStore
 from coatcheck.wsgi import SessionMiddleware as WSGIMiddleware
 from coatcheck.wsgi import get_session as wsgi_session
-from tests.apps import FlakyStore, asgi_app
+from tests.apps import FlakyStore, asgi_app, wsgi_app
 
 
 def test_asgi_lifespan_fails_startup_when_the_store_is_down() -> None:
@@ -251,3 +252,26 @@ def test_non_http_scopes_pass_through() -> None:
 
     asyncio.run(ASGIMiddleware(app, SessionManager(MemoryStore()))({"type": "custom"}, None, None))  # type: ignore[arg-type]
     assert seen == ["custom"]
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize("path", ["/public", "/peek"])
+def test_a_request_with_no_cookie_is_still_announced_to_commit_subscribers(kind: str, path: str) -> None:
+    """The middlewares make no commit call for a new session a request leaves untouched, unless
+    an event subscriber (the metrics' "unchanged" counter) is there to hear of it."""
+    store = SpyStore(MemoryStore())
+    manager = SessionManager(store)
+    seen: list[SessionEvent] = []
+    manager.events.on_commit(seen.append)
+    if kind == "asgi":
+        client: Any = TestClient(ASGIMiddleware(asgi_app(), manager), base_url="https://testserver")
+    else:
+        transport = httpx.WSGITransport(app=WSGIMiddleware(wsgi_app(), manager, purge_interval=None))
+        client = httpx.Client(transport=transport, base_url="https://testserver")
+    with client:
+        store.reset()  # forget the startup check
+        response = client.get(path)
+        assert store.calls == {}
+    assert response.status_code == 200 and "set-cookie" not in response.headers
+    assert response.headers.get("vary") == ("Cookie" if path == "/peek" else None)
+    assert seen == [SessionEvent("commit", None, None, "unchanged")]

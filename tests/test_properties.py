@@ -15,14 +15,17 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from coatcheck import ConfigurationError, CookieConfig, Session, _codec, _cookies
+from coatcheck import ConfigurationError, CookieConfig, Session, SessionManager, _codec, _cookies, _core
 from coatcheck._ids import ID_LENGTH, is_valid_id, new_session_id
+from coatcheck.stores.memory import MemoryStore
+from coatcheck.testing import FakeClock
 
 NAME = "sessionid"
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -174,3 +177,62 @@ def test_a_value_is_refused_when_set_or_comes_back_exactly(codec: str, value: An
     else:
         _, data = _codec.decode(_codec.encode(1.5, dict(session)))
         assert same(data["k"], value)
+
+
+# What a request can do to its session, as (name, action) pairs: the commit has something to do
+# after most of them, and nothing after the rest.
+session_actions = st.lists(
+    st.sampled_from(
+        [
+            ("read", lambda s: s.get("a")),
+            ("set", lambda s: s.__setitem__("a", 1)),
+            ("set other", lambda s: s.update(b=[1])),
+            ("delete", lambda s: s.pop("a", None)),
+            ("clear", lambda s: s.clear()),
+            ("rotate", lambda s: s.rotate()),
+            ("login", lambda s: s.login("alice")),
+            ("logout", lambda s: s.logout()),
+            ("id", lambda s: s.id),
+        ]
+    ),
+    max_size=6,
+)
+
+
+@given(session_actions, st.booleans(), st.booleans())
+def test_an_untouched_session_has_nothing_to_commit(actions: list[tuple[str, Any]], stored: bool, keep: bool) -> None:
+    """The middlewares skip the commit of a session ``_core.untouched`` calls untouched: the
+    commit's own flow must then have nothing to do either, whatever the response."""
+    manager = SessionManager(MemoryStore(), clock=FakeClock(1_000_000.0))
+    session = manager.new_session()
+    if stored:
+        session["seed"] = 1
+        manager.commit(session)
+        session = manager.load(f"sessionid={session.id}")
+    for _, action in actions:
+        action(session)
+    flow = _core.commit_flow(
+        session, manager.config, 1_000_000.0, keep_changes=keep, capabilities=frozenset(), records=manager.records
+    )
+    if _core.untouched(session):
+        assert flow is None
+        assert manager._skips_commit(session)
+        subscribed = SessionManager(MemoryStore())
+        subscribed.events.on_commit(lambda event: None)
+        assert not subscribed._skips_commit(session)  # a subscriber hears the commit's "unchanged"
+    elif keep and actions and actions[-1][0] in ("set", "set other", "login"):
+        assert flow is not None
+
+
+def test_a_new_session_is_untouched_until_written_or_asked_to_do_something() -> None:
+    manager = SessionManager(MemoryStore())
+    assert _core.untouched(manager.new_session())
+    touches: list[Callable[[Session], object]] = [
+        lambda s: s.__setitem__("a", 1),
+        lambda s: s.login("alice"),
+        lambda s: s.logout(),
+    ]
+    for touch in touches:
+        session = manager.new_session()
+        touch(session)
+        assert not _core.untouched(session)

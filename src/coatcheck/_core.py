@@ -24,7 +24,7 @@ from .config import SessionConfig
 from .devices import Client
 from .errors import ConcurrentUpdateError, SessionInterruptedError, SessionTooLargeError
 from .legacy import report_bad_value
-from .session import Session, Stored
+from .session import NO_REQUESTS, Session, Stored
 
 MAX_CLOCK_SKEW = 300.0  # seconds a record's creation time may lie ahead of this server's clock
 
@@ -136,6 +136,12 @@ NOTHING = CommitResult()  # no cookie to set or clear
 
 def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
+
+
+def untouched(session: Session) -> bool:
+    """Whether ``session`` is new, holds nothing and was asked nothing (no login, logout or
+    legacy cookie owed): :func:`commit_flow` has nothing to do for it, whatever the response."""
+    return session._stored is None and session._requests is NO_REQUESTS and not dict.__len__(session)
 
 
 def commit_flow(

@@ -95,7 +95,7 @@ def session_headers(
     varies on Cookie.
     """
     legacy = session._legacy_cookie
-    if set_cookie is None and not session.accessed and legacy is None:
+    if set_cookie is None and not session._accessed and legacy is None:
         return None
     extra = [(dialect.set_cookie, dialect.encode(set_cookie))] if set_cookie is not None else []
     if legacy is not None and (set_cookie is None or not legacy[1]):  # a legacy cookie ours does not replace

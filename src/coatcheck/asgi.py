@@ -67,10 +67,11 @@ class SessionMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        manager = self.manager
         cookies = [value.decode("latin-1") for name, value in scope["headers"] if name == b"cookie"]
         try:
             # A WebSocket cannot send the cookie of an adopted legacy session: it adopts none.
-            session = await self.manager.aload(cookies, legacy=kind == "http") if cookies else self.manager.new_session()
+            session = await manager.aload(cookies, legacy=kind == "http") if cookies else manager.new_session()
         except CoatcheckError as exc:
             await self._refuse(kind, exc, send)
             return
@@ -85,12 +86,16 @@ class SessionMiddleware:
             nonlocal failed
             if message["type"] == "http.response.start":
                 try:
-                    set_cookie = await self.manager.acommit(
-                        session,
-                        status_code=message["status"],
-                        scheme=scope.get("scheme", "http"),
-                        host=lambda: _host(scope),
-                        client=asgi_client(scope) if self.devices else None,
+                    set_cookie = (
+                        None
+                        if manager._skips_commit(session)
+                        else await manager.acommit(
+                            session,
+                            status_code=message["status"],
+                            scheme=scope.get("scheme", "http"),
+                            host=lambda: _host(scope),
+                            client=asgi_client(scope) if self.devices else None,
+                        )
                     )
                 except CoatcheckError as exc:
                     failed = True
@@ -98,8 +103,7 @@ class SessionMiddleware:
                     return
                 finally:
                     session._freeze()
-                if set_cookie is not None or session.accessed or session._legacy_cookie is not None:
-                    message = _with_session_headers(message, session, set_cookie)
+                message = _with_session_headers(message, session, set_cookie)
             elif failed:
                 return  # the app's body belongs to the response we replaced
             await send(message)

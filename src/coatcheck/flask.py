@@ -39,7 +39,7 @@ from flask.json.tag import JSONTag, PassDict, PassList, TagBytes, TagDict, Tagge
 from flask.sessions import SessionInterface, SessionMixin
 from markupsafe import Markup
 
-from . import _codec, _cookies
+from . import _codec, _cookies, _core
 from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, ErrorResponse, default_error_response, session_headers, status_line
 from .config import CookieConfig, SessionConfig
@@ -429,6 +429,7 @@ class _AppState:
         self.on_error = on_error
         self._lock = threading.Lock()
         self._seen = _snapshot(app.config)
+        self._config = dict(app.config)  # the whole config, as it was when the settings were read
         settings = read_settings(app)
         manager = settings.manager(settings.store, clock)
         if not manager.supports_sync:
@@ -446,9 +447,17 @@ class _AppState:
 
     def active(self) -> _Active:
         """The settings and manager in force, rebuilt first if the app's settings changed."""
-        seen = _snapshot(self.app.config)
-        if seen == self._seen:
+        # The whole config against a copy, in C: cheaper than reading coatcheck's settings one by
+        # one (each read of a dict subclass goes through a Python-level __getitem__ slot). The
+        # same objects compare equal without a call to their __eq__.
+        config = self.app.config
+        try:
+            unchanged = config == self._config
+        except Exception:  # a value replaced by one whose == cannot answer (an array)
+            unchanged = False
+        if unchanged:
             return self._active
+        seen = _snapshot(config)  # the app's config changed; coatcheck's settings may not have
         with self._lock:
             if seen != self._seen:
                 current = self._active
@@ -459,6 +468,7 @@ class _AppState:
                     )
                 manager = settings.manager(current.manager.store, self.clock)
                 self._active, self._seen = _active(settings, manager), seen
+            self._config = dict(config)
             return self._active
 
     def start_expirer(self) -> None:
@@ -524,12 +534,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if not isinstance(session, FlaskSession):
             raise MiddlewareNotInstalledError(f"the session is a {type(session).__name__}, not a coatcheck FlaskSession")
         state = self._state
-        # The request itself, not the proxy: each attribute read through a LocalProxy first fails
-        # on the proxy (an AttributeError raised and caught in C) before it reaches the request.
-        request: Request = flask.request._get_current_object()  # type: ignore[attr-defined]
-        active = request.environ.get(_ACTIVE_KEY) or state.active()
-        try:
-            set_cookie = _commit(active, session, response.status_code, request)
+        try:  # a new session the request left untouched has nothing to commit: no call at all
+            set_cookie = None if _core.untouched(session) else _commit(state, session, response.status_code)
         except CoatcheckError as exc:
             _replace(response, state.on_error(exc))
             return
@@ -580,7 +586,7 @@ def _settle(session: FlaskSession, keep_changes: bool) -> bool:
     return True
 
 
-def _commit(active: _Active, session: FlaskSession, status_code: int, request: flask.Request) -> str | None:
+def _commit(state: _AppState, session: FlaskSession, status_code: int) -> str | None:
     """Commit ``session`` and return the ``Set-Cookie`` Flask's rules make of it, if any.
 
     No ``Max-Age`` unless the session is permanent; ``Max-Age`` at most
@@ -589,6 +595,10 @@ def _commit(active: _Active, session: FlaskSession, status_code: int, request: f
     moved) is sent for a permanent session when ``SESSION_REFRESH_EACH_REQUEST`` is on, and never
     for a browser-session cookie, which holds no expiry to refresh.
     """
+    # The request itself, not the proxy: each attribute read through a LocalProxy first fails
+    # on the proxy (an AttributeError raised and caught in C) before it reaches the request.
+    request: Request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    active = request.environ.get(_ACTIVE_KEY) or state.active()
     if not _settle(session, status_code < 500 or active.settings.config.save_on_server_error):
         return None
     before = session._stored

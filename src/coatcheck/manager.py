@@ -306,6 +306,12 @@ class SessionManager:
             return None
         return events.announcing(self.events, session, flow)
 
+    def _skips_commit(self, session: Session) -> bool:
+        """Whether committing ``session`` would do nothing and tell nobody (it is
+        :func:`~coatcheck._core.untouched`, and no event subscriber waits for its "unchanged"):
+        the middlewares then make no call at all."""
+        return not self.events._subscribers and _core.untouched(session)
+
     def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:
             return None

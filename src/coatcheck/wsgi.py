@@ -64,8 +64,9 @@ class SessionMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if self.expirer is not None:
             self.expirer.ensure_started()
+        manager = self.manager
         try:
-            session = self.manager.load(environ.get("HTTP_COOKIE"))
+            session = manager.load(environ.get("HTTP_COOKIE"))
         except CoatcheckError as exc:
             return self._refuse(exc, start_response)
         environ[ENVIRON_KEY] = session
@@ -79,12 +80,16 @@ class SessionMiddleware:
                 return start_response(status, headers, exc_info)
             state["started"] = True
             try:
-                set_cookie = self.manager.commit(
-                    session,
-                    status_code=int(status[:3]),
-                    scheme=scheme,
-                    host=environ.get("HTTP_HOST"),
-                    client=wsgi_client(environ) if self.devices else None,
+                set_cookie = (
+                    None
+                    if manager._skips_commit(session)
+                    else manager.commit(
+                        session,
+                        status_code=int(status[:3]),
+                        scheme=scheme,
+                        host=environ.get("HTTP_HOST"),
+                        client=wsgi_client(environ) if self.devices else None,
+                    )
                 )
             except CoatcheckError as exc:
                 state["error"] = self._refuse(exc, start_response)

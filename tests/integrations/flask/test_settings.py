@@ -113,6 +113,34 @@ def test_a_setting_changed_after_init_app_is_read_at_the_next_request(serve: Ser
         app.test_client().get("/public")
 
 
+class _Incomparable:
+    """A config value whose ``==`` cannot answer, as a NumPy array's cannot."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("the truth value of this comparison is ambiguous")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def test_settings_are_read_again_whatever_else_in_the_config_changes(serve: Serve, memory: Any) -> None:
+    """Each request compares the app's whole config with a copy: a change elsewhere in it, even
+    to a value that cannot be compared, neither fails the request nor hides a change of
+    coatcheck's settings (a setting deleted reads as not set)."""
+    app = serve(memory)
+    app.config["UNRELATED"] = _Incomparable()
+    assert cookie_of(app).startswith("session=")
+    app.config["UNRELATED"] = _Incomparable()  # another object: the comparison raises
+    assert cookie_of(app).startswith("session=")
+    app.config["SESSION_COOKIE_NAME"] = "sid"
+    assert cookie_of(app).startswith("sid=")
+    assert cookie_of(app).startswith("sid=")  # the copy was refreshed
+    app.config["COATCHECK_COOKIE_SECURE"] = True
+    assert "; Secure" in cookie_of(app)
+    del app.config["COATCHECK_COOKIE_SECURE"]  # back to the default: Secure on http://localhost too
+    app.config["SESSION_COOKIE_SECURE"] = False
+    assert "; Secure" in cookie_of(app)
+
+
 def test_init_app_installs_on_several_apps_and_finds_each_manager(memory: Any, clock: FakeClock) -> None:
     sessions = Sessions(clock=clock, purge_interval=None)
     first, second = flask.Flask("first"), flask.Flask("second")
