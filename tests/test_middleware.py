@@ -275,3 +275,28 @@ def test_a_request_with_no_cookie_is_still_announced_to_commit_subscribers(kind:
     assert response.status_code == 200 and "set-cookie" not in response.headers
     assert response.headers.get("vary") == ("Cookie" if path == "/peek" else None)
     assert seen == [SessionEvent("commit", None, None, "unchanged")]
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_a_read_is_announced_to_commit_subscribers(kind: str) -> None:
+    """A stored session a request only reads has nothing to commit: the middlewares skip the call,
+    unless a subscriber is there to hear "unchanged" (and the store sees one load, no write)."""
+    store = SpyStore(MemoryStore())
+    manager = SessionManager(store)
+    if kind == "asgi":
+        client: Any = TestClient(ASGIMiddleware(asgi_app(), manager), base_url="https://testserver")
+    else:
+        transport = httpx.WSGITransport(app=WSGIMiddleware(wsgi_app(), manager, purge_interval=None))
+        client = httpx.Client(transport=transport, base_url="https://testserver")
+    with client:
+        cookie = client.post("/set?k=a&v=1").headers["set-cookie"].split(";")[0]
+        seen: list[SessionEvent] = []
+        for subscribed in (False, True):
+            if subscribed:
+                manager.events.on_commit(seen.append)
+            store.reset()
+            response = client.get("/peek", headers={"cookie": cookie})
+            assert response.json()["data"] == {"a": "1"} and "set-cookie" not in response.headers
+            assert store.calls == {"load": 1}
+    [event] = seen
+    assert (event.kind, event.detail) == ("commit", "unchanged")

@@ -193,40 +193,47 @@ session_actions = st.lists(
             ("login", lambda s: s.login("alice")),
             ("logout", lambda s: s.logout()),
             ("id", lambda s: s.id),
+            ("read list", lambda s: s.get("seed")),
+            ("append", lambda s: s["seed"].append(2) if isinstance(s.get("seed"), list) else None),
         ]
     ),
     max_size=6,
 )
 
 
-@given(session_actions, st.booleans(), st.booleans())
-def test_an_untouched_session_has_nothing_to_commit(actions: list[tuple[str, Any]], stored: bool, keep: bool) -> None:
-    """The middlewares skip the commit of a session ``_core.untouched`` calls untouched: the
-    commit's own flow must then have nothing to do either, whatever the response."""
-    manager = SessionManager(MemoryStore(), clock=FakeClock(1_000_000.0))
+@given(session_actions, st.booleans(), st.booleans(), st.sampled_from([0.0, 30.0, 400.0, 4000.0]))
+def test_an_idle_session_has_nothing_to_commit(actions: list[tuple[str, Any]], stored: bool, keep: bool, later: float) -> None:
+    """The integrations skip the commit of a session ``_core.idle`` calls idle: the commit's own
+    flow must then have nothing to do either, whatever the response, ``later`` seconds on."""
+    clock = FakeClock(1_000_000.0)
+    manager = SessionManager(MemoryStore(clock=clock), clock=clock)
     session = manager.new_session()
     if stored:
-        session["seed"] = 1
+        session["seed"] = [1]
         manager.commit(session)
         session = manager.load(f"sessionid={session.id}")
     for _, action in actions:
         action(session)
+    clock.advance(later)
     flow = _core.commit_flow(
-        session, manager.config, 1_000_000.0, keep_changes=keep, capabilities=frozenset(), records=manager.records
+        session, manager.config, clock(), keep_changes=keep, capabilities=frozenset(), records=manager.records
     )
-    if _core.untouched(session):
+    if _core.idle(session, manager.config, clock):
         assert flow is None
         assert manager._skips_commit(session)
-        subscribed = SessionManager(MemoryStore())
+        subscribed = SessionManager(MemoryStore(), clock=clock)
         subscribed.events.on_commit(lambda event: None)
         assert not subscribed._skips_commit(session)  # a subscriber hears the commit's "unchanged"
     elif keep and actions and actions[-1][0] in ("set", "set other", "login"):
         assert flow is not None
+    elif keep and stored and [name for name, _ in actions] == ["append"]:
+        assert flow is not None  # a list changed in place is saved
 
 
-def test_a_new_session_is_untouched_until_written_or_asked_to_do_something() -> None:
-    manager = SessionManager(MemoryStore())
-    assert _core.untouched(manager.new_session())
+def test_a_session_is_idle_until_written_asked_something_or_due_for_a_refresh() -> None:
+    clock = FakeClock(1_000_000.0)
+    manager = SessionManager(MemoryStore(clock=clock), clock=clock)
+    assert _core.idle(manager.new_session(), manager.config, clock)
     touches: list[Callable[[Session], object]] = [
         lambda s: s.__setitem__("a", 1),
         lambda s: s.login("alice"),
@@ -235,4 +242,14 @@ def test_a_new_session_is_untouched_until_written_or_asked_to_do_something() -> 
     for touch in touches:
         session = manager.new_session()
         touch(session)
-        assert not _core.untouched(session)
+        assert not _core.idle(session, manager.config, clock)
+    session = manager.new_session()
+    session["a"] = [1]
+    manager.commit(session)
+    loaded = manager.load(f"sessionid={session.id}")
+    assert _core.idle(loaded, manager.config, clock)
+    assert loaded["a"] == [1]  # a list read may be changed in place: no longer idle
+    assert not _core.idle(loaded, manager.config, clock)
+    loaded = manager.load(f"sessionid={session.id}")
+    clock.advance(manager.config.touch_seconds + 1)
+    assert not _core.idle(loaded, manager.config, clock)  # the expiry is due to move

@@ -138,10 +138,17 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
 
 
-def untouched(session: Session) -> bool:
-    """Whether ``session`` is new, holds nothing and was asked nothing (no login, logout or
-    legacy cookie owed): :func:`commit_flow` has nothing to do for it, whatever the response."""
-    return session._stored is None and session._requests is NO_REQUESTS and not dict.__len__(session)
+def idle(session: Session, config: SessionConfig, clock: Callable[[], float]) -> bool:
+    """Whether :func:`commit_flow` has nothing to do for ``session`` now, whatever the response:
+    it was asked nothing (no login, logout or legacy cookie owed), and it is new and holds
+    nothing, or it is stored, nothing in it may have changed and its expiry is not due to move.
+    Cheap, and conservative: False may still end in nothing to do."""
+    if session._requests is not NO_REQUESTS:
+        return False
+    stored = session._stored
+    if stored is None:
+        return not dict.__len__(session)
+    return not session._maybe_changed() and not _touch_due(stored, config, clock())
 
 
 def commit_flow(

@@ -39,7 +39,7 @@ from flask.json.tag import JSONTag, PassDict, PassList, TagBytes, TagDict, Tagge
 from flask.sessions import SessionInterface, SessionMixin
 from markupsafe import Markup
 
-from . import _codec, _cookies, _core
+from . import _codec, _cookies
 from ._expiry import Expirer, needs_purge
 from ._http import WSGI_HEADERS, ErrorHook, ErrorResponse, default_error_response, session_headers, status_line
 from .config import CookieConfig, SessionConfig
@@ -534,8 +534,8 @@ class CoatcheckSessionInterface(SessionInterface):
         if not isinstance(session, FlaskSession):
             raise MiddlewareNotInstalledError(f"the session is a {type(session).__name__}, not a coatcheck FlaskSession")
         state = self._state
-        try:  # a new session the request left untouched has nothing to commit: no call at all
-            set_cookie = None if _core.untouched(session) else _commit(state, session, response.status_code)
+        try:  # nothing to commit (a new session left untouched, a read): no call at all
+            set_cookie = None if state._active.manager._skips_commit(session) else _commit(state, session, response.status_code)
         except CoatcheckError as exc:
             _replace(response, state.on_error(exc))
             return

@@ -307,10 +307,10 @@ class SessionManager:
         return events.announcing(self.events, session, flow)
 
     def _skips_commit(self, session: Session) -> bool:
-        """Whether committing ``session`` would do nothing and tell nobody (it is
-        :func:`~coatcheck._core.untouched`, and no event subscriber waits for its "unchanged"):
-        the middlewares then make no call at all."""
-        return not self.events._subscribers and _core.untouched(session)
+        """Whether committing ``session`` now would do nothing and tell nobody (it is
+        :func:`~coatcheck._core.idle`, and no event subscriber waits for its "unchanged"): the
+        middlewares then make no call at all."""
+        return not self.events._subscribers and _core.idle(session, self.config, self.clock)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:
