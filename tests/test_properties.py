@@ -202,9 +202,12 @@ session_actions = st.lists(
 
 
 @given(session_actions, st.booleans(), st.booleans(), st.sampled_from([0.0, 30.0, 400.0, 4000.0]))
-def test_an_idle_session_has_nothing_to_commit(actions: list[tuple[str, Any]], stored: bool, keep: bool, later: float) -> None:
-    """The integrations skip the commit of a session ``_core.idle`` calls idle: the commit's own
-    flow must then have nothing to do either, whatever the response, ``later`` seconds on."""
+def test_nothing_to_commit_means_the_commit_does_nothing(
+    actions: list[tuple[str, Any]], stored: bool, keep: bool, later: float
+) -> None:
+    """The integrations skip the commit of a session for which ``_core.nothing_to_commit``: the
+    commit's own flow must then have nothing to do either, whatever the response, ``later``
+    seconds on."""
     clock = FakeClock(1_000_000.0)
     manager = SessionManager(MemoryStore(clock=clock), clock=clock)
     session = manager.new_session()
@@ -218,7 +221,7 @@ def test_an_idle_session_has_nothing_to_commit(actions: list[tuple[str, Any]], s
     flow = _core.commit_flow(
         session, manager.config, clock(), keep_changes=keep, capabilities=frozenset(), records=manager.records
     )
-    if _core.idle(session, manager.config, clock):
+    if _core.nothing_to_commit(session, manager.config, clock):
         assert flow is None
         assert manager._skips_commit(session)
         subscribed = SessionManager(MemoryStore(), clock=clock)
@@ -230,10 +233,10 @@ def test_an_idle_session_has_nothing_to_commit(actions: list[tuple[str, Any]], s
         assert flow is not None  # a list changed in place is saved
 
 
-def test_a_session_is_idle_until_written_asked_something_or_due_for_a_refresh() -> None:
+def test_a_session_has_nothing_to_commit_until_written_asked_something_or_due_for_a_refresh() -> None:
     clock = FakeClock(1_000_000.0)
     manager = SessionManager(MemoryStore(clock=clock), clock=clock)
-    assert _core.idle(manager.new_session(), manager.config, clock)
+    assert _core.nothing_to_commit(manager.new_session(), manager.config, clock)
     touches: list[Callable[[Session], object]] = [
         lambda s: s.__setitem__("a", 1),
         lambda s: s.login("alice"),
@@ -242,14 +245,14 @@ def test_a_session_is_idle_until_written_asked_something_or_due_for_a_refresh() 
     for touch in touches:
         session = manager.new_session()
         touch(session)
-        assert not _core.idle(session, manager.config, clock)
+        assert not _core.nothing_to_commit(session, manager.config, clock)
     session = manager.new_session()
     session["a"] = [1]
     manager.commit(session)
     loaded = manager.load(f"sessionid={session.id}")
-    assert _core.idle(loaded, manager.config, clock)
+    assert _core.nothing_to_commit(loaded, manager.config, clock)
     assert loaded["a"] == [1]  # a list read may be changed in place: no longer idle
-    assert not _core.idle(loaded, manager.config, clock)
+    assert not _core.nothing_to_commit(loaded, manager.config, clock)
     loaded = manager.load(f"sessionid={session.id}")
     clock.advance(manager.config.touch_seconds + 1)
-    assert not _core.idle(loaded, manager.config, clock)  # the expiry is due to move
+    assert not _core.nothing_to_commit(loaded, manager.config, clock)  # the expiry is due to move

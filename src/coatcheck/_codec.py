@@ -55,6 +55,8 @@ class UnsealedRecordError(CorruptRecordError):
 
 def finite(value: Any) -> float | None:
     """``value`` as a finite float, or None for anything else (a bool, NaN, an int too large)."""
+    if type(value) is float:  # what a record holds
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:

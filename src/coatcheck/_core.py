@@ -138,7 +138,7 @@ def _result(session: Session, expires_at: float, now: float) -> CommitResult:
     return CommitResult(session_id=session._current_id(), max_age=max(0, int(expires_at - now)))
 
 
-def idle(session: Session, config: SessionConfig, clock: Callable[[], float]) -> bool:
+def nothing_to_commit(session: Session, config: SessionConfig, clock: Callable[[], float]) -> bool:
     """Whether :func:`commit_flow` has nothing to do for ``session`` now, whatever the response:
     it was asked nothing (no login, logout or legacy cookie owed), and it is new and holds
     nothing, or it is stored, nothing in it may have changed and its expiry is not due to move.

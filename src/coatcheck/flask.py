@@ -205,6 +205,8 @@ class FlaskSession(Session, SessionMixin):
     - ``login(user_id)``, ``logout()``, ``rotate()``, ``user_id``, ``id``: coatcheck's.
     """
 
+    _manager: _Manager  # the manager that made it, with the settings of the request it was loaded in
+
     @property
     def new(self) -> bool:  # type: ignore[override]  # SessionMixin's is a plain attribute, hard-coded False
         """True when this session was not loaded from the store in this request."""
@@ -252,10 +254,12 @@ class _Manager(SessionManager):
     """A :class:`SessionManager` whose sessions are :class:`FlaskSession` objects."""
 
     def new_session(self) -> FlaskSession:
-        return FlaskSession(id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
+        return self._session(None)
 
     def _session(self, session_id: str | None) -> FlaskSession:
-        return FlaskSession(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
+        session = FlaskSession(session_id, id_factory=self._id_factory, max_size=self.config.max_size, codec=self.codec)
+        session._manager = self
+        return session
 
 
 # -- settings: the one place --------------------------------------------------------------------
@@ -428,8 +432,8 @@ class _AppState:
         self.clock = clock
         self.on_error = on_error
         self._lock = threading.Lock()
-        self._seen = _snapshot(app.config)
         self._config = dict(app.config)  # the whole config, as it was when the settings were read
+        self._seen = _snapshot(self._config)
         settings = read_settings(app)
         manager = settings.manager(settings.store, clock)
         if not manager.supports_sync:
@@ -457,7 +461,10 @@ class _AppState:
             unchanged = False
         if unchanged:
             return self._active
-        seen = _snapshot(config)  # the app's config changed; coatcheck's settings may not have
+        # The config changed; coatcheck's settings may not have. The copy is taken first and the
+        # settings are compared in it, so a write after the copy is seen by the next request.
+        copy = dict(config)
+        seen = _snapshot(copy)
         with self._lock:
             if seen != self._seen:
                 current = self._active
@@ -467,8 +474,10 @@ class _AppState:
                         "COATCHECK_STORE changed after init_app; set it before Sessions(app) or init_app(app)"
                     )
                 manager = settings.manager(current.manager.store, self.clock)
+                # the subscribers (audit trails, metrics) and the store observer stay on
+                manager.events, manager.observe = current.manager.events, current.manager.observe
                 self._active, self._seen = _active(settings, manager), seen
-            self._config = dict(config)
+            self._config = copy
             return self._active
 
     def start_expirer(self) -> None:
@@ -535,13 +544,13 @@ class CoatcheckSessionInterface(SessionInterface):
             raise MiddlewareNotInstalledError(f"the session is a {type(session).__name__}, not a coatcheck FlaskSession")
         state = self._state
         try:  # nothing to commit (a new session left untouched, a read): no call at all
-            set_cookie = None if state._active.manager._skips_commit(session) else _commit(state, session, response.status_code)
+            set_cookie = None if session._manager._skips_commit(session) else _commit(state, session, response.status_code)
         except CoatcheckError as exc:
             _replace(response, state.on_error(exc))
             return
         finally:
             session._freeze()
-        if set_cookie is not None or session.accessed:
+        if set_cookie is not None or session._accessed:
             _vary_on_cookie(response.headers)
         if set_cookie is None and session._legacy_cookie is None:
             return
@@ -557,7 +566,7 @@ def _vary_on_cookie(headers: Headers) -> None:
     tokens of every ``Vary`` header the app sent are kept (werkzeug keeps the first header's), and
     no ``HeaderSet`` is built (it parsed and rewrote the header for a sixth of a request's session
     work)."""
-    values = headers.getlist("Vary")
+    values = [value for name, value in headers if name.lower() == "vary"]  # getlist("Vary"), a call less
     if not values:
         headers.add("Vary", "Cookie")
         return
@@ -598,7 +607,7 @@ def _commit(state: _AppState, session: FlaskSession, status_code: int) -> str | 
     # The request itself, not the proxy: each attribute read through a LocalProxy first fails
     # on the proxy (an AttributeError raised and caught in C) before it reaches the request.
     request: Request = flask.request._get_current_object()  # type: ignore[attr-defined]
-    active = request.environ.get(_ACTIVE_KEY) or state.active()
+    active = request.environ.get(_ACTIVE_KEY) or state.active()  # the settings it was loaded with
     if not _settle(session, status_code < 500 or active.settings.config.save_on_server_error):
         return None
     before = session._stored

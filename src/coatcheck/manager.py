@@ -307,10 +307,11 @@ class SessionManager:
         return events.announcing(self.events, session, flow)
 
     def _skips_commit(self, session: Session) -> bool:
-        """Whether committing ``session`` now would do nothing and tell nobody (it is
-        :func:`~coatcheck._core.idle`, and no event subscriber waits for its "unchanged"): the
-        middlewares then make no call at all."""
-        return not self.events._subscribers and _core.idle(session, self.config, self.clock)
+        """Whether committing ``session`` now would do nothing and tell nobody: it has
+        :func:`~coatcheck._core.nothing_to_commit` (which reads the clock for a stored session),
+        and no event subscriber waits for its "unchanged". The integrations then make no
+        :meth:`commit` call at all (an override of it in a subclass is not called either)."""
+        return not self.events._subscribers and _core.nothing_to_commit(session, self.config, self.clock)
 
     def _set_cookie(self, result: _core.CommitResult, scheme: str, host: Host) -> str | None:
         if result.session_id is None and not result.clear:

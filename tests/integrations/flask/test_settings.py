@@ -10,6 +10,7 @@ from typing import Any
 import flask
 import pytest
 
+import coatcheck.flask
 from coatcheck import ConfigurationError, MiddlewareNotInstalledError, StoreUnavailableError
 from coatcheck.flask import Sessions, get_session, read_settings
 from coatcheck.stores.memory import MemoryStore
@@ -209,3 +210,79 @@ def test_devices_and_encryption_settings_reach_the_manager(memory: Any) -> None:
     assert (listed.browser, listed.os, listed.address) == ("Firefox", "Linux", "203.0.113.0/24")
     [(_, record)] = memory.list_user("alice")
     assert b"kept sealed" not in record.data
+
+
+def test_a_setting_written_while_the_settings_are_read_again_is_read_at_the_next_request(
+    serve: Serve, memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread's write that lands after the settings were compared is not hidden by the
+    copy of the config kept for the next comparison: the copy is taken first."""
+    app = serve(memory)
+    assert cookie_of(app).startswith("session=")
+    app.config["UNRELATED"] = 1  # the next request compares coatcheck's settings
+    read = coatcheck.flask._snapshot
+
+    def read_then_another_thread_writes(config: Any) -> tuple[Any, ...]:
+        seen = read(config)
+        monkeypatch.setattr(coatcheck.flask, "_snapshot", read)
+        app.config["SESSION_COOKIE_NAME"] = "sid"
+        return seen
+
+    monkeypatch.setattr(coatcheck.flask, "_snapshot", read_then_another_thread_writes)
+    assert cookie_of(app).startswith("session=")  # read before the write
+    assert cookie_of(app).startswith("sid=")
+
+
+def test_the_commit_is_judged_by_the_settings_the_session_was_loaded_with(memory: Any, clock: FakeClock) -> None:
+    """A request whose view changes a setting (and so rebuilds the manager) is committed, or not,
+    by the manager that loaded its session: here its shorter touch interval moves the expiry, and
+    that manager's subscriber hears it."""
+    app = flask.Flask(__name__)
+    app.config.update(COATCHECK_STORE=memory, COATCHECK_TOUCH_INTERVAL=60, COATCHECK_IDLE_TIMEOUT=1800)
+    sessions = Sessions(app, clock=clock, purge_interval=None)
+    heard: list[object] = []
+    sessions.manager.events.on_commit(lambda event: heard.append(event.detail))
+
+    @app.post("/set")
+    def set_value() -> str:
+        flask.session["a"] = 1
+        return "ok"
+
+    @app.get("/read")
+    def read() -> str:
+        flask.session.get("a")
+        app.config["COATCHECK_TOUCH_INTERVAL"] = 600
+        assert sessions.manager is not None  # rebuilds the settings in the middle of the request
+        return "ok"
+
+    client = app.test_client()
+    client.post("/set", base_url="https://localhost")
+    clock.advance(120)  # past the loading settings' touch interval, not the new ones'
+    heard.clear()
+    client.get("/read", base_url="https://localhost")
+    assert heard == ["touched"]
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    session = sessions.manager.load(f"session={cookie.value}")
+    assert session.expires_at == clock() + 1800
+
+
+def test_subscribers_and_the_store_observer_stay_on_when_the_settings_change(memory: Any, clock: FakeClock) -> None:
+    app = flask.Flask(__name__)
+    app.config.update(COATCHECK_STORE=memory)
+    sessions = Sessions(app, clock=clock, purge_interval=None)
+    heard: list[str] = []
+    seen_ops: list[str] = []
+    sessions.manager.events.on_login(lambda event: heard.append(event.kind))
+    sessions.manager.observe = lambda op, seconds, error: seen_ops.append(type(op).__name__)
+
+    @app.post("/login")
+    def login() -> str:
+        flask.session.login("alice")  # type: ignore[attr-defined]
+        return "ok"
+
+    app.config["COATCHECK_TOUCH_INTERVAL"] = 120  # the settings are rebuilt at the next request
+    app.test_client().post("/login", base_url="https://localhost")
+    assert sessions.manager.config.touch_interval == 120
+    assert heard == ["login"]
+    assert "Save" in seen_ops
