@@ -162,9 +162,21 @@ def test_a_session_is_a_dict_that_json_encoders_take() -> None:
         (lambda s: s.get("a").append(2), {"a": [1, 2]}),
         (lambda s: next(iter(s.values())).append(2), {"a": [1, 2]}),
         (lambda s: next(iter(s.items()))[1].append(2), {"a": [1, 2]}),
+        (lambda s: s.copy()["a"].append(2), {"a": [1, 2]}),
         (lambda s: s.clear(), {}),
     ],
-    ids=["update", "ior", "setdefault", "pop", "popitem", "get-in-place", "values-in-place", "items-in-place", "clear"],
+    ids=[
+        "update",
+        "ior",
+        "setdefault",
+        "pop",
+        "popitem",
+        "get-in-place",
+        "values-in-place",
+        "items-in-place",
+        "copy-in-place",
+        "clear",
+    ],
 )
 def test_every_dict_method_is_tracked_and_saved(change: Any, expected: dict[str, Any]) -> None:
     """A change through any dict method (or in place, through a value any of them returned) is

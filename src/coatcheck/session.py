@@ -377,9 +377,11 @@ class Session(dict[str, Any]):
         return self
 
     def copy(self) -> dict[str, Any]:
-        """A plain ``dict`` with the session's content (changing it changes nothing)."""
+        """A plain ``dict`` with the session's content: a shallow copy, as ``dict.copy`` makes.
+        Setting or removing its keys changes nothing; a list or dict in it is the session's own,
+        and changing it in place is a change of the session, saved like one made through it."""
         self._accessed = True
-        return self._plain()
+        return {key: self[key] for key in dict.keys(self)}
 
     def __reduce__(self) -> Any:
         raise TypeError("a Session is not picklable: copy it with dict(session)")
