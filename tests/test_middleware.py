@@ -254,6 +254,14 @@ def test_non_http_scopes_pass_through() -> None:
     assert seen == ["custom"]
 
 
+def _client(kind: str, manager: SessionManager) -> Any:
+    """An HTTP client of the test app behind the ASGI (Starlette's) or the WSGI (Flask's) middleware."""
+    if kind == "asgi":
+        return TestClient(ASGIMiddleware(asgi_app(), manager), base_url="https://testserver")
+    transport = httpx.WSGITransport(app=WSGIMiddleware(wsgi_app(), manager, purge_interval=None))
+    return httpx.Client(transport=transport, base_url="https://testserver")
+
+
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
 @pytest.mark.parametrize("path", ["/public", "/peek"])
 def test_a_request_with_no_cookie_is_still_announced_to_commit_subscribers(kind: str, path: str) -> None:
@@ -263,11 +271,7 @@ def test_a_request_with_no_cookie_is_still_announced_to_commit_subscribers(kind:
     manager = SessionManager(store)
     seen: list[SessionEvent] = []
     manager.events.on_commit(seen.append)
-    if kind == "asgi":
-        client: Any = TestClient(ASGIMiddleware(asgi_app(), manager), base_url="https://testserver")
-    else:
-        transport = httpx.WSGITransport(app=WSGIMiddleware(wsgi_app(), manager, purge_interval=None))
-        client = httpx.Client(transport=transport, base_url="https://testserver")
+    client = _client(kind, manager)
     with client:
         store.reset()  # forget the startup check
         response = client.get(path)
@@ -283,11 +287,7 @@ def test_a_read_is_announced_to_commit_subscribers(kind: str) -> None:
     unless a subscriber is there to hear "unchanged" (and the store sees one load, no write)."""
     store = SpyStore(MemoryStore())
     manager = SessionManager(store)
-    if kind == "asgi":
-        client: Any = TestClient(ASGIMiddleware(asgi_app(), manager), base_url="https://testserver")
-    else:
-        transport = httpx.WSGITransport(app=WSGIMiddleware(wsgi_app(), manager, purge_interval=None))
-        client = httpx.Client(transport=transport, base_url="https://testserver")
+    client = _client(kind, manager)
     with client:
         cookie = client.post("/set?k=a&v=1").headers["set-cookie"].split(";")[0]
         seen: list[SessionEvent] = []
