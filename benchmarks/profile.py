@@ -37,7 +37,6 @@ OWNERS = (
     "flask_session",
     "redis",
     "psycopg",
-    "psycopg_pool",
     "pymysql",
     "aiomysql",
     "sqlalchemy",

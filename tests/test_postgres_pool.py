@@ -5,15 +5,12 @@ itself before the connection goes back to the pool."""
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
 import time
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from psycopg_pool import ConnectionPool
 
 from coatcheck.stores import postgres
 from coatcheck.stores._protocol import Record
@@ -21,6 +18,7 @@ from coatcheck.stores._sql import BEGIN, Statement
 from coatcheck.testing import FakeClock
 from tests import test_sql_stores
 from tests.test_sql_stores import Maker
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 
@@ -35,26 +33,26 @@ def db() -> test_sql_stores.Database:
 KEY = "a" * 64
 
 
-async def test_threads_that_first_use_a_store_together_all_get_an_open_pool(make: Maker, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The pool is opened by the first caller; callers that come while it opens wait for it
-    instead of taking a pool that is not open yet (which fails: "the pool is not open yet")."""
-    store = make()
+async def test_threads_that_first_use_a_store_together_share_its_pool(make: Maker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eight threads use a store with two connections at once, while connecting is slow: all
+    are served, by one pool, on at most two connections."""
+    store = make("pool_size=2")
     store.migrate()
-    store.close()  # the next call opens a new pool
-    opening = threading.Event()
-    real_open = ConnectionPool.open
+    store.close()  # the next call builds a new pool
+    opened: list[postgres._Connection] = []
+    real_connect = postgres._Connection.connect
 
-    def slow_open(self: ConnectionPool[Any], *args: Any, **kwargs: Any) -> None:
-        opening.set()
-        time.sleep(0.3)  # the others arrive while the pool opens
-        real_open(self, *args, **kwargs)
+    def slow_connect(*args: Any, **kwargs: Any) -> postgres._Connection:
+        time.sleep(0.2)  # the others arrive while the first connections open
+        conn = real_connect(*args, **kwargs)
+        opened.append(conn)
+        return conn
 
-    monkeypatch.setattr(ConnectionPool, "open", slow_open)
+    monkeypatch.setattr(postgres._Connection, "connect", slow_connect)
     with ThreadPoolExecutor(8) as threads:
-        first = threads.submit(store.load, KEY)
-        assert opening.wait(5)
-        others = [threads.submit(store.load, KEY) for _ in range(7)]
-        assert [call.result(timeout=10) for call in [first, *others]] == [None] * 8
+        calls = [threads.submit(store.load, KEY) for _ in range(8)]
+        assert [call.result(timeout=10) for call in calls] == [None] * 8
+    assert 1 <= len(opened) <= 2
 
 
 def _cut_off() -> Generator[Statement, Any, None]:
@@ -64,35 +62,38 @@ def _cut_off() -> Generator[Statement, Any, None]:
     raise RuntimeError("cut off")
 
 
-def _pool_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name.startswith("psycopg") and r.levelno >= logging.WARNING]
+async def _no_transaction_left_open(store: postgres.PostgresStore) -> None:
+    """Neither the store's idle pooled connections nor the server's sessions of this application
+    (``coatcheck``) are in a transaction."""
+    pools = [pool for pool in (store._pool, store._apool) if pool is not None]
+    left = [f"pooled connection {conn}" for pool in pools for conn in pool.idle if not postgres._idle(conn)]
+    with test_sql_stores.DATABASES["postgres"].connect() as admin:
+        rows = admin.execute(
+            "SELECT pid, state FROM pg_stat_activity WHERE application_name = 'coatcheck' AND state LIKE 'idle in transaction%'"
+        ).fetchall()
+    assert left + [f"server session {pid}: {state}" for pid, state in rows] == []
 
 
-async def test_a_flow_that_fails_mid_transaction_is_rolled_back_by_the_store(
-    make: Maker, caplog: pytest.LogCaptureFixture, clock: FakeClock
-) -> None:
+async def test_a_flow_that_fails_mid_transaction_leaves_no_transaction_open(make: Maker, clock: FakeClock) -> None:
+    """Its connection is closed, never reused: the server ends the transaction with it."""
     store = make("pool_size=1")
     store.migrate()
-    caplog.set_level(logging.INFO)
     with pytest.raises(RuntimeError, match="cut off"):
         store._run(_cut_off)
     with pytest.raises(RuntimeError, match="cut off"):
         await store._arun(_cut_off)
-    assert _pool_warnings(caplog) == [], "the pool had to roll back a transaction the store left open"
+    await eventually(lambda: _no_transaction_left_open(store))
     record = Record(b"d", clock() + 60, 1, None)
     assert store.save(KEY, record, expected_version=None)  # the one connection works, outside any transaction
     assert await store.aload(KEY) == record
 
 
-async def test_a_cancelled_rotation_is_rolled_back_by_the_store(
-    make: Maker, caplog: pytest.LogCaptureFixture, clock: FakeClock
-) -> None:
+async def test_a_cancelled_rotation_leaves_no_transaction_open(make: Maker, clock: FakeClock) -> None:
     """A rotation waiting for alice's lock (held by a revoke in another transaction) is cancelled:
-    its transaction is rolled back before its connection goes back to the pool."""
+    its connection is closed, so its transaction ends, and the one slot of the pool is free again."""
     store = make("pool_size=1")
     store.migrate()
     assert await store.asave(KEY, Record(b"d", clock() + 60, 1, "alice"), expected_version=None)
-    caplog.set_level(logging.INFO)
     with test_sql_stores.DATABASES["postgres"].connect() as holder:
         holder.execute("BEGIN")
         holder.execute(postgres._USER_LOCKS[True], (f"coatcheck:{store.table}:user:alice",))  # what a revoke holds
@@ -102,5 +103,5 @@ async def test_a_cancelled_rotation_is_rolled_back_by_the_store(
                     store.arotate(KEY, "b" * 64, Record(b"e", clock() + 60, 2, "alice"), expected_version=1), 0.3
                 )
         holder.execute("ROLLBACK")
-    assert _pool_warnings(caplog) == [], "the pool had to roll back a transaction the store left open"
+    await eventually(lambda: _no_transaction_left_open(store))
     assert await store.aload(KEY) is not None  # nothing rotated, and the connection still works

@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
 import coatcheck.stores
 from coatcheck import _ids
@@ -24,7 +23,7 @@ from coatcheck.asgi import SessionMiddleware, get_session
 from coatcheck.errors import ConfigurationError, StoreError, StoreUnavailableError
 from coatcheck.manager import SessionManager
 from coatcheck.stores import _sql, mysql, postgres
-from coatcheck.stores._mysql_pools import AsyncPool
+from coatcheck.stores._pools import AsyncPool
 from coatcheck.stores._protocol import Record
 from coatcheck.stores._sql import Statement
 from coatcheck.stores.mysql import MySQLStore
@@ -343,22 +342,13 @@ async def test_user_ids_match_exactly(db: Database, make: Maker, mode: str, cloc
 async def test_concurrent_first_async_uses_open_one_pool(db: Database, make: Maker, monkeypatch: pytest.MonkeyPatch) -> None:
     store = make("create_schema=1")
     built: list[object] = []
-    if db.name == "postgres":
+    real = AsyncPool
 
-        class CountingPool(AsyncConnectionPool[Any]):
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                built.append(self)
-                super().__init__(*args, **kwargs)
+    def counting_pool(*args: Any, **kwargs: Any) -> AsyncPool[Any]:
+        built.append(args)
+        return real(*args, **kwargs)
 
-        monkeypatch.setattr(postgres, "AsyncConnectionPool", CountingPool)
-    else:
-        real = AsyncPool
-
-        def counting_pool(*args: Any) -> AsyncPool:
-            built.append(args)
-            return real(*args)
-
-        monkeypatch.setattr(mysql, "AsyncPool", counting_pool)
+    monkeypatch.setattr(postgres if db.name == "postgres" else mysql, "AsyncPool", counting_pool)
     assert await asyncio.gather(*(store.aload(_ids.store_key(str(i))) for i in range(8))) == [None] * 8
     assert len(built) == 1
 

@@ -23,7 +23,6 @@ line saying how to install them.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -42,7 +41,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(MISSING, file=sys.stderr)
         return 1
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)  # its connect warnings: the error names the cause
     return run(argv)
 
 

@@ -34,6 +34,7 @@ once the server is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import ssl
@@ -43,11 +44,12 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
+import aiomysql
 import pymysql
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
-from ._mysql_pools import AsyncPool, Pool
+from ._pools import AsyncPool, Pool
 from ._protocol import Record
 from ._sql import (
     BEGIN,
@@ -147,6 +149,28 @@ def _code(exc: Exception) -> int | None:
     return code if isinstance(code, int) else None
 
 
+class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
+    """aiomysql's connection, escaping bytes itself: aiomysql 0.3 imports an escaper that recent
+    PyMySQL releases replaced with a placeholder string (PyMySQL issue 1274): bytes would break."""
+
+    def escape(self, obj: Any) -> str:
+        if isinstance(obj, bytes):
+            return pymysql.converters.escape_bytes(obj)
+        return super().escape(obj)  # type: ignore[no-any-return]
+
+
+def _close(conn: pymysql.connections.Connection[Any]) -> None:
+    if conn.open:
+        conn.close()
+
+
+async def _aclose(conn: _AioConnection) -> None:
+    """Say goodbye to the server (within a second), then drop the socket."""
+    with contextlib.suppress(Exception, asyncio.TimeoutError):
+        await asyncio.wait_for(conn.ensure_closed(), 1.0)
+    conn.close()
+
+
 class _Cursor:
     """What a flow's statements run against: one cursor, sync (PyMySQL) or async (aiomysql,
     which has no read timeout of its own: each statement gets ``timeout`` seconds)."""
@@ -230,8 +254,8 @@ class MySQLStore(SQLStoreMethods):
             clock=clock,
         )
         self._lock = threading.Lock()
-        self._pool: Pool | None = None
-        self._apool: AsyncPool | None = None
+        self._pool: Pool[pymysql.connections.Connection[Any]] | None = None
+        self._apool: AsyncPool[_AioConnection] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> MySQLStore:
@@ -285,16 +309,26 @@ class MySQLStore(SQLStoreMethods):
             return StoreUnavailableError(f"MySQL store {self._where} unavailable: {reason}")
         return StoreError(f"MySQL store {self._where} failed: {reason}")
 
-    def _sync_pool(self) -> Pool:
+    def _sync_pool(self) -> Pool[pymysql.connections.Connection[Any]]:
         with self._lock:
             if self._pool is None:
-                self._pool = Pool(self._connect, self.pool_size, self.pool_timeout)
+                self._pool = Pool("MySQL", self._connect, _close, self.pool_size, self.pool_timeout)
             return self._pool
 
-    def _async_pool(self) -> AsyncPool:
+    async def _aconnect(self) -> _AioConnection:
+        # Not aiomysql.connect(): cancelled mid-handshake it leaks the open socket (it cleans up on
+        # Exception only), and the handshake has no timeout of its own. Here any failure closes it.
+        conn = _AioConnection(**self._args, db=self.database)
+        try:
+            await asyncio.wait_for(conn._connect(), self.connect_timeout)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _async_pool(self) -> AsyncPool[_AioConnection]:
         if self._apool is None:  # no await in between: two first uses still build one pool
-            args = {**self._args, "db": self.database}
-            self._apool = AsyncPool(args, self.pool_size, self.pool_timeout, self.connect_timeout)
+            self._apool = AsyncPool("MySQL", self._aconnect, _aclose, self.pool_size, self.pool_timeout)
         return self._apool
 
     def _once(self, flow: Flow[T]) -> T:

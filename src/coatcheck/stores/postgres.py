@@ -39,9 +39,10 @@ side: libpq has no read timeout and ``statement_timeout`` acts on the server onl
 whose reply has not come ``statement_timeout`` + 1 s after it was sent has its socket shut down
 (see ``_watchdog``) and fails at once, however silent the server or the network. Running out of
 any of them, or losing the server, raises :class:`~coatcheck.errors.StoreUnavailableError`
-(with the reason of the last failed connection attempt when no connection came); the broken
-connection is discarded and the pool drained (the others closed as they come back), and the
-pools reconnect by themselves.
+(a failed connect with its reason; a pool timeout with the reason of the last failed connect).
+A connection whose use raised is closed, never reused, so no transaction it was in survives
+it; when the server was lost the idle connections are closed too, and the pools (see
+``_pools``) reconnect on demand.
 
 SQL text and the statement sequences ("flows") are shared by the sync and async sides; each
 public method is a one-line driver call.
@@ -49,22 +50,21 @@ public method is a one-line driver call.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import TransactionStatus
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
+from ._pools import AsyncPool, Pool
 from ._sql import (
     BEGIN,
     COMMIT,
@@ -119,7 +119,7 @@ _SQL = {
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3"}
 _REPLY_MARGIN = 1.0  # seconds past statement_timeout before a silent server's socket is shut down
 _TRANSIENT = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
-_connect_failures: dict[str, str] = {}  # conninfo -> why the last attempt to connect with it failed
+_UNAVAILABLE = (psycopg.OperationalError, TimeoutError)  # refused, lost, statement, reply or pool timeout
 
 
 class _Flows(SQLFlows):
@@ -147,38 +147,16 @@ class _Flows(SQLFlows):
         yield COMMIT
 
 
-@contextlib.contextmanager
-def _noting_failure(conninfo: str) -> Iterator[None]:
-    """Keep why connecting failed, for the error a pool timeout becomes (the pool only logs it)."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        _connect_failures[conninfo] = " ".join(str(exc).split())
-        raise
-    _connect_failures.pop(conninfo, None)
-
-
 class _Connection(psycopg.Connection[Any]):
-    """The sync pool's connections: a failed attempt leaves its reason behind, and each keeps
-    one cursor for every flow it runs (see :func:`_statements`)."""
+    """The sync pool's connections, each keeping one cursor for every flow it runs (see :func:`_statements`)."""
 
     _statements: psycopg.Cursor[Any] | None = None
-
-    @classmethod
-    def connect(cls, conninfo: str = "", **kwargs: Any) -> _Connection:
-        with _noting_failure(conninfo):
-            return super().connect(conninfo, **kwargs)
 
 
 class _AsyncConnection(psycopg.AsyncConnection[Any]):
     """The async pool's connections: as :class:`_Connection`."""
 
     _statements: psycopg.AsyncCursor[Any] | None = None
-
-    @classmethod
-    async def connect(cls, conninfo: str = "", **kwargs: Any) -> _AsyncConnection:
-        with _noting_failure(conninfo):
-            return await super().connect(conninfo, **kwargs)
 
 
 C = TypeVar("C", psycopg.Cursor[Any], psycopg.AsyncCursor[Any])
@@ -195,6 +173,13 @@ def _statements(conn: _Connection | _AsyncConnection, make: Callable[[], C]) -> 
     return cur
 
 
+def _has_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    """Whether the last statement returned rows (``cur.description`` says so too, but builds a
+    column object per column to say it)."""
+    result = cur.pgresult
+    return result is not None and result.status == ExecStatus.TUPLES_OK
+
+
 class _Cursor:
     """What a flow's statements run against: one cursor of a connection, each statement within
     ``limit`` seconds (the watchdog shuts the socket down past it)."""
@@ -208,47 +193,26 @@ class _Cursor:
         cur = self.cur
         with WATCHDOG.deadline(self.fd, self.limit):
             cur.execute(sql, params or None)
-        return cur.rowcount, (cur.fetchall() if cur.description else [])
+        return cur.rowcount, (cur.fetchall() if _has_rows(cur) else [])
 
     async def aexecute(self, sql: str, params: tuple[Any, ...]) -> Result:
         cur = self.cur
         with WATCHDOG.deadline(self.fd, self.limit):
             await cur.execute(sql, params or None)
-        return cur.rowcount, (await cur.fetchall() if cur.description else [])
+        return cur.rowcount, (await cur.fetchall() if _has_rows(cur) else [])
 
 
-_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)  # a transaction a flow left behind
-
-
-def _drive(conn: _Connection, flow: Flow[T], limit: float) -> T:
-    """Run ``flow`` on ``conn``; a transaction it leaves open, failed or cut off, is rolled back
-    here, within the reply deadline (the pool would roll it back too, with a warning and no deadline)."""
-    try:
-        return drive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), limit))
-    except BaseException:  # a failed statement, or the flow cut off mid-transaction (an error, a cancellation)
-        if conn.info.transaction_status in _OPEN:
-            with WATCHDOG.deadline(conn.fileno(), limit):
-                conn.rollback()
-        raise
-
-
-async def _adrive(conn: _AsyncConnection, flow: Flow[T], limit: float) -> T:
-    """Async :func:`_drive`."""
-    try:
-        return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), limit))
-    except BaseException:
-        if conn.info.transaction_status in _OPEN:
-            with WATCHDOG.deadline(conn.fileno(), limit):
-                await conn.rollback()
-        raise
+def _idle(conn: _Connection | _AsyncConnection) -> bool:
+    """Whether ``conn`` can serve another flow: open, and in no transaction."""
+    return conn.pgconn.transaction_status == TransactionStatus.IDLE
 
 
 class PostgresStore(SQLStoreMethods):
     """Sessions in a PostgreSQL table; one object serves sync and async code.
 
-    ``conninfo`` is a libpq URL or ``key=value`` string. Nothing connects until first use: the
-    sync pool opens on the first sync call, the async pool inside the running loop on the first
-    async call. ``close()`` releases the sync pool, ``aclose()`` the async one.
+    ``conninfo`` is a libpq URL or ``key=value`` string. Nothing connects until first use; the
+    async pool belongs to the event loop that first used it. ``close()`` releases the sync
+    connections, ``aclose()`` the async ones.
 
     Timeouts (seconds): ``connect_timeout`` (libpq; at least 2), ``statement_timeout`` (set on
     every connection; the client gives up on a reply 1 s later), ``pool_timeout`` (waiting for a
@@ -306,9 +270,8 @@ class PostgresStore(SQLStoreMethods):
         )
         self._reply_timeout = statement_timeout + _REPLY_MARGIN
         self._lock = threading.Lock()
-        self._alock = asyncio.Lock()
-        self._pool: ConnectionPool[_Connection] | None = None
-        self._apool: AsyncConnectionPool[_AsyncConnection] | None = None
+        self._pool: Pool[_Connection] | None = None
+        self._apool: AsyncPool[_AsyncConnection] | None = None
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresStore:
@@ -328,17 +291,6 @@ class PostgresStore(SQLStoreMethods):
 
     # -- plumbing ----------------------------------------------------------------------------------
 
-    def _pool_args(self) -> dict[str, Any]:
-        return {
-            "min_size": 0,
-            "max_size": self.pool_size,
-            "timeout": self.pool_timeout,
-            "open": False,
-            "kwargs": {"autocommit": True},
-            "reconnect_timeout": 2 * self.pool_timeout,
-            "name": f"coatcheck-{self.table}",
-        }
-
     def _transient(self, exc: Exception) -> bool:
         return isinstance(exc, _TRANSIENT)
 
@@ -346,77 +298,53 @@ class PostgresStore(SQLStoreMethods):
         if isinstance(exc, psycopg.errors.UndefinedTable):
             return self._missing_table()
         server = self._where.partition("/")[0]
-        if isinstance(exc, PoolTimeout) and (why := _connect_failures.get(self._conninfo)):
-            cause = connection_cause(why, server) or f"{exc}; last connection attempt: {why}"
-            return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {cause}")
-        if isinstance(exc, (psycopg.OperationalError, TimeoutError)):  # refused, lost, statement, reply or pool timeout
-            said = connection_cause(str(exc), server) if isinstance(exc, psycopg.OperationalError) else None
+        if isinstance(exc, _UNAVAILABLE):
+            said = connection_cause(str(exc), server)
             return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {said or exc}")
         return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
 
-    def _sync_pool(self) -> ConnectionPool[_Connection]:
-        if (pool := self._pool) is not None:  # open: no lock on the way to every statement
-            return pool
+    def _sync_pool(self) -> Pool[_Connection]:
         with self._lock:
             if self._pool is None:
-                pool = ConnectionPool(self._conninfo, connection_class=_Connection, **self._pool_args())
-                pool.open()
-                self._pool = pool  # only once open: other threads take it without the lock
+                connect = functools.partial(_Connection.connect, self._conninfo, autocommit=True)
+                self._pool = Pool("PostgreSQL", connect, _Connection.close, self.pool_size, self.pool_timeout, reusable=_idle)
             return self._pool
 
-    async def _async_pool(self) -> AsyncConnectionPool[_AsyncConnection]:
-        if (pool := self._apool) is not None:
-            return pool
-        async with self._alock:  # two first uses at once open one pool
-            if self._apool is None:
-                pool = AsyncConnectionPool(self._conninfo, connection_class=_AsyncConnection, **self._pool_args())
-                await pool.open()
-                self._apool = pool
-            return self._apool
-
-    # getconn and putconn, not ``pool.connection()``: its ``with conn`` block commits (or rolls
-    # back) around every flow, which autocommit makes a no-op that still takes the connection's
-    # lock; the flows run their own transactions, and _drive rolls back one left open.
+    def _async_pool(self) -> AsyncPool[_AsyncConnection]:
+        if self._apool is None:  # no await in between: two first uses still build one pool
+            connect = functools.partial(_AsyncConnection.connect, self._conninfo, autocommit=True)
+            self._apool = AsyncPool(
+                "PostgreSQL", connect, _AsyncConnection.close, self.pool_size, self.pool_timeout, reusable=_idle
+            )
+        return self._apool
 
     def _once(self, flow: Flow[T]) -> T:
         pool = self._sync_pool()
-        conn = pool.getconn()
         try:
-            return _drive(conn, flow, self._reply_timeout)
-        except TimeoutError:
-            conn.close()  # its socket was shut down
+            with pool.connection() as conn:
+                return drive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
+        except _UNAVAILABLE:  # lost, or shut down by the watchdog: the idle connections are suspect too
+            pool.clear()
             raise
-        finally:
-            lost = conn.closed  # read before putconn: once back, another thread may be using it
-            pool.putconn(conn)  # a closed one is discarded
-            if lost:  # lost or shut down: the idle connections are suspect too
-                pool.drain()
 
     async def _aonce(self, flow: Flow[T]) -> T:
-        pool = await self._async_pool()
-        conn = await pool.getconn()
+        pool = self._async_pool()
         try:
-            return await _adrive(conn, flow, self._reply_timeout)
-        except TimeoutError:
-            await conn.close()
+            async with pool.connection() as conn:
+                return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
+        except _UNAVAILABLE:
+            await pool.clear()
             raise
-        finally:
-            lost = conn.closed
-            await pool.putconn(conn)
-            if lost:
-                await pool.drain()
 
     def close(self) -> None:
-        """Close the sync pool (a later call opens a new one)."""
+        """Close the sync connections (a later call opens new ones)."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.close()
+            pool.clear(close=True)
 
     async def aclose(self) -> None:
-        """Close the async pool (a later call opens a new one)."""
-        async with self._alock:
-            pool, self._apool = self._apool, None
-        self._alock = asyncio.Lock()  # the next use may come from another event loop
+        """Close the async connections (a later call opens new ones)."""
+        pool, self._apool = self._apool, None
         if pool is not None:
-            await pool.close()
+            await pool.clear(close=True)
