@@ -228,7 +228,7 @@ def _mysql(*, asynchronous: bool) -> tuple[Load, Save]:
         _SQL, lambda key, data, e, now: (key, data, e, 1, None, now, data, now, 1, now, None, now, e)
     )
     if asynchronous:
-        from coatcheck.stores._mysql_pools import _AioConnection
+        from coatcheck.stores.mysql import _AioConnection
 
         async def connect() -> Any:
             conn = _AioConnection(**store._args, db=store.database)
