@@ -92,17 +92,21 @@ async def test_those_who_wait_are_served_in_order() -> None:
     waiters = [asyncio.ensure_future(wait(number)) for number in range(5)]
     await asyncio.sleep(0.01)
     await pool.give_back(conn)
-    await asyncio.gather(*waiters)
-    assert served == [0, 1, 2, 3, 4]
+    late = asyncio.ensure_future(wait(5))  # comes after the slot was handed on: waits its turn
+    await asyncio.gather(*waiters, late)
+    assert served == [0, 1, 2, 3, 4, 5]
 
 
 async def test_waiting_ends_with_pool_timeout_after_the_timeout() -> None:
     pool = async_pool(Server(), timeout=0.1)
-    await pool.take()
+    conn = await pool.take()
     start = time.monotonic()
     with pytest.raises(PoolTimeout, match=r"no free Test connection within 0\.1 s$"):
         await pool.take()
     assert 0.09 <= time.monotonic() - start < 2
+    assert not pool._waiting, "a waiter that gave up stays queued"
+    await pool.give_back(conn)
+    assert pool.free == 1
 
 
 async def test_a_failed_connect_raises_its_own_error_and_frees_its_slot() -> None:
@@ -150,7 +154,7 @@ async def test_a_cancelled_waiter_takes_no_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await pool.give_back(conn)
-    assert pool._free == 1
+    assert pool.free == 1
     assert await asyncio.wait_for(pool.take(), 1) is conn
 
 
@@ -167,7 +171,7 @@ async def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> N
         await first
     assert await asyncio.wait_for(second, 1) is conn
     await pool.give_back(conn)
-    assert pool._free == 1
+    assert pool.free == 1
 
 
 async def test_a_connection_whose_use_raised_or_that_is_not_reusable_is_closed() -> None:
@@ -183,6 +187,39 @@ async def test_a_connection_whose_use_raised_or_that_is_not_reusable_is_closed()
     async with pool.connection() as third:
         pass
     assert third not in (first, second) and not third.closed and pool.idle == [third]
+
+
+async def test_the_idle_connections_are_closed_too_only_when_one_was_lost() -> None:
+    server = Server()
+    dead: set[int] = set()
+    pool = AsyncPool("Test", server.aconnect, _aclose, 3, 5.0, lost=lambda conn: conn.number in dead)
+    first, second, third = await pool.take(), await pool.take(), await pool.take()
+    await pool.give_back(first)
+    await pool.give_back(second, raised=True)  # a statement failed; the connection is alive
+    assert second.closed and pool.idle == [first] and not first.closed
+    dead.add(third.number)
+    await pool.give_back(third, raised=True)  # the server went away
+    assert third.closed and first.closed and pool.idle == []
+
+
+async def test_a_close_that_fails_hides_no_error_and_stops_no_other_close(caplog: pytest.LogCaptureFixture) -> None:
+    server = Server()
+
+    async def failing_close(conn: Conn) -> None:
+        conn.closed = True
+        raise OSError("close failed")
+
+    pool = AsyncPool("Test", server.aconnect, failing_close, 3, 5.0)
+    with pytest.raises(ValueError, match="the caller's"):
+        async with pool.connection():
+            raise ValueError("the caller's")
+    idle = [await pool.take(), await pool.take()]
+    for conn in idle:
+        await pool.give_back(conn)
+    await pool.clear()
+    assert all(conn.closed for conn in idle)
+    assert [r.getMessage() for r in caplog.records].count("closing a Test connection failed") == 3
+    assert pool.free == 3
 
 
 async def test_clear_closes_the_idle_connections_and_with_close_those_given_back() -> None:
@@ -221,6 +258,31 @@ def test_the_thread_pool_shares_its_connections_among_threads() -> None:
     assert most == 2 and len(server.opened) == 2
 
 
+def test_the_thread_pool_serves_those_who_wait_before_those_who_come_later() -> None:
+    """A thread that gives its connection back and asks again at once does not take the slot
+    from one that was waiting (a semaphore would let it: the waiter starves and times out)."""
+    pool = sync_pool(Server(), timeout=5)
+    order: list[str] = []
+
+    def waiter() -> None:
+        with pool.connection():
+            order.append("waiter")
+
+    held = pool.connection()
+    held.__enter__()
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not pool._waiting:  # until the waiter is queued
+        assert time.monotonic() < deadline, "the waiter never queued"
+        time.sleep(0.001)
+    held.__exit__(None, None, None)
+    with pool.connection():
+        order.append("came later")
+    thread.join(5)
+    assert order == ["waiter", "came later"]
+
+
 def test_the_thread_pool_times_out_and_closes_what_raised() -> None:
     server = Server()
     pool = sync_pool(server, timeout=0.1)
@@ -229,6 +291,7 @@ def test_the_thread_pool_times_out_and_closes_what_raised() -> None:
         with pytest.raises(PoolTimeout, match=r"no free Test connection within 0\.1 s$"), pool.connection():
             pass
         assert time.monotonic() - start >= 0.09
+        assert not pool._waiting
     with pytest.raises(RuntimeError), pool.connection() as conn:
         raise RuntimeError("cut off")
     assert conn is held and conn.closed

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from coatcheck.errors import StoreUnavailableError
 from coatcheck.stores import postgres
 from coatcheck.stores._protocol import Record
 from coatcheck.stores._sql import BEGIN, Statement
@@ -105,3 +106,20 @@ async def test_a_cancelled_rotation_leaves_no_transaction_open(make: Maker, cloc
         holder.execute("ROLLBACK")
     await eventually(lambda: _no_transaction_left_open(store))
     assert await store.aload(KEY) is not None  # nothing rotated, and the connection still works
+
+
+async def test_a_statement_timeout_keeps_the_other_idle_connections(make: Maker) -> None:
+    """A statement the server cancels (its connection is alive) closes that connection only; a
+    lost server closes the idle ones too (tests/faults), not a slow statement."""
+    store = make("pool_size=4&statement_timeout=1")
+    store.migrate()
+    await asyncio.gather(store.aload(KEY), store.aload(KEY))  # two connections, both idle after
+    assert store._apool is not None and len(store._apool.idle) == 2
+    with test_sql_stores.DATABASES["postgres"].connect() as holder:
+        holder.execute("BEGIN")
+        holder.execute(f'LOCK TABLE "{store.table}" IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(StoreUnavailableError, match="statement timeout"):
+            await store.aload(KEY)
+        holder.execute("ROLLBACK")
+    assert len(store._apool.idle) == 1
+    assert await store.aload(KEY) is None

@@ -2,10 +2,12 @@
 each at most ``size`` connections open and ``timeout`` seconds to wait for one.
 
 A caller takes an idle connection, or opens one itself when there is none (so a failed connect
-raises its own error, with its reason, in the request that needed it), or waits for a free slot.
-A connection whose use raised, or that ``reusable`` rejects when it comes back, is closed, never
-handed out again. Waiting is the only work beyond a list pop and append: no lock is taken by a
-request that finds a connection idle, no task and no log record per checkout.
+raises its own error, with its reason, in the request that needed it), or waits for a slot.
+Those who wait are served in order: a slot given back goes to the first of them, never to a
+caller that comes later. A connection whose use raised, or that ``reusable`` rejects when it
+comes back, is closed, never handed out again; when ``lost`` says it died (the server went away)
+the idle ones are closed too, since they are likely dead as well. Beyond waiting, a checkout is
+a list pop and append: no task and no log record.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
+from .._logs import log
+
 __all__ = ["AsyncPool", "Pool", "PoolTimeout"]
 
 C = TypeVar("C")
@@ -26,17 +30,25 @@ class PoolTimeout(TimeoutError):
     """No connection became free within the pool timeout."""
 
 
+def _never(conn: object) -> bool:
+    return False
+
+
 def _always(conn: object) -> bool:
     return True
 
 
 class _Slots(Generic[C]):
-    """What both pools keep: the idle connections, the timeout, and why the last connect failed."""
+    """What both pools keep: the idle connections, the free slots, and why the last connect failed."""
 
-    def __init__(self, what: str, size: int, timeout: float, reusable: Callable[[C], bool] | None) -> None:
+    def __init__(
+        self, what: str, size: int, timeout: float, reusable: Callable[[C], bool] | None, lost: Callable[[C], bool] | None
+    ) -> None:
         self.what, self.size, self.timeout = what, size, timeout
         self.reusable = reusable or _always
+        self.lost = lost or _never
         self.idle: list[C] = []
+        self.free = size  # slots nobody holds and nobody waits for
         self.closed = False
         self.last_failure: str | None = None  # why the last connect failed, until one succeeds
 
@@ -54,12 +66,19 @@ class _Slots(Generic[C]):
             raise
         self.last_failure = None
 
-    def keeps(self, conn: C) -> bool:
-        """Whether ``conn``, used without an error, goes back to the idle list."""
-        if self.closed or not self.reusable(conn):
-            return False
-        self.idle.append(conn)
-        return True
+    def keeps(self, conn: C, *, raised: bool) -> bool:
+        """Whether ``conn``, coming back, can be idle again."""
+        return not raised and not self.closed and self.reusable(conn)
+
+    def discarded(self, conn: C) -> list[C]:
+        """What to close with ``conn``, which is not kept: the idle connections too if it was lost."""
+        if not self.lost(conn):
+            return [conn]
+        idle, self.idle = self.idle, []
+        return [conn, *idle]
+
+    def closing_failed(self) -> None:
+        log.warning("closing a %s connection failed", self.what, exc_info=True)
 
 
 class Pool(_Slots[C]):
@@ -74,16 +93,18 @@ class Pool(_Slots[C]):
         timeout: float,
         *,
         reusable: Callable[[C], bool] | None = None,
+        lost: Callable[[C], bool] | None = None,
     ) -> None:
-        super().__init__(what, size, timeout, reusable)
+        super().__init__(what, size, timeout, reusable, lost)
         self._connect, self._close = connect, close
-        self._free = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
+        self._waiting: collections.deque[threading.Lock] = collections.deque()  # each held until handed a slot
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[C]:
-        if not self._free.acquire(timeout=self.timeout):
-            raise self.timed_out()
+        """``with pool.connection() as conn``: a connection, given back on the way out (closed
+        if the block raised)."""
+        self._slot()
         try:
             with self._lock:
                 conn = self.idle.pop() if self.idle else None
@@ -93,27 +114,62 @@ class Pool(_Slots[C]):
             try:
                 yield conn
             except BaseException:
-                self._close(conn)
+                self._back(conn, raised=True)
                 raise
-            with self._lock:
-                kept = self.keeps(conn)
-            if not kept:
-                self._close(conn)
+            self._back(conn, raised=False)
         finally:
-            self._free.release()
+            self._pass_on()
+
+    def _slot(self) -> None:
+        with self._lock:
+            if self.free:
+                self.free -= 1
+                return
+            handed = threading.Lock()
+            handed.acquire()
+            self._waiting.append(handed)
+        if handed.acquire(timeout=self.timeout):
+            return
+        with self._lock:
+            try:
+                self._waiting.remove(handed)
+            except ValueError:  # handed a slot as the wait ended: it is ours
+                return
+        raise self.timed_out()
+
+    def _pass_on(self) -> None:
+        """A slot is given back: to the first who waits, else to the free ones."""
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self.free += 1
+
+    def _back(self, conn: C, *, raised: bool) -> None:
+        with self._lock:
+            if self.keeps(conn, raised=raised):
+                self.idle.append(conn)
+                return
+            gone = self.discarded(conn)
+        self._close_all(gone)
+
+    def _close_all(self, conns: list[C]) -> None:
+        for conn in conns:
+            try:
+                self._close(conn)
+            except Exception:  # the caller's own error, if any, is what it must see
+                self.closing_failed()
 
     def clear(self, *, close: bool = False) -> None:
         """Close the idle connections; with ``close=True`` also those handed back later."""
         with self._lock:
             idle, self.idle = self.idle, []
             self.closed = self.closed or close
-        for conn in idle:
-            self._close(conn)
+        self._close_all(idle)
 
 
 class AsyncPool(_Slots[C]):
-    """The asyncio pool, for one event loop; ``connect()`` and ``close(conn)`` are coroutines.
-    Those who wait for a slot queue in order; a slot given back goes to the first of them."""
+    """The asyncio pool, for one event loop; ``connect()`` and ``close(conn)`` are coroutines."""
 
     def __init__(
         self,
@@ -124,10 +180,10 @@ class AsyncPool(_Slots[C]):
         timeout: float,
         *,
         reusable: Callable[[C], bool] | None = None,
+        lost: Callable[[C], bool] | None = None,
     ) -> None:
-        super().__init__(what, size, timeout, reusable)
+        super().__init__(what, size, timeout, reusable, lost)
         self._connect, self._close = connect, close
-        self._free = size  # slots nobody holds
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def connection(self) -> _Lease[C]:
@@ -138,8 +194,8 @@ class AsyncPool(_Slots[C]):
     async def take(self) -> C:
         """A connection: an idle one, else a new one; when all slots are held, the first one
         given back, within ``timeout`` seconds (else :class:`PoolTimeout`)."""
-        if self._free:
-            self._free -= 1
+        if self.free:
+            self.free -= 1
         else:
             await self._slot()
         try:
@@ -151,11 +207,13 @@ class AsyncPool(_Slots[C]):
             self._pass_on()
             raise
 
-    async def give_back(self, conn: C, *, broken: bool = False) -> None:
-        """End the use of ``conn``: idle again, or closed if ``broken`` or not reusable."""
+    async def give_back(self, conn: C, *, raised: bool = False) -> None:
+        """End the use of ``conn``: idle again, or closed (see the module docstring)."""
         try:
-            if broken or not self.keeps(conn):
-                await self._close(conn)
+            if self.keeps(conn, raised=raised):
+                self.idle.append(conn)
+            else:
+                await self._close_all(self.discarded(conn))
         finally:
             self._pass_on()
 
@@ -169,6 +227,9 @@ class AsyncPool(_Slots[C]):
         except BaseException:
             if handed.done() and not handed.cancelled() and handed.exception() is None:
                 self._pass_on()  # handed a slot, then cancelled before taking it
+            else:
+                with contextlib.suppress(ValueError):  # not left in the queue until a slot comes back
+                    self._waiting.remove(handed)
             raise
         finally:
             timer.cancel()
@@ -182,17 +243,23 @@ class AsyncPool(_Slots[C]):
         waiting = self._waiting
         while waiting:
             handed = waiting.popleft()
-            if not handed.done():  # not timed out, not cancelled
+            if not handed.done():  # not timed out or cancelled in the meantime
                 handed.set_result(None)
                 return
-        self._free += 1
+        self.free += 1
+
+    async def _close_all(self, conns: list[C]) -> None:
+        for conn in conns:
+            try:
+                await self._close(conn)
+            except Exception:  # the caller's own error, if any, is what it must see
+                self.closing_failed()
 
     async def clear(self, *, close: bool = False) -> None:
         """Close the idle connections; with ``close=True`` also those handed back later."""
         idle, self.idle = self.idle, []
         self.closed = self.closed or close
-        for conn in idle:
-            await self._close(conn)
+        await self._close_all(idle)
 
 
 class _Lease(Generic[C]):
@@ -208,4 +275,4 @@ class _Lease(Generic[C]):
         return self.conn
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        await self.pool.give_back(self.conn, broken=kind is not None)
+        await self.pool.give_back(self.conn, raised=kind is not None)

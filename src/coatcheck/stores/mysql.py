@@ -165,10 +165,17 @@ def _close(conn: pymysql.connections.Connection[Any]) -> None:
 
 
 async def _aclose(conn: _AioConnection) -> None:
-    """Say goodbye to the server (within a second), then drop the socket."""
-    with contextlib.suppress(Exception, asyncio.TimeoutError):
-        await asyncio.wait_for(conn.ensure_closed(), 1.0)
-    conn.close()
+    """Say goodbye to the server (within a second), then drop the socket, whatever happens."""
+    try:
+        with contextlib.suppress(Exception, asyncio.TimeoutError):
+            await asyncio.wait_for(conn.ensure_closed(), 1.0)
+    finally:
+        conn.close()
+
+
+def _lost(conn: pymysql.connections.Connection[Any] | _AioConnection) -> bool:
+    """Whether the driver closed ``conn`` itself: the server went away (or a call was cut off)."""
+    return not conn.open if isinstance(conn, pymysql.connections.Connection) else bool(conn.closed)
 
 
 class _Cursor:
@@ -312,7 +319,7 @@ class MySQLStore(SQLStoreMethods):
     def _sync_pool(self) -> Pool[pymysql.connections.Connection[Any]]:
         with self._lock:
             if self._pool is None:
-                self._pool = Pool("MySQL", self._connect, _close, self.pool_size, self.pool_timeout)
+                self._pool = Pool("MySQL", self._connect, _close, self.pool_size, self.pool_timeout, lost=_lost)
             return self._pool
 
     async def _aconnect(self) -> _AioConnection:
@@ -328,28 +335,16 @@ class MySQLStore(SQLStoreMethods):
 
     def _async_pool(self) -> AsyncPool[_AioConnection]:
         if self._apool is None:  # no await in between: two first uses still build one pool
-            self._apool = AsyncPool("MySQL", self._aconnect, _aclose, self.pool_size, self.pool_timeout)
+            self._apool = AsyncPool("MySQL", self._aconnect, _aclose, self.pool_size, self.pool_timeout, lost=_lost)
         return self._apool
 
     def _once(self, flow: Flow[T]) -> T:
-        pool = self._sync_pool()
-        try:
-            with pool.connection() as conn, conn.cursor() as cur:
-                return drive(flow, _Cursor(cur))
-        except self._driver_errors as exc:
-            if self._unavailable(exc):  # the server went away: the idle connections are dead too
-                pool.clear()
-            raise
+        with self._sync_pool().connection() as conn, conn.cursor() as cur:
+            return drive(flow, _Cursor(cur))
 
     async def _aonce(self, flow: Flow[T]) -> T:
-        pool = self._async_pool()
-        try:
-            async with pool.connection() as conn:
-                return await adrive(flow, _Cursor(await conn.cursor(), self.statement_timeout))
-        except self._driver_errors as exc:
-            if self._unavailable(exc):
-                await pool.clear()
-            raise
+        async with self._async_pool().connection() as conn:
+            return await adrive(flow, _Cursor(await conn.cursor(), self.statement_timeout))
 
     def close(self) -> None:
         """Close the sync connections (a later call opens new ones)."""

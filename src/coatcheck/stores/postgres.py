@@ -207,6 +207,11 @@ def _idle(conn: _Connection | _AsyncConnection) -> bool:
     return conn.pgconn.transaction_status == TransactionStatus.IDLE
 
 
+def _lost(conn: _Connection | _AsyncConnection) -> bool:
+    """Whether ``conn`` died: the server went away, or the watchdog shut its socket down."""
+    return conn.closed
+
+
 class PostgresStore(SQLStoreMethods):
     """Sessions in a PostgreSQL table; one object serves sync and async code.
 
@@ -307,34 +312,25 @@ class PostgresStore(SQLStoreMethods):
         with self._lock:
             if self._pool is None:
                 connect = functools.partial(_Connection.connect, self._conninfo, autocommit=True)
-                self._pool = Pool("PostgreSQL", connect, _Connection.close, self.pool_size, self.pool_timeout, reusable=_idle)
+                self._pool = Pool("PostgreSQL", connect, _Connection.close, **self._pool_options())
             return self._pool
 
     def _async_pool(self) -> AsyncPool[_AsyncConnection]:
         if self._apool is None:  # no await in between: two first uses still build one pool
             connect = functools.partial(_AsyncConnection.connect, self._conninfo, autocommit=True)
-            self._apool = AsyncPool(
-                "PostgreSQL", connect, _AsyncConnection.close, self.pool_size, self.pool_timeout, reusable=_idle
-            )
+            self._apool = AsyncPool("PostgreSQL", connect, _AsyncConnection.close, **self._pool_options())
         return self._apool
 
+    def _pool_options(self) -> dict[str, Any]:
+        return {"size": self.pool_size, "timeout": self.pool_timeout, "reusable": _idle, "lost": _lost}
+
     def _once(self, flow: Flow[T]) -> T:
-        pool = self._sync_pool()
-        try:
-            with pool.connection() as conn:
-                return drive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
-        except _UNAVAILABLE:  # lost, or shut down by the watchdog: the idle connections are suspect too
-            pool.clear()
-            raise
+        with self._sync_pool().connection() as conn:
+            return drive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
 
     async def _aonce(self, flow: Flow[T]) -> T:
-        pool = self._async_pool()
-        try:
-            async with pool.connection() as conn:
-                return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
-        except _UNAVAILABLE:
-            await pool.clear()
-            raise
+        async with self._async_pool().connection() as conn:
+            return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
 
     def close(self) -> None:
         """Close the sync connections (a later call opens new ones)."""
