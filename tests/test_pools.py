@@ -6,6 +6,7 @@ tests/test_postgres_pool.py, tests/faults)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -195,11 +196,18 @@ async def test_the_idle_connections_are_closed_too_only_when_one_was_lost() -> N
     pool = AsyncPool("Test", server.aconnect, _aclose, 3, 5.0, lost=lambda conn: conn.number in dead)
     first, second, third = await pool.take(), await pool.take(), await pool.take()
     await pool.give_back(first)
-    await pool.give_back(second, raised=True)  # a statement failed; the connection is alive
+    await pool.give_back(second, ValueError)  # a statement failed; the connection is alive
     assert second.closed and pool.idle == [first] and not first.closed
     dead.add(third.number)
-    await pool.give_back(third, raised=True)  # the server went away
-    assert third.closed and first.closed and pool.idle == []
+    await pool.give_back(third, asyncio.CancelledError)  # cut off: a driver may close such a one itself
+    assert third.closed and pool.idle == [first] and not first.closed
+    fourth = await pool.take()
+    assert fourth is first
+    fifth = await pool.take()
+    await pool.give_back(fourth)
+    dead.add(fifth.number)
+    await pool.give_back(fifth, OSError)  # the server went away
+    assert fifth.closed and first.closed and pool.idle == []
 
 
 async def test_a_close_that_fails_hides_no_error_and_stops_no_other_close(caplog: pytest.LogCaptureFixture) -> None:
@@ -281,6 +289,32 @@ def test_the_thread_pool_serves_those_who_wait_before_those_who_come_later() -> 
         order.append("came later")
     thread.join(5)
     assert order == ["waiter", "came later"]
+
+
+def test_a_thread_interrupted_while_it_waits_leaves_the_queue() -> None:
+    """A signal handler that raises in a waiting thread (a deadline, SIGTERM): the thread leaves
+    the queue, so the slot given back later is not handed to nobody."""
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_: object) -> None:
+        raise Interrupted
+
+    pool = sync_pool(Server(), timeout=5)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pool.connection():  # what another thread's request holds
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(Interrupted), pool.connection():
+                pass
+            assert not pool._waiting
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert pool.free == 1
+    with pool.connection():
+        pass
 
 
 def test_the_thread_pool_times_out_and_closes_what_raised() -> None:

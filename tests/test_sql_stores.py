@@ -353,6 +353,32 @@ async def test_concurrent_first_async_uses_open_one_pool(db: Database, make: Mak
     assert len(built) == 1
 
 
+@pytest.mark.server
+async def test_a_cancelled_request_closes_its_own_connection_only(db: Database, make: Maker) -> None:
+    """A request cut off by a deadline (or a client gone) while the table is locked: its
+    connection is closed (aiomysql closes it itself), the idle ones stay; the store works on."""
+    store = make("pool_size=4")
+    store.migrate()
+    key = _ids.store_key("k")
+    await asyncio.gather(*(store.aload(key) for _ in range(3)))  # three connections, idle after
+    pool = store._async_pool()
+    assert len(pool.idle) == 3
+    with contextlib.closing(db.connect()) as holder:
+        cur = holder.cursor()
+        locks = (
+            ["BEGIN", f"LOCK TABLE {db.q(store.table)} IN ACCESS EXCLUSIVE MODE"]
+            if db.name == "postgres"
+            else [f"LOCK TABLES {db.q(store.table)} WRITE"]
+        )
+        for statement in locks:
+            cur.execute(statement)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(store.adelete(key), 0.5)
+        cur.execute("ROLLBACK" if db.name == "postgres" else "UNLOCK TABLES")
+    assert len(pool.idle) == 2
+    assert await store.aload(key) is None
+
+
 # -- faults, through tests/faultproxy.py ---------------------------------------------------------------
 
 

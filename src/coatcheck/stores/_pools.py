@@ -5,8 +5,8 @@ A caller takes an idle connection, or opens one itself when there is none (so a 
 raises its own error, with its reason, in the request that needed it), or waits for a slot.
 Those who wait are served in order: a slot given back goes to the first of them, never to a
 caller that comes later. A connection whose use raised, or that ``reusable`` rejects when it
-comes back, is closed, never handed out again; when ``lost`` says it died (the server went away)
-the idle ones are closed too, since they are likely dead as well. Beyond waiting, a checkout is
+comes back, is closed, never handed out again; when ``lost`` says it died (the server went away;
+not after a cancellation) the idle ones are closed too, since they are likely dead as well. Beyond waiting, a checkout is
 a list pop and append: no task and no log record.
 """
 
@@ -66,13 +66,15 @@ class _Slots(Generic[C]):
             raise
         self.last_failure = None
 
-    def keeps(self, conn: C, *, raised: bool) -> bool:
-        """Whether ``conn``, coming back, can be idle again."""
-        return not raised and not self.closed and self.reusable(conn)
+    def keeps(self, conn: C, raised: type[BaseException] | None) -> bool:
+        """Whether ``conn``, coming back (its use having raised ``raised``, or not), can be idle again."""
+        return raised is None and not self.closed and self.reusable(conn)
 
-    def discarded(self, conn: C) -> list[C]:
-        """What to close with ``conn``, which is not kept: the idle connections too if it was lost."""
-        if not self.lost(conn):
+    def discarded(self, conn: C, raised: type[BaseException] | None) -> list[C]:
+        """What to close with ``conn``, which is not kept: the idle connections too if it was
+        lost. Not after a cancellation: a driver may close a connection whose call it cut off
+        (aiomysql does), which says nothing of the others."""
+        if (raised is not None and not issubclass(raised, Exception)) or not self.lost(conn):
             return [conn]
         idle, self.idle = self.idle, []
         return [conn, *idle]
@@ -113,10 +115,10 @@ class Pool(_Slots[C]):
                     conn = self._connect()
             try:
                 yield conn
-            except BaseException:
-                self._back(conn, raised=True)
+            except BaseException as exc:
+                self._back(conn, type(exc))
                 raise
-            self._back(conn, raised=False)
+            self._back(conn, None)
         finally:
             self._pass_on()
 
@@ -128,14 +130,24 @@ class Pool(_Slots[C]):
             handed = threading.Lock()
             handed.acquire()
             self._waiting.append(handed)
-        if handed.acquire(timeout=self.timeout):
+        try:
+            got = handed.acquire(timeout=self.timeout)
+        except BaseException:  # interrupted (a signal handler raised): leave the queue, or pass the slot on
+            if not self._leave(handed):
+                self._pass_on()
+            raise
+        if got or not self._leave(handed):  # handed a slot, maybe as the wait ended: it is ours
             return
+        raise self.timed_out()
+
+    def _leave(self, handed: threading.Lock) -> bool:
+        """Take ``handed`` out of the queue; False if it was handed a slot already."""
         with self._lock:
             try:
                 self._waiting.remove(handed)
-            except ValueError:  # handed a slot as the wait ended: it is ours
-                return
-        raise self.timed_out()
+            except ValueError:
+                return False
+        return True
 
     def _pass_on(self) -> None:
         """A slot is given back: to the first who waits, else to the free ones."""
@@ -145,12 +157,12 @@ class Pool(_Slots[C]):
             else:
                 self.free += 1
 
-    def _back(self, conn: C, *, raised: bool) -> None:
+    def _back(self, conn: C, raised: type[BaseException] | None) -> None:
         with self._lock:
-            if self.keeps(conn, raised=raised):
+            if self.keeps(conn, raised):
                 self.idle.append(conn)
                 return
-            gone = self.discarded(conn)
+            gone = self.discarded(conn, raised)
         self._close_all(gone)
 
     def _close_all(self, conns: list[C]) -> None:
@@ -207,13 +219,14 @@ class AsyncPool(_Slots[C]):
             self._pass_on()
             raise
 
-    async def give_back(self, conn: C, *, raised: bool = False) -> None:
-        """End the use of ``conn``: idle again, or closed (see the module docstring)."""
+    async def give_back(self, conn: C, raised: type[BaseException] | None = None) -> None:
+        """End the use of ``conn``, whose use raised ``raised`` (or nothing): idle again, or
+        closed (see the module docstring)."""
         try:
-            if self.keeps(conn, raised=raised):
+            if self.keeps(conn, raised):
                 self.idle.append(conn)
             else:
-                await self._close_all(self.discarded(conn))
+                await self._close_all(self.discarded(conn, raised))
         finally:
             self._pass_on()
 
@@ -275,4 +288,4 @@ class _Lease(Generic[C]):
         return self.conn
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        await self.pool.give_back(self.conn, raised=kind is not None)
+        await self.pool.give_back(self.conn, kind)
