@@ -379,6 +379,25 @@ async def test_a_cancelled_request_closes_its_own_connection_only(db: Database, 
     assert await store.aload(key) is None
 
 
+@pytest.mark.server
+async def test_mysql_async_statement_timeout_says_what_happened(clock: FakeClock) -> None:
+    """aiomysql has no read timeout: the store's own one ends the wait and says so."""
+    db = reachable(DATABASES["mysql"])
+    table = f"cc_{uuid.uuid4().hex[:16]}"
+    # the server's lock wait rounds up to 2 s: the client's bound comes first
+    store = MySQLStore.from_url(with_query(db.url, f"table={table}&statement_timeout=1.5"), clock=clock)
+    store.migrate()
+    try:
+        with contextlib.closing(db.connect()) as holder:
+            holder.cursor().execute(f"LOCK TABLES {db.q(table)} WRITE")
+            with pytest.raises(StoreUnavailableError, match=r"unavailable: no reply from the server within 1\.5 s$"):
+                await store.aload(_ids.store_key("k"))
+    finally:
+        await store.aclose()
+        store.close()
+        db.query(f"DROP TABLE IF EXISTS {db.q(table)}")
+
+
 # -- faults, through tests/faultproxy.py ---------------------------------------------------------------
 
 

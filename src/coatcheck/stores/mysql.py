@@ -192,7 +192,10 @@ class _Cursor:
         return self.cur.rowcount, list(self.cur.fetchall())
 
     async def aexecute(self, sql: str, params: tuple[Any, ...]) -> Result:
-        await asyncio.wait_for(self.cur.execute(sql, params or None), self.timeout)
+        try:
+            await asyncio.wait_for(self.cur.execute(sql, params or None), self.timeout)
+        except asyncio.TimeoutError:  # what it says, not "TimeoutError: CancelledError"
+            raise TimeoutError(f"no reply from the server within {self.timeout:g} s") from None
         return self.cur.rowcount, list(await self.cur.fetchall())
 
 
