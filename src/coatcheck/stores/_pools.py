@@ -6,8 +6,10 @@ raises its own error, with its reason, in the request that needed it), or waits 
 Those who wait are served in order: a slot given back goes to the first of them, never to a
 caller that comes later. A connection whose use raised, or that ``reusable`` rejects when it
 comes back, is closed, never handed out again; when ``lost`` says it died (the server went away;
-not after a cancellation) the idle ones are closed too, since they are likely dead as well. Beyond waiting, a checkout is
-a list pop and append: no task and no log record.
+not after a cancellation) the idle ones are closed too, since they are likely dead as well.
+Beyond waiting, a checkout is a list pop and append: no task and no log record.
+
+:class:`PooledStore` gives a store with a driver for each side its two pools, built on first use.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import Generic, TypeVar
 
 from .._logs import log
 
-__all__ = ["AsyncPool", "Pool", "PoolTimeout"]
+__all__ = ["AsyncPool", "Pool", "PoolTimeout", "PooledStore"]
 
 C = TypeVar("C")
+A = TypeVar("A")  # the async pool's connections
 
 
 class PoolTimeout(TimeoutError):
@@ -44,7 +47,7 @@ class _Slots(Generic[C]):
     def __init__(
         self, what: str, size: int, timeout: float, reusable: Callable[[C], bool] | None, lost: Callable[[C], bool] | None
     ) -> None:
-        self.what, self.size, self.timeout = what, size, timeout
+        self.what, self.timeout = what, timeout
         self.reusable = reusable or _always
         self.lost = lost or _never
         self.idle: list[C] = []
@@ -289,3 +292,47 @@ class _Lease(Generic[C]):
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         await self.pool.give_back(self.conn, kind)
+
+
+class PooledStore(Generic[C, A]):
+    """A store's two pools, each built on first use by :meth:`_new_pool` or
+    :meth:`_new_async_pool`; ``close()`` and ``aclose()`` close them (a later call builds new ones)."""
+
+    _pool: Pool[C] | None
+    _apool: AsyncPool[A] | None
+
+    def _no_pools(self) -> None:
+        self._lock = threading.Lock()
+        self._pool = self._apool = None
+
+    def _new_pool(self) -> Pool[C]:
+        raise NotImplementedError
+
+    def _new_async_pool(self) -> AsyncPool[A]:
+        raise NotImplementedError
+
+    def _sync_pool(self) -> Pool[C]:
+        if (pool := self._pool) is not None:  # built: no lock on the way to every statement
+            return pool
+        with self._lock:
+            if self._pool is None:
+                self._pool = self._new_pool()
+            return self._pool
+
+    def _async_pool(self) -> AsyncPool[A]:
+        if self._apool is None:  # no await in between: two first uses still build one pool
+            self._apool = self._new_async_pool()
+        return self._apool
+
+    def close(self) -> None:
+        """Close the sync connections (a later call opens new ones)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.clear(close=True)
+
+    async def aclose(self) -> None:
+        """Close the async connections (a later call opens new ones)."""
+        pool, self._apool = self._apool, None
+        if pool is not None:
+            await pool.clear(close=True)

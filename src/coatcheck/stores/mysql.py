@@ -38,7 +38,6 @@ import contextlib
 import math
 import os
 import ssl
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -49,7 +48,7 @@ import pymysql
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
-from ._pools import AsyncPool, Pool
+from ._pools import AsyncPool, Pool, PooledStore
 from ._protocol import Record
 from ._sql import (
     BEGIN,
@@ -199,7 +198,7 @@ class _Cursor:
         return self.cur.rowcount, list(await self.cur.fetchall())
 
 
-class MySQLStore(SQLStoreMethods):
+class MySQLStore(SQLStoreMethods, PooledStore["pymysql.connections.Connection[Any]", _AioConnection]):
     """Sessions in a MySQL or MariaDB table; one object serves sync and async code.
 
     Nothing connects until first use; the async pool belongs to the event loop that first used
@@ -263,9 +262,7 @@ class MySQLStore(SQLStoreMethods):
             purge_batch=purge_batch,
             clock=clock,
         )
-        self._lock = threading.Lock()
-        self._pool: Pool[pymysql.connections.Connection[Any]] | None = None
-        self._apool: AsyncPool[_AioConnection] | None = None
+        self._no_pools()
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> MySQLStore:
@@ -319,11 +316,8 @@ class MySQLStore(SQLStoreMethods):
             return StoreUnavailableError(f"MySQL store {self._where} unavailable: {reason}")
         return StoreError(f"MySQL store {self._where} failed: {reason}")
 
-    def _sync_pool(self) -> Pool[pymysql.connections.Connection[Any]]:
-        with self._lock:
-            if self._pool is None:
-                self._pool = Pool("MySQL", self._connect, _close, self.pool_size, self.pool_timeout, lost=_lost)
-            return self._pool
+    def _new_pool(self) -> Pool[pymysql.connections.Connection[Any]]:
+        return Pool("MySQL", self._connect, _close, self.pool_size, self.pool_timeout, lost=_lost)
 
     async def _aconnect(self) -> _AioConnection:
         # Not aiomysql.connect(): cancelled mid-handshake it leaks the open socket (it cleans up on
@@ -336,10 +330,8 @@ class MySQLStore(SQLStoreMethods):
             raise
         return conn
 
-    def _async_pool(self) -> AsyncPool[_AioConnection]:
-        if self._apool is None:  # no await in between: two first uses still build one pool
-            self._apool = AsyncPool("MySQL", self._aconnect, _aclose, self.pool_size, self.pool_timeout, lost=_lost)
-        return self._apool
+    def _new_async_pool(self) -> AsyncPool[_AioConnection]:
+        return AsyncPool("MySQL", self._aconnect, _aclose, self.pool_size, self.pool_timeout, lost=_lost)
 
     def _once(self, flow: Flow[T]) -> T:
         with self._sync_pool().connection() as conn, conn.cursor() as cur:
@@ -348,16 +340,3 @@ class MySQLStore(SQLStoreMethods):
     async def _aonce(self, flow: Flow[T]) -> T:
         async with self._async_pool().connection() as conn:
             return await adrive(flow, _Cursor(await conn.cursor(), self.statement_timeout))
-
-    def close(self) -> None:
-        """Close the sync connections (a later call opens new ones)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.clear(close=True)
-
-    async def aclose(self) -> None:
-        """Close the async connections (a later call opens new ones)."""
-        pool, self._apool = self._apool, None
-        if pool is not None:
-            await pool.clear(close=True)

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
@@ -64,7 +63,7 @@ from psycopg.pq import ExecStatus, TransactionStatus
 
 from .._ops import adrive, drive
 from ..errors import ConfigurationError, StoreError, StoreUnavailableError
-from ._pools import AsyncPool, Pool
+from ._pools import AsyncPool, Pool, PooledStore
 from ._sql import (
     BEGIN,
     COMMIT,
@@ -212,7 +211,7 @@ def _lost(conn: _Connection | _AsyncConnection) -> bool:
     return conn.closed
 
 
-class PostgresStore(SQLStoreMethods):
+class PostgresStore(SQLStoreMethods, PooledStore[_Connection, _AsyncConnection]):
     """Sessions in a PostgreSQL table; one object serves sync and async code.
 
     ``conninfo`` is a libpq URL or ``key=value`` string. Nothing connects until first use; the
@@ -274,9 +273,7 @@ class PostgresStore(SQLStoreMethods):
             clock=clock,
         )
         self._reply_timeout = statement_timeout + _REPLY_MARGIN
-        self._lock = threading.Lock()
-        self._pool: Pool[_Connection] | None = None
-        self._apool: AsyncPool[_AsyncConnection] | None = None
+        self._no_pools()
 
     @classmethod
     def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> PostgresStore:
@@ -308,18 +305,13 @@ class PostgresStore(SQLStoreMethods):
             return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {said or exc}")
         return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
 
-    def _sync_pool(self) -> Pool[_Connection]:
-        with self._lock:
-            if self._pool is None:
-                connect = functools.partial(_Connection.connect, self._conninfo, autocommit=True)
-                self._pool = Pool("PostgreSQL", connect, _Connection.close, **self._pool_options())
-            return self._pool
+    def _new_pool(self) -> Pool[_Connection]:
+        connect = functools.partial(_Connection.connect, self._conninfo, autocommit=True)
+        return Pool("PostgreSQL", connect, _Connection.close, **self._pool_options())
 
-    def _async_pool(self) -> AsyncPool[_AsyncConnection]:
-        if self._apool is None:  # no await in between: two first uses still build one pool
-            connect = functools.partial(_AsyncConnection.connect, self._conninfo, autocommit=True)
-            self._apool = AsyncPool("PostgreSQL", connect, _AsyncConnection.close, **self._pool_options())
-        return self._apool
+    def _new_async_pool(self) -> AsyncPool[_AsyncConnection]:
+        connect = functools.partial(_AsyncConnection.connect, self._conninfo, autocommit=True)
+        return AsyncPool("PostgreSQL", connect, _AsyncConnection.close, **self._pool_options())
 
     def _pool_options(self) -> dict[str, Any]:
         return {"size": self.pool_size, "timeout": self.pool_timeout, "reusable": _idle, "lost": _lost}
@@ -331,16 +323,3 @@ class PostgresStore(SQLStoreMethods):
     async def _aonce(self, flow: Flow[T]) -> T:
         async with self._async_pool().connection() as conn:
             return await adrive(flow, _Cursor(_statements(conn, conn.cursor), conn.fileno(), self._reply_timeout))
-
-    def close(self) -> None:
-        """Close the sync connections (a later call opens new ones)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.clear(close=True)
-
-    async def aclose(self) -> None:
-        """Close the async connections (a later call opens new ones)."""
-        pool, self._apool = self._apool, None
-        if pool is not None:
-            await pool.clear(close=True)
