@@ -66,7 +66,7 @@ def _cut_off() -> Generator[Statement, Any, None]:
 async def _no_transaction_left_open(store: postgres.PostgresStore) -> None:
     """Neither the store's idle pooled connections nor the server's sessions of this application
     (``coatcheck``) are in a transaction."""
-    pools = [pool for pool in (store._pool, store._apool) if pool is not None]
+    pools = [pool for pool in (store._pool, store._async_pool()) if pool is not None]
     left = [f"pooled connection {conn}" for pool in pools for conn in pool.idle if not postgres._idle(conn)]
     with test_sql_stores.DATABASES["postgres"].connect() as admin:
         rows = admin.execute(
@@ -114,12 +114,13 @@ async def test_a_statement_timeout_keeps_the_other_idle_connections(make: Maker)
     store = make("pool_size=4&statement_timeout=1")
     store.migrate()
     await asyncio.gather(store.aload(KEY), store.aload(KEY))  # two connections, both idle after
-    assert store._apool is not None and len(store._apool.idle) == 2
+    pool = store._async_pool()
+    assert len(pool.idle) == 2
     with test_sql_stores.DATABASES["postgres"].connect() as holder:
         holder.execute("BEGIN")
         holder.execute(f'LOCK TABLE "{store.table}" IN ACCESS EXCLUSIVE MODE')
         with pytest.raises(StoreUnavailableError, match="statement timeout"):
             await store.aload(KEY)
         holder.execute("ROLLBACK")
-    assert len(store._apool.idle) == 1
+    assert len(pool.idle) == 1
     assert await store.aload(KEY) is None

@@ -102,7 +102,7 @@ def test_url_builds_lean_clients_without_io() -> None:
     try:
         assert isinstance(store, RedisStore) and not isinstance(store, RedisClusterStore)
         assert store.key_prefix == "app:" and store.expires_natively
-        sync_client, async_client = store._sync_side().client, store._async.client  # type: ignore[union-attr]
+        sync_client, async_client = store._sync_side().client, store._async_side().client
         assert isinstance(sync_client, RespClient) and isinstance(async_client, AsyncRespClient)
         for client in (sync_client, async_client):
             assert (client.host, client.port, client.path, client.db) == ("127.0.0.1", 1, None, 2)
@@ -498,8 +498,7 @@ async def drive(
     """Run a store flow on the ``mode`` client, awaiting ``between()`` before each round trip and
     after the last. With ``twice``, send each round trip again, as a client does that lost the
     reply: the second run must change nothing, and the flow goes on with its reply."""
-    side = store._sync_side() if mode == "sync" else store._async
-    assert side is not None
+    side = store._sync_side() if mode == "sync" else store._async_side()
 
     async def start(op: Any) -> Any:
         reply = op.run(side)

@@ -430,7 +430,7 @@ async def test_unix_socket(servers: Callable[..., Server], tmp_path: Path) -> No
     servers("--unixsocket", path, "--unixsocketperm", "700")
     until(lambda: Path(path).exists())
     store = RedisStore.from_url(f"unix://{path}?db=2")
-    sync_client, async_client = store._sync_side().client, store._async.client  # type: ignore[union-attr]
+    sync_client, async_client = store._sync_side().client, store._async_side().client
     try:
         assert sync_client.ping() and await async_client.ping()
         assert sync_client.get("k") is None and await async_client.get("k") is None
@@ -464,11 +464,11 @@ async def test_tls(servers: Callable[..., Server], tmp_path: Path) -> None:
     unverified = RedisStore.from_url(f"rediss://localhost:{server.port}/0")
     try:
         assert verified._sync_side().client.ping()
-        assert await verified._async.client.ping()  # type: ignore[union-attr]
+        assert await verified._async_side().client.ping()
         with pytest.raises(RespConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
             unverified._sync_side().client.ping()
         with pytest.raises(RespConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
-            await unverified._async.client.ping()  # type: ignore[union-attr]
+            await unverified._async_side().client.ping()
     finally:
         for store in (verified, unverified):
             store.close()

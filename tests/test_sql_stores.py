@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import httpx
 import psycopg
 import pytest
@@ -351,6 +353,27 @@ async def test_concurrent_first_async_uses_open_one_pool(db: Database, make: Mak
     monkeypatch.setattr(postgres if db.name == "postgres" else mysql, "AsyncPool", counting_pool)
     assert await asyncio.gather(*(store.aload(_ids.store_key(str(i))) for i in range(8))) == [None] * 8
     assert len(built) == 1
+
+
+@pytest.mark.server
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the dropped connections' sockets: the GC closes them
+async def test_a_loop_closed_without_aclose_leaves_the_store_working(db: Database, make: Maker) -> None:
+    """A loop that ends without ``aclose()`` (a script's ``asyncio.run()``): the next loop gets a
+    pool of its own, and the first one's connections are dropped without an error."""
+    store = make("create_schema=1")
+    key = _ids.store_key("k")
+
+    def in_a_new_loop() -> int:
+        async def use() -> int:
+            assert await asyncio.gather(*(store.aload(key) for _ in range(3))) == [None] * 3
+            return len(store._async_pool().idle)
+
+        return asyncio.run(use())
+
+    assert await anyio.to_thread.run_sync(in_a_new_loop) == 3
+    assert await anyio.to_thread.run_sync(in_a_new_loop) == 3  # the first loop's pool is dropped here
+    assert await store.aload(key) is None  # and the second loop's here
+    gc.collect()  # closing what was dropped raises nothing (aiomysql's close needed its loop)
 
 
 @pytest.mark.server

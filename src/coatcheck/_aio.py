@@ -15,11 +15,49 @@ import queue
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["running_asyncio_loop", "sleep", "to_thread"]
+__all__ = ["PerLoop", "running_asyncio_loop", "sleep", "to_thread"]
 
 T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """One ``T`` per running event loop, made by ``factory`` on the loop's first use (loops on
+    other threads get their own); values of loops that closed are dropped when a new loop comes."""
+
+    __slots__ = ("_factory", "_guard", "_values")
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._values: dict[asyncio.AbstractEventLoop, T] = {}
+        self._guard = threading.Lock()
+
+    def get(self) -> T:
+        """The running asyncio loop's value (RuntimeError without one)."""
+        loop = asyncio.get_running_loop()
+        value = self._values.get(loop)
+        return self._add(loop) if value is None else value
+
+    def current(self) -> T | None:
+        """The running asyncio loop's value, or None under another event loop (trio)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        value = self._values.get(loop)
+        return self._add(loop) if value is None else value
+
+    def _add(self, loop: asyncio.AbstractEventLoop) -> T:
+        with self._guard:
+            self._values = {other: kept for other, kept in self._values.items() if not other.is_closed()}
+            return self._values.setdefault(loop, self._factory())
+
+    def pop(self) -> T | None:
+        """Forget the running asyncio loop's value and return it (None if it had none)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            return self._values.pop(loop, None)
 
 
 def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:

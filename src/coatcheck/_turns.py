@@ -20,46 +20,13 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Generic, TypeVar
 
-__all__ = ["TURN_WAIT", "AsyncKeyTurns", "KeyTurns", "PerLoop"]
+from ._aio import PerLoop
 
-T = TypeVar("T")
+__all__ = ["TURN_WAIT", "AsyncKeyTurns", "KeyTurns"]
+
 TURN_WAIT = 1.0  # seconds a turn may be held before the commits waiting for it go ahead without it
 _STRIPES = 64
-
-
-class PerLoop(Generic[T]):
-    """One ``T`` per running event loop, made by ``factory`` on the loop's first use (loops on
-    other threads get their own); values of loops that closed are dropped when a new loop comes."""
-
-    __slots__ = ("_factory", "_guard", "_values")
-
-    def __init__(self, factory: Callable[[], T]) -> None:
-        self._factory = factory
-        self._values: dict[asyncio.AbstractEventLoop, T] = {}
-        self._guard = threading.Lock()
-
-    def get(self) -> T:
-        """The running asyncio loop's value (RuntimeError without one)."""
-        loop = asyncio.get_running_loop()
-        value = self._values.get(loop)
-        return self._add(loop) if value is None else value
-
-    def current(self) -> T | None:
-        """The running asyncio loop's value, or None under another event loop (trio)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return None
-        value = self._values.get(loop)
-        return self._add(loop) if value is None else value
-
-    def _add(self, loop: asyncio.AbstractEventLoop) -> T:
-        with self._guard:
-            self._values = {other: kept for other, kept in self._values.items() if not other.is_closed()}
-            return self._values.setdefault(loop, self._factory())
 
 
 class _Turn:

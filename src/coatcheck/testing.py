@@ -16,10 +16,12 @@ asyncio backend. Needs ``pytest`` and ``anyio``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio.to_thread
 import pytest
 
 from . import _ids
@@ -290,6 +292,32 @@ class StoreConformance:
         assert await ops.load(_KEY("a1")) is None
         assert await ops.load(_KEY("b1")) is not None
         assert await ops.load(_KEY("a3")) is not None
+
+    async def test_serves_other_threads_and_event_loops(self, ops: Ops, clock: FakeClock) -> None:
+        """The store serves every thread that uses it and, in async code, every event loop: one
+        after the other (a second ``asyncio.run()``, a test framework's loop per test, the first
+        loop closed by then) and at once (this test's loop and a loop in another thread).
+        ``aclose()`` on another loop leaves this one's use working."""
+        record = _record(b"a", expires_at=clock() + 60)
+        assert await ops.save(_KEY("a"), record, None) is True
+
+        def elsewhere(name: str) -> Record | None:
+            other = Ops(ops.mode, ops.store, clock)
+
+            async def use() -> Record | None:
+                try:
+                    assert await other.save(_KEY(name), _record(name.encode(), expires_at=clock() + 60), None) is True
+                    return await other.load(_KEY("a"))
+                finally:
+                    if ops.mode == "async":
+                        await ops.store.aclose()
+
+            return asyncio.run(use())
+
+        for name in ("b", "c"):
+            assert await anyio.to_thread.run_sync(elsewhere, name) == record
+            assert await ops.load(_KEY(name)) == _record(name.encode(), expires_at=clock() + 60)
+        assert await ops.load(_KEY("a")) == record
 
     # -- sessions on this store --------------------------------------------------------------------
 

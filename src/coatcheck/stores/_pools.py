@@ -9,7 +9,8 @@ comes back, is closed, never handed out again; when ``lost`` says it died (the s
 not after a cancellation) the idle ones are closed too, since they are likely dead as well.
 Beyond waiting, a checkout is a list pop and append: no task and no log record.
 
-:class:`PooledStore` gives a store with a driver for each side its two pools, built on first use.
+:class:`PooledStore` gives a store with a driver for each side its pools, built on first use:
+one for threads and one per event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Generic, TypeVar
 
+from .._aio import PerLoop
 from .._logs import log
 
 __all__ = ["AsyncPool", "Pool", "PoolTimeout", "PooledStore"]
@@ -295,15 +297,19 @@ class _Lease(Generic[C]):
 
 
 class PooledStore(Generic[C, A]):
-    """A store's two pools, each built on first use by :meth:`_new_pool` or
-    :meth:`_new_async_pool`; ``close()`` and ``aclose()`` close them (a later call builds new ones)."""
+    """A store's pools, each built on first use: one for threads by :meth:`_new_pool`, and one per
+    event loop by :meth:`_new_async_pool` (a driver's connection belongs to the loop that opened
+    it, and so does a pool's queue of waiters). ``close()`` closes the first, ``aclose()`` the
+    running loop's; a later call builds new ones. The pool of a loop that closed is dropped with
+    its connections when another loop first uses the store."""
 
     _pool: Pool[C] | None
-    _apool: AsyncPool[A] | None
+    _apools: PerLoop[AsyncPool[A]]
 
     def _no_pools(self) -> None:
         self._lock = threading.Lock()
-        self._pool = self._apool = None
+        self._pool = None
+        self._apools = PerLoop(self._new_async_pool)
 
     def _new_pool(self) -> Pool[C]:
         raise NotImplementedError
@@ -320,9 +326,7 @@ class PooledStore(Generic[C, A]):
             return self._pool
 
     def _async_pool(self) -> AsyncPool[A]:
-        if self._apool is None:  # no await in between: two first uses still build one pool
-            self._apool = self._new_async_pool()
-        return self._apool
+        return self._apools.get()
 
     def close(self) -> None:
         """Close the sync connections (a later call opens new ones)."""
@@ -332,7 +336,7 @@ class PooledStore(Generic[C, A]):
             pool.clear(close=True)
 
     async def aclose(self) -> None:
-        """Close the async connections (a later call opens new ones)."""
-        pool, self._apool = self._apool, None
+        """Close the running event loop's connections (a later call opens new ones)."""
+        pool = self._apools.pop()
         if pool is not None:
             await pool.clear(close=True)

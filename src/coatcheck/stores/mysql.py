@@ -150,12 +150,24 @@ def _code(exc: Exception) -> int | None:
 
 class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
     """aiomysql's connection, escaping bytes itself: aiomysql 0.3 imports an escaper that recent
-    PyMySQL releases replaced with a placeholder string (PyMySQL issue 1274): bytes would break."""
+    PyMySQL releases replaced with a placeholder string (PyMySQL issue 1274): bytes would break.
+    Closed after its event loop closed (a pool dropped with its loop), it leaves its socket to the
+    garbage collector instead of raising: asyncio can no longer close it."""
+
+    _loop: asyncio.AbstractEventLoop
+    _writer: asyncio.StreamWriter | None
+    _reader: asyncio.StreamReader | None
 
     def escape(self, obj: Any) -> str:
         if isinstance(obj, bytes):
             return pymysql.converters.escape_bytes(obj)
         return super().escape(obj)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        if self._writer is not None and self._loop.is_closed():
+            self._writer = self._reader = None
+            return
+        super().close()
 
 
 def _close(conn: pymysql.connections.Connection[Any]) -> None:
@@ -201,8 +213,8 @@ class _Cursor:
 class MySQLStore(SQLStoreMethods, PooledStore["pymysql.connections.Connection[Any]", _AioConnection]):
     """Sessions in a MySQL or MariaDB table; one object serves sync and async code.
 
-    Nothing connects until first use; the async pool belongs to the event loop that first used
-    it. ``close()`` releases the sync connections, ``aclose()`` the async ones.
+    Nothing connects until first use; each event loop that uses the store gets a pool of its
+    own. ``close()`` releases the sync connections, ``aclose()`` the running loop's async ones.
 
     Timeouts (seconds): ``connect_timeout``, ``statement_timeout`` (client read/write timeout and
     the server's lock-wait timeouts), ``pool_timeout`` (waiting for a free connection).

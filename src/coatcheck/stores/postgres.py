@@ -214,9 +214,9 @@ def _lost(conn: _Connection | _AsyncConnection) -> bool:
 class PostgresStore(SQLStoreMethods, PooledStore[_Connection, _AsyncConnection]):
     """Sessions in a PostgreSQL table; one object serves sync and async code.
 
-    ``conninfo`` is a libpq URL or ``key=value`` string. Nothing connects until first use; the
-    async pool belongs to the event loop that first used it. ``close()`` releases the sync
-    connections, ``aclose()`` the async ones.
+    ``conninfo`` is a libpq URL or ``key=value`` string. Nothing connects until first use; each
+    event loop that uses the store gets a pool of its own. ``close()`` releases the sync
+    connections, ``aclose()`` the running loop's async ones.
 
     Timeouts (seconds): ``connect_timeout`` (libpq; at least 2), ``statement_timeout`` (set on
     every connection; the client gives up on a reply 1 s later), ``pool_timeout`` (waiting for a

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from ..._turns import PerLoop
+from ..._aio import PerLoop
 from ...errors import ConfigurationError, StoreError, StoreUnavailableError
 from .._protocol import Record
 
@@ -136,6 +136,7 @@ class RedisClusterStore(RedisStore):
         max_lifetime: float = CLUSTER_MAX_LIFETIME,
         clock: Callable[[], float] = time.time,
         client_factory: Callable[[], Any] | None = None,
+        async_client_factory: Callable[[], Any] | None = None,
         where: str | None = None,
         max_concurrency: int | None = None,
         pool_timeout: float = DEFAULT_TIMEOUT,
@@ -156,6 +157,7 @@ class RedisClusterStore(RedisStore):
             max_lifetime=max_lifetime,
             clock=clock,
             client_factory=client_factory,
+            async_client_factory=async_client_factory,
             where=where,
         )
 
@@ -164,7 +166,7 @@ class RedisClusterStore(RedisStore):
         """``redis+cluster://[[user]:password@]host:port,host:port,...[?key_prefix=...]``.
 
         The sync client is built on first use (redis-py's ``RedisCluster`` connects in its
-        constructor); the async one connects on its first command.
+        constructor); each event loop gets an async one, which connects on its first command.
         """
         try:
             import redis.asyncio.cluster
@@ -198,15 +200,17 @@ class RedisClusterStore(RedisStore):
                 **common,
             )
 
-        async_client = redis.asyncio.cluster.RedisCluster(
-            startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes],
-            retry=_retry_once(redis.asyncio.retry.Retry),
-            **common,
-        )
+        def async_connect() -> redis.asyncio.cluster.RedisCluster:  # one per event loop: it is bound to its loop
+            return redis.asyncio.cluster.RedisCluster(
+                startup_nodes=[redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes],
+                retry=_retry_once(redis.asyncio.retry.Retry),
+                **common,
+            )
+
         return cls(
             None,
-            async_client,
             client_factory=connect,
+            async_client_factory=async_connect,
             clock=clock,
             where=where,
             max_concurrency=pool_options["max_connections"],

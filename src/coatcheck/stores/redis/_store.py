@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from ..._aio import PerLoop
 from ..._ops import adrive, drive, one
 from ...errors import ConfigurationError, NotSupportedError, StoreError, StoreUnavailableError
 from .._protocol import Record, ScanPage
@@ -168,7 +169,9 @@ class RedisStore:
     ``client`` is a ``redis.Redis`` and ``async_client`` a ``redis.asyncio.Redis`` (or the lean
     :class:`~._resp.RespClient` and :class:`~._resp.AsyncRespClient`, which :meth:`from_url`
     builds with bounded timeouts); a flavour whose client is None raises
-    :class:`NotSupportedError`. ``client_factory`` builds the sync client on first use instead.
+    :class:`NotSupportedError`. ``client_factory`` builds the sync client on first use instead;
+    ``async_client_factory`` builds an async client for each event loop that uses the store (for
+    clients bound to the loop that first used them, as redis-py's cluster client is).
     ``max_lifetime`` (seconds, None: no cap) caps every record's TTL at its creation time plus
     that much. ``where`` names the server in error messages (never include a password).
     """
@@ -186,6 +189,7 @@ class RedisStore:
         max_lifetime: float | None = None,
         clock: Callable[[], float] = time.time,
         client_factory: Callable[[], Any] | None = None,
+        async_client_factory: Callable[[], Any] | None = None,
         where: str | None = None,
     ) -> None:
         if not isinstance(key_prefix, str):
@@ -202,6 +206,7 @@ class RedisStore:
         self._factory_lock = threading.Lock()
         self._sync = None if client is None else _Side(client)
         self._async = None if async_client is None else _Side(async_client)
+        self._async_sides = None if async_client_factory is None else PerLoop(lambda: _Side(async_client_factory()))
         self._scan_match = f"{_glob(key_prefix)}s:*"  # every session key, and nothing else
 
     def __repr__(self) -> str:
@@ -277,11 +282,17 @@ class RedisStore:
                 raise _translate(exc, self._where) from exc
             raise
 
-    async def _arun(self, flow: Flow[T]) -> T:
-        if self._async is None:
+    def _async_side(self) -> _Side:
+        if self._async is not None:
+            return self._async
+        if self._async_sides is None:
             raise NotSupportedError(f"{self!r} has no asynchronous client")
+        return self._async_sides.get()  # the running loop's
+
+    async def _arun(self, flow: Flow[T]) -> T:
+        side = self._async or self._async_side()  # a store's one client: no call
         try:
-            return await adrive(flow, self._async)
+            return await adrive(flow, side)
         except Exception as exc:
             if _is_driver_error(exc):
                 raise _translate(exc, self._where) from exc
@@ -458,6 +469,8 @@ class RedisStore:
         return await self._arun(self._scan_flow(cursor, limit))
 
     async def aclose(self) -> None:
-        """Close the async client and its connections."""
-        if self._async is not None:
-            await self._async.client.aclose()
+        """Close the async client and its connections (the running event loop's, for clients
+        built per loop)."""
+        side = self._async or (None if self._async_sides is None else self._async_sides.pop())
+        if side is not None:
+            await side.client.aclose()
