@@ -1,5 +1,5 @@
 """``_aio.to_thread`` under asyncio: coatcheck's own worker threads (the SQLite store and the
-legacy readers run every blocking call through them)."""
+legacy readers run every blocking call through them); ``_aio.PerLoop``, one value per event loop."""
 
 from __future__ import annotations
 
@@ -128,3 +128,32 @@ def test_a_child_process_after_fork_gets_workers_of_its_own() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_per_loop_values_and_the_retirement_of_closed_loops() -> None:
+    """Each loop gets its own value, the same on every call in it; a loop that closed has its value
+    handed to ``retire`` before the next loop's is made (a pool passes its idle connections on)."""
+    made: list[int] = []
+    retired: list[tuple[int, int]] = []  # (the value retired, how many were made by then)
+
+    def make() -> int:
+        made.append(len(made))
+        return made[-1]
+
+    per_loop = _aio.PerLoop(make, retire=lambda value: retired.append((value, len(made))))
+
+    async def twice() -> tuple[int, int]:
+        return per_loop.get(), per_loop.get()
+
+    assert asyncio.run(twice()) == (0, 0)
+    assert asyncio.run(twice()) == (1, 1)
+    assert retired == [(0, 1)]  # the first loop's, before the second loop's value was made
+
+    async def popped() -> tuple[int, int | None, int | None, int]:
+        return per_loop.get(), per_loop.pop(), per_loop.pop(), per_loop.get()
+
+    assert asyncio.run(popped()) == (2, 2, None, 3)
+    assert retired == [(0, 1), (1, 2)]
+    asyncio.run(twice())
+    assert retired == [(0, 1), (1, 2), (3, 4)]  # a popped value is the caller's to close, not retired
+    assert per_loop.current() is None  # no loop running

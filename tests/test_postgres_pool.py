@@ -10,6 +10,7 @@ from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio.to_thread
 import pytest
 
 from coatcheck.errors import StoreUnavailableError
@@ -32,6 +33,26 @@ def db() -> test_sql_stores.Database:
 
 
 KEY = "a" * 64
+
+
+async def test_a_loop_that_closed_leaves_its_idle_connections_to_the_next(make: Maker) -> None:
+    """A loop per call (a script's ``asyncio.run()``, asgiref's loop per async view under WSGI):
+    each loop after the first reuses the connections the last one left idle, and opens none."""
+    store = make("create_schema=1&pool_size=3")
+
+    def in_a_new_loop() -> set[int]:
+        async def use() -> set[int]:
+            assert await asyncio.gather(*(store.aload(KEY) for _ in range(3))) == [None] * 3
+            return {conn.info.backend_pid for conn in store._async_pool().idle}
+
+        return asyncio.run(use())
+
+    first = await anyio.to_thread.run_sync(in_a_new_loop)
+    assert len(first) == 3
+    assert await anyio.to_thread.run_sync(in_a_new_loop) == first
+    assert await anyio.to_thread.run_sync(in_a_new_loop) == first
+    assert await store.aload(KEY) is None
+    assert {conn.info.backend_pid for conn in store._async_pool().idle} <= first
 
 
 async def test_threads_that_first_use_a_store_together_share_its_pool(make: Maker, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,12 +24,14 @@ T = TypeVar("T")
 
 class PerLoop(Generic[T]):
     """One ``T`` per running event loop, made by ``factory`` on the loop's first use (loops on
-    other threads get their own); values of loops that closed are dropped when a new loop comes."""
+    other threads get their own). The values of loops that closed are dropped when a new loop
+    comes, each handed first to ``retire`` (if given), before the new loop's value is made."""
 
-    __slots__ = ("_factory", "_guard", "_values")
+    __slots__ = ("_factory", "_guard", "_retire", "_values")
 
-    def __init__(self, factory: Callable[[], T]) -> None:
+    def __init__(self, factory: Callable[[], T], *, retire: Callable[[T], object] | None = None) -> None:
         self._factory = factory
+        self._retire = retire
         self._values: dict[asyncio.AbstractEventLoop, T] = {}
         self._guard = threading.Lock()
 
@@ -50,8 +52,14 @@ class PerLoop(Generic[T]):
 
     def _add(self, loop: asyncio.AbstractEventLoop) -> T:
         with self._guard:
-            self._values = {other: kept for other, kept in self._values.items() if not other.is_closed()}
-            return self._values.setdefault(loop, self._factory())
+            values = self._values
+            self._values = {other: kept for other, kept in values.items() if not other.is_closed()}
+            if self._retire is not None:
+                for other, gone in values.items():
+                    if other not in self._values:
+                        self._retire(gone)
+            value = self._values[loop] = self._factory()
+            return value
 
     def pop(self) -> T | None:
         """Forget the running asyncio loop's value and return it (None if it had none)."""

@@ -20,7 +20,7 @@ import collections
 import contextlib
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from .._aio import PerLoop
 from .._logs import log
@@ -298,18 +298,34 @@ class _Lease(Generic[C]):
 
 class PooledStore(Generic[C, A]):
     """A store's pools, each built on first use: one for threads by :meth:`_new_pool`, and one per
-    event loop by :meth:`_new_async_pool` (a driver's connection belongs to the loop that opened
-    it, and so does a pool's queue of waiters). ``close()`` closes the first, ``aclose()`` the
-    running loop's; a later call builds new ones. The pool of a loop that closed is dropped with
-    its connections when another loop first uses the store."""
+    event loop by :meth:`_new_async_pool` (a pool's queue of waiters belongs to its loop, and so
+    may its connections). ``close()`` closes the first, ``aclose()`` the running loop's; a later
+    call builds new ones. When a loop closed without ``aclose()`` (a script's ``asyncio.run()``,
+    asgiref's loop per call of an async view under WSGI), its pool is dropped when the next loop
+    comes; its idle connections serve that loop's pool if :attr:`_reusable_across_loops`, else
+    the garbage collector closes their sockets."""
 
+    pool_size: int
+    _reusable_across_loops: ClassVar[bool] = False  # can an async connection serve a loop other than its own?
     _pool: Pool[C] | None
     _apools: PerLoop[AsyncPool[A]]
+    _left_idle: list[A]  # idle connections of a loop that closed, for the next loop's pool
 
     def _no_pools(self) -> None:
         self._lock = threading.Lock()
         self._pool = None
-        self._apools = PerLoop(self._new_async_pool)
+        self._left_idle = []
+        self._apools = PerLoop(self._loop_pool, retire=self._loop_closed)
+
+    def _loop_pool(self) -> AsyncPool[A]:
+        pool = self._new_async_pool()
+        pool.idle, self._left_idle = self._left_idle, []
+        return pool
+
+    def _loop_closed(self, pool: AsyncPool[A]) -> None:
+        if self._reusable_across_loops:
+            self._left_idle = [*self._left_idle, *pool.idle][: self.pool_size]
+        pool.idle = []
 
     def _new_pool(self) -> Pool[C]:
         raise NotImplementedError

@@ -305,6 +305,8 @@ class PostgresStore(SQLStoreMethods, PooledStore[_Connection, _AsyncConnection])
             return StoreUnavailableError(f"PostgreSQL store {self._where} unavailable: {said or exc}")
         return StoreError(f"PostgreSQL store {self._where} failed: {exc}")
 
+    _reusable_across_loops = True  # psycopg waits on whichever loop runs the call
+
     def _new_pool(self) -> Pool[_Connection]:
         connect = functools.partial(_Connection.connect, self._conninfo, autocommit=True)
         return Pool("PostgreSQL", connect, _Connection.close, **self._pool_options())
