@@ -203,6 +203,39 @@ async def test_a_missing_client_flavour_is_not_supported() -> None:
 # -- the real servers ----------------------------------------------------------------------------
 
 
+@pytest.mark.server
+def test_an_async_client_factory_serves_each_event_loop(clock: FakeClock) -> None:
+    """redis-py's async client belongs to its first loop; built by a factory, one per loop."""
+    try:
+        ping(URL)
+    except ServerMissing as exc:
+        if require_servers():
+            pytest.fail(f"redis server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+        pytest.skip(f"redis server unreachable: {exc}")
+    built: list[redis.asyncio.Redis] = []
+
+    def build() -> redis.asyncio.Redis:
+        built.append(redis.asyncio.Redis.from_url(URL))
+        return built[-1]
+
+    prefix = urlsplit(with_prefix(URL)).query.partition("=")[2]
+    store = RedisStore(None, async_client_factory=build, key_prefix=prefix, clock=clock)
+    record = Record(b"x", clock() + 60, 1, None)
+
+    async def round_trip(name: str) -> Record | None:
+        try:
+            assert await store.asave(store_key(name), record, expected_version=None)
+            return await store.aload(store_key(name))
+        finally:
+            await store.aclose()
+
+    assert anyio.run(round_trip, "a") == record
+    assert anyio.run(round_trip, "b") == record
+    assert len(built) == 2
+    with redis.Redis.from_url(URL) as client:
+        client.delete(*client.keys(f"{prefix}*"))
+
+
 async def test_every_key_has_a_ttl_never_past_its_record(rstore: RedisStore, mode: str, clock: FakeClock) -> None:
     ops = Ops(mode, rstore, clock)
     await ops.new_saved(a=1)
