@@ -66,9 +66,10 @@ def records(count: int, created: float) -> Iterator[tuple[str, bytes]]:
         yield store_key(session_id(i)), encode(created, {"n": i})
 
 
-def fill(store: MemoryStore, count: int) -> float:
-    """Add ``count`` live sessions through ``save``; return µs per session."""
-    now = time.time()
+def fill(store: MemoryStore, count: int, now: float | None = None) -> float:
+    """Add ``count`` live sessions created at ``now`` (default: the time) through ``save``;
+    return µs per session."""
+    now = time.time() if now is None else now
     started = time.perf_counter()
     for key, data in records(count, now):
         store.save(key, Record(data, now + LIFETIME, 1, None), expected_version=None)
@@ -230,17 +231,20 @@ def filled(store: str, services: _infra.Services, count: int, expires_at: float)
 # -- a read's cost ---------------------------------------------------------------------------------
 
 
-def measure_reads(url: str, sessions: int, reads: int, repeats: int, callgrind: bool) -> dict[str, Any]:
+def measure_reads(url: str, sessions: int, reads: int, repeats: int, callgrind: bool, created: float) -> dict[str, Any]:
     """In this process: ``repeats`` loops of ``reads`` read-only requests' session work (load a
     random one of the ``sessions`` filled sessions, read a key, commit), after a warm-up loop.
 
     The filled sessions are frozen out of the cyclic GC's reach, so that a full collection (a cost
-    of the heap, not of a read) does not land in one size's window and not the other's.
+    of the heap, not of a read) does not land in one size's window and not the other's. The
+    clock stays at ``created``, the time the sessions were filled: no read finds its session's
+    expiry due for a refresh (a write) because filling a million sessions took longer than the
+    refresh interval (under callgrind, filling the memory store takes many minutes).
     """
-    store = from_url(url)
+    store = from_url(url, clock=lambda: created)
     if isinstance(store, MemoryStore):
-        fill(store, sessions)
-    manager = SessionManager(store)
+        fill(store, sessions, created)
+    manager = SessionManager(store, clock=lambda: created)
     pick = random.Random(sessions)
     cookies = [f"sessionid={session_id(pick.randrange(sessions))}" for _ in range(reads * (repeats + 1))]
 
@@ -269,10 +273,14 @@ def measure_reads(url: str, sessions: int, reads: int, repeats: int, callgrind: 
     return {"reads": reads * repeats, "wall_us": statistics.median(wall), "cpu_us": statistics.median(cpu)}
 
 
-def read_child(url: str, sessions: int, reads: int, repeats: int, work_dir: Path, callgrind: bool) -> dict[str, Any]:
+def read_child(
+    url: str, sessions: int, reads: int, repeats: int, work_dir: Path, callgrind: bool, created: float
+) -> dict[str, Any]:
     """:func:`measure_reads` in a process of its own on the server's core; under callgrind, its
     ``instructions`` per read too."""
-    spec = json.dumps({"url": url, "sessions": sessions, "reads": reads, "repeats": repeats, "callgrind": callgrind})
+    spec = json.dumps(
+        {"url": url, "sessions": sessions, "reads": reads, "repeats": repeats, "callgrind": callgrind, "created": created}
+    )
     argv = [sys.executable, "-m", "benchmarks.scale", "--read-child", spec]
     out = work_dir / "scale-callgrind.out"
     if callgrind:
@@ -303,13 +311,16 @@ def read_cost(store: str, services: _infra.Services, sizes: tuple[int, ...], rea
     """Wall and CPU µs (and instructions) per read with each of ``sizes`` sessions in ``store``."""
     row: dict[str, Any] = {"store": store, "sessions": list(sizes), "wall_us": [], "cpu_us": [], "instructions": []}
     for size in sizes:
-        with filled(store, services, size, time.time() + LIFETIME) as url:
+        expires_at = time.time() + LIFETIME
+        with filled(store, services, size, expires_at) as url:
             _infra.log(f"scale: reads on {store}, {size:,} sessions")
-            timed = read_child(url, size, reads, 7, services.work_dir, callgrind=False)
+            timed = read_child(url, size, reads, 7, services.work_dir, callgrind=False, created=expires_at - LIFETIME)
             row["wall_us"].append(timed["wall_us"])
             row["cpu_us"].append(timed["cpu_us"])
             if callgrind:
-                counted = read_child(url, size, max(100, reads // 5), 1, services.work_dir, callgrind=True)
+                counted = read_child(
+                    url, size, max(100, reads // 5), 1, services.work_dir, callgrind=True, created=expires_at - LIFETIME
+                )
                 row["instructions"].append(counted["instructions"])
     return row
 

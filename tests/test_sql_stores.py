@@ -8,8 +8,10 @@ import contextlib
 import functools
 import gc
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -374,6 +376,54 @@ async def test_a_loop_closed_without_aclose_leaves_the_store_working(db: Databas
     assert await anyio.to_thread.run_sync(in_a_new_loop) == 3  # the first loop's pool is dropped here
     assert await store.aload(key) is None  # and the second loop's here
     gc.collect()  # closing what was dropped raises nothing (aiomysql's close needed its loop)
+
+
+def _server_id(conn: Any) -> int:
+    """The server's ID of the session behind an async connection of either store."""
+    return conn.info.backend_pid if isinstance(conn, psycopg.AsyncConnection) else conn.thread_id()
+
+
+def _open_server_ids(db: Database, ids: set[int]) -> set[int]:
+    if db.name == "postgres":
+        return {pid for (pid,) in db.query("SELECT pid FROM pg_stat_activity") if pid in ids}
+    return {pid for (pid,) in db.query("SELECT id FROM information_schema.processlist") if pid in ids}
+
+
+@pytest.mark.server
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # MySQL's sockets shut down: the GC frees their descriptors
+async def test_aclose_on_another_loop_closes_what_closed_loops_left(db: Database, make: Maker) -> None:
+    """Two loops in two threads each hold two connections at once and close without ``aclose()``;
+    ``asyncio.run(store.aclose())`` then leaves none of the four open on the server (PostgreSQL
+    keeps up to ``pool_size`` for the next loop until then; the rest, and MySQL's, are closed
+    as soon as a loop next uses the store)."""
+    store = make("create_schema=1&pool_size=2")
+    store.migrate()
+    key = _ids.store_key("k")
+    both_hold = threading.Barrier(2)
+
+    def in_a_loop() -> set[int]:
+        async def hold_two() -> set[int]:
+            async def hold() -> int:
+                async with store._async_pool().connection() as conn:
+                    await asyncio.to_thread(both_hold.wait, 10)  # both loops hold theirs at once
+                    return _server_id(conn)
+
+            assert await store.aload(key) is None
+            return set(await asyncio.gather(hold(), hold()))
+
+        return asyncio.run(hold_two())
+
+    with ThreadPoolExecutor(2) as threads:
+        opened = set().union(*threads.map(lambda _: in_a_loop(), range(2)))
+    assert len(opened) == 4 and _open_server_ids(db, opened) == opened
+    await anyio.to_thread.run_sync(asyncio.run, store.aclose())
+
+    async def all_closed() -> None:
+        assert _open_server_ids(db, opened) == set()
+
+    await eventually(all_closed, deadline=10)
+    assert await store.aload(key) is None  # and the store works on
+    gc.collect()
 
 
 @pytest.mark.server

@@ -25,7 +25,8 @@ T = TypeVar("T")
 class PerLoop(Generic[T]):
     """One ``T`` per running event loop, made by ``factory`` on the loop's first use (loops on
     other threads get their own). The values of loops that closed are dropped when a new loop
-    comes, each handed first to ``retire`` (if given), before the new loop's value is made."""
+    comes (before its value is made) and on :meth:`pop`, each handed to ``retire`` (if given).
+    A loop that never closes keeps its value for as long as this object lives."""
 
     __slots__ = ("_factory", "_guard", "_retire", "_values")
 
@@ -52,19 +53,24 @@ class PerLoop(Generic[T]):
 
     def _add(self, loop: asyncio.AbstractEventLoop) -> T:
         with self._guard:
-            values = self._values
-            self._values = {other: kept for other, kept in values.items() if not other.is_closed()}
-            if self._retire is not None:
-                for other, gone in values.items():
-                    if other not in self._values:
-                        self._retire(gone)
+            self._prune()
             value = self._values[loop] = self._factory()
             return value
 
+    def _prune(self) -> None:
+        values = self._values
+        self._values = {other: kept for other, kept in values.items() if not other.is_closed()}
+        if self._retire is not None:
+            for other, gone in values.items():
+                if other not in self._values:
+                    self._retire(gone)
+
     def pop(self) -> T | None:
-        """Forget the running asyncio loop's value and return it (None if it had none)."""
+        """Forget the running asyncio loop's value and return it (None if it had none); retire
+        the values of loops that closed."""
         loop = asyncio.get_running_loop()
         with self._guard:
+            self._prune()
             return self._values.pop(loop, None)
 
 

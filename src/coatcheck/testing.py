@@ -294,10 +294,10 @@ class StoreConformance:
         assert await ops.load(_KEY("a3")) is not None
 
     async def test_serves_other_threads_and_event_loops(self, ops: Ops, clock: FakeClock) -> None:
-        """The store serves every thread that uses it and, in async code, every event loop: one
-        after the other (a second ``asyncio.run()``, a test framework's loop per test, the first
-        loop closed by then) and at once (this test's loop and a loop in another thread).
-        ``aclose()`` on another loop leaves this one's use working."""
+        """The store serves every thread that uses it and, in async code, every event loop: loops
+        in other threads while this test's loop still uses it, one after the other (a second
+        ``asyncio.run()``, a test framework's loop per test: the first loop has closed when the
+        second starts). ``aclose()`` on another loop leaves this one's use working."""
         record = _record(b"a", expires_at=clock() + 60)
         assert await ops.save(_KEY("a"), record, None) is True
 

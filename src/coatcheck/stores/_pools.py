@@ -299,17 +299,19 @@ class _Lease(Generic[C]):
 class PooledStore(Generic[C, A]):
     """A store's pools, each built on first use: one for threads by :meth:`_new_pool`, and one per
     event loop by :meth:`_new_async_pool` (a pool's queue of waiters belongs to its loop, and so
-    may its connections). ``close()`` closes the first, ``aclose()`` the running loop's; a later
-    call builds new ones. When a loop closed without ``aclose()`` (a script's ``asyncio.run()``,
-    asgiref's loop per call of an async view under WSGI), its pool is dropped when the next loop
-    comes; its idle connections serve that loop's pool if :attr:`_reusable_across_loops`, else
-    the garbage collector closes their sockets."""
+    may its connections). ``close()`` closes the first, ``aclose()`` the running loop's and what
+    loops that closed left behind; a later call builds new ones.
+
+    A loop that closed without ``aclose()`` (a script's ``asyncio.run()``, asgiref's loop per call
+    of an async view under WSGI) has its pool dropped when a loop next uses the store for the
+    first time. Its idle connections serve that loop's pool if :attr:`_reusable_across_loops`
+    (up to ``pool_size``); the others are closed by :meth:`_abandon`, without a loop."""
 
     pool_size: int
     _reusable_across_loops: ClassVar[bool] = False  # can an async connection serve a loop other than its own?
     _pool: Pool[C] | None
     _apools: PerLoop[AsyncPool[A]]
-    _left_idle: list[A]  # idle connections of a loop that closed, for the next loop's pool
+    _left_idle: list[A]  # idle connections of loops that closed, for the next loop's pool (under _lock)
 
     def _no_pools(self) -> None:
         self._lock = threading.Lock()
@@ -317,21 +319,35 @@ class PooledStore(Generic[C, A]):
         self._left_idle = []
         self._apools = PerLoop(self._loop_pool, retire=self._loop_closed)
 
-    def _loop_pool(self) -> AsyncPool[A]:
-        pool = self._new_async_pool()
-        pool.idle, self._left_idle = self._left_idle, []
-        return pool
-
-    def _loop_closed(self, pool: AsyncPool[A]) -> None:
-        if self._reusable_across_loops:
-            self._left_idle = [*self._left_idle, *pool.idle][: self.pool_size]
-        pool.idle = []
-
     def _new_pool(self) -> Pool[C]:
         raise NotImplementedError
 
     def _new_async_pool(self) -> AsyncPool[A]:
         raise NotImplementedError
+
+    def _abandon(self, conn: A) -> None:
+        """Close ``conn`` without an event loop: its own loop has closed."""
+        raise NotImplementedError
+
+    def _loop_pool(self) -> AsyncPool[A]:
+        pool = self._new_async_pool()
+        with self._lock:
+            pool.idle, self._left_idle = self._left_idle, []
+        return pool
+
+    def _loop_closed(self, pool: AsyncPool[A]) -> None:
+        idle, pool.idle = pool.idle, []
+        with self._lock:
+            kept = max(0, self.pool_size - len(self._left_idle)) if self._reusable_across_loops else 0
+            self._left_idle += idle[:kept]
+        self._abandon_all(idle[kept:])
+
+    def _abandon_all(self, conns: list[A]) -> None:
+        for conn in conns:
+            try:
+                self._abandon(conn)
+            except Exception:
+                log.warning("closing a connection of a closed event loop failed", exc_info=True)
 
     def _sync_pool(self) -> Pool[C]:
         if (pool := self._pool) is not None:  # built: no lock on the way to every statement
@@ -352,7 +368,11 @@ class PooledStore(Generic[C, A]):
             pool.clear(close=True)
 
     async def aclose(self) -> None:
-        """Close the running event loop's connections (a later call opens new ones)."""
+        """Close the running event loop's connections, and those that loops that closed left
+        idle (a later call opens new ones)."""
         pool = self._apools.pop()
+        with self._lock:
+            left, self._left_idle = self._left_idle, []
+        self._abandon_all(left)
         if pool is not None:
             await pool.clear(close=True)

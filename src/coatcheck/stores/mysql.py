@@ -37,6 +37,7 @@ import asyncio
 import contextlib
 import math
 import os
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -151,8 +152,9 @@ def _code(exc: Exception) -> int | None:
 class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
     """aiomysql's connection, escaping bytes itself: aiomysql 0.3 imports an escaper that recent
     PyMySQL releases replaced with a placeholder string (PyMySQL issue 1274): bytes would break.
-    Closed after its event loop closed (a pool dropped with its loop), it leaves its socket to the
-    garbage collector instead of raising: asyncio can no longer close it."""
+    Closed after its event loop closed (a pool dropped with its loop), it shuts its socket down
+    (the server ends the session at once) instead of raising: asyncio can no longer close it, so
+    the garbage collector frees the file descriptor."""
 
     _loop: asyncio.AbstractEventLoop
     _writer: asyncio.StreamWriter | None
@@ -165,6 +167,8 @@ class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
 
     def close(self) -> None:
         if self._writer is not None and self._loop.is_closed():
+            with contextlib.suppress(OSError):
+                self._writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
             self._writer = self._reader = None
             return
         super().close()
@@ -341,6 +345,9 @@ class MySQLStore(SQLStoreMethods, PooledStore["pymysql.connections.Connection[An
             conn.close()
             raise
         return conn
+
+    def _abandon(self, conn: _AioConnection) -> None:
+        conn.close()
 
     def _new_async_pool(self) -> AsyncPool[_AioConnection]:
         return AsyncPool("MySQL", self._aconnect, _aclose, self.pool_size, self.pool_timeout, lost=_lost)

@@ -311,6 +311,9 @@ class PostgresStore(SQLStoreMethods, PooledStore[_Connection, _AsyncConnection])
         connect = functools.partial(_Connection.connect, self._conninfo, autocommit=True)
         return Pool("PostgreSQL", connect, _Connection.close, **self._pool_options())
 
+    def _abandon(self, conn: _AsyncConnection) -> None:
+        conn.pgconn.finish()  # libpq's own close: says goodbye to the server, with no loop
+
     def _new_async_pool(self) -> AsyncPool[_AsyncConnection]:
         connect = functools.partial(_AsyncConnection.connect, self._conninfo, autocommit=True)
         return AsyncPool("PostgreSQL", connect, _AsyncConnection.close, **self._pool_options())

@@ -205,6 +205,8 @@ class RedisStore:
         self._client_factory = client_factory
         self._factory_lock = threading.Lock()
         self._sync = None if client is None else _Side(client)
+        if async_client is not None and async_client_factory is not None:
+            raise ConfigurationError("pass async_client or async_client_factory, not both")
         self._async = None if async_client is None else _Side(async_client)
         self._async_sides = None if async_client_factory is None else PerLoop(lambda: _Side(async_client_factory()))
         self._scan_match = f"{_glob(key_prefix)}s:*"  # every session key, and nothing else
