@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import functools
 import gc
+import importlib
+import logging
 import socket
 import threading
 import uuid
@@ -359,23 +361,29 @@ async def test_concurrent_first_async_uses_open_one_pool(db: Database, make: Mak
 
 @pytest.mark.server
 @pytest.mark.filterwarnings("ignore::ResourceWarning")  # the dropped connections' sockets: the GC closes them
-async def test_a_loop_closed_without_aclose_leaves_the_store_working(db: Database, make: Maker) -> None:
-    """A loop that ends without ``aclose()`` (a script's ``asyncio.run()``): the next loop gets a
-    pool of its own, and the first one's connections are dropped without an error."""
+@pytest.mark.parametrize("runner", ["asyncio", "uvloop"])
+async def test_a_loop_closed_without_aclose_leaves_the_store_working(
+    db: Database, make: Maker, runner: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loop that ends without ``aclose()`` (a script's ``asyncio.run()``, or uvloop's): the
+    next loop gets a pool of its own, and the first one's connections are dropped, without an
+    error and without a warning logged."""
     store = make("create_schema=1")
     key = _ids.store_key("k")
+    run = importlib.import_module(runner).run
 
     def in_a_new_loop() -> int:
         async def use() -> int:
             assert await asyncio.gather(*(store.aload(key) for _ in range(3))) == [None] * 3
             return len(store._async_pool().idle)
 
-        return asyncio.run(use())
+        return int(run(use()))
 
     assert await anyio.to_thread.run_sync(in_a_new_loop) == 3
     assert await anyio.to_thread.run_sync(in_a_new_loop) == 3  # the first loop's pool is dropped here
     assert await store.aload(key) is None  # and the second loop's here
     gc.collect()  # closing what was dropped raises nothing (aiomysql's close needed its loop)
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING] == []
 
 
 def _server_id(conn: Any) -> int:

@@ -167,9 +167,11 @@ class _AioConnection(aiomysql.Connection):  # type: ignore[misc]
 
     def close(self) -> None:
         if self._writer is not None and self._loop.is_closed():
-            with contextlib.suppress(OSError):
-                self._writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
-            self._writer = self._reader = None
+            writer, self._writer, self._reader = self._writer, None, None
+            sock = writer.get_extra_info("socket")  # None: a TLS transport already lost
+            if sock is not None:
+                with contextlib.suppress(OSError, TypeError):  # uvloop refuses: it closed the socket with its loop
+                    sock.shutdown(socket.SHUT_RDWR)
             return
         super().close()
 
