@@ -311,16 +311,14 @@ def read_cost(store: str, services: _infra.Services, sizes: tuple[int, ...], rea
     """Wall and CPU µs (and instructions) per read with each of ``sizes`` sessions in ``store``."""
     row: dict[str, Any] = {"store": store, "sessions": list(sizes), "wall_us": [], "cpu_us": [], "instructions": []}
     for size in sizes:
-        expires_at = time.time() + LIFETIME
-        with filled(store, services, size, expires_at) as url:
+        created = time.time()
+        with filled(store, services, size, created + LIFETIME) as url:
             _infra.log(f"scale: reads on {store}, {size:,} sessions")
-            timed = read_child(url, size, reads, 7, services.work_dir, callgrind=False, created=expires_at - LIFETIME)
+            timed = read_child(url, size, reads, 7, services.work_dir, callgrind=False, created=created)
             row["wall_us"].append(timed["wall_us"])
             row["cpu_us"].append(timed["cpu_us"])
             if callgrind:
-                counted = read_child(
-                    url, size, max(100, reads // 5), 1, services.work_dir, callgrind=True, created=expires_at - LIFETIME
-                )
+                counted = read_child(url, size, max(100, reads // 5), 1, services.work_dir, callgrind=True, created=created)
                 row["instructions"].append(counted["instructions"])
     return row
 
