@@ -23,11 +23,12 @@ from coatcheck._cli import _shown, cli
 from coatcheck._ids import handle_of_key, store_key
 from coatcheck.cli import MISSING, main
 from coatcheck.stores.sqlite import SQLiteStore
-from tests.backends import require_servers
+from tests.backends import unreachable
 from tests.backends.postgres import URL as POSTGRES_URL
 from tests.backends.postgres import with_query
 from tests.backends.redis import URL as REDIS_URL
-from tests.backends.redis import ping, purge, with_prefix
+from tests.backends.redis import purge, with_prefix
+from tests.backends.redis import require as require_redis
 
 
 def _login(url: str, user: str | None, **data: Any) -> str:
@@ -272,12 +273,7 @@ def test_reports_hide_the_password_and_redis_has_nothing_to_purge(capsys: pytest
 
 @pytest.mark.server
 def test_every_reading_command_on_redis() -> None:
-    try:
-        ping(REDIS_URL)
-    except Exception as exc:
-        if require_servers():
-            pytest.fail(f"redis unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"redis unreachable: {exc}")
+    require_redis(REDIS_URL)
     url = with_prefix(REDIS_URL)
     try:
         handles = {_login(url, user) for user in ["alice", "alice"]}
@@ -312,9 +308,7 @@ def postgres_table() -> Iterator[str]:
     try:
         psycopg.connect(POSTGRES_URL, connect_timeout=2).close()
     except psycopg.OperationalError as exc:
-        if require_servers():
-            pytest.fail(f"postgres unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"postgres unreachable: {exc}")
+        unreachable("postgres", exc)
     yield table
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP TABLE IF EXISTS "{table}"')

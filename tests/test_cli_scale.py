@@ -27,7 +27,7 @@ from coatcheck import _codec
 from coatcheck._ids import store_key
 from coatcheck.stores.postgres import PostgresStore
 from coatcheck.stores.sqlite import SQLiteStore
-from tests.backends import require_servers
+from tests.backends import unreachable
 from tests.backends.postgres import URL as POSTGRES_URL
 from tests.backends.postgres import with_query
 from tests.backends.redis import URL as REDIS_URL
@@ -43,12 +43,6 @@ def _rows(count: int, *, expired: bool, now: float) -> Iterator[Row]:
     for i in range(count):
         data = _codec.encode(now - 100, {"n": i, "pad": "x" * (i % 200)})
         yield store_key(f"{tag}{i}"), data, now - 60 if expired else now + 3600, 1, f"user{i % USERS}"
-
-
-def _unreachable(name: str, exc: Exception) -> None:
-    if require_servers():
-        pytest.fail(f"{name} unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-    pytest.skip(f"{name} unreachable: {exc}")
 
 
 @contextlib.contextmanager
@@ -70,7 +64,7 @@ def _postgres(tmp_path: Path) -> Iterator[str]:
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=2)
     except psycopg.OperationalError as exc:
-        _unreachable("postgres", exc)
+        unreachable("postgres", exc)
     store = PostgresStore.from_url(url)
     try:
         store.migrate()
@@ -94,7 +88,7 @@ def _redis(tmp_path: Path) -> Iterator[str]:
         client.ping()
     except redis.RedisError as exc:
         client.close()
-        _unreachable("redis", exc)
+        unreachable("redis", exc)
     prefix = f"coatcheck-scale:{uuid.uuid4().hex}:"
     try:
         pipe = client.pipeline(transaction=False)

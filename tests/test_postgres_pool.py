@@ -40,17 +40,14 @@ async def test_a_loop_that_closed_leaves_its_idle_connections_to_the_next(make: 
     each loop after the first reuses the connections the last one left idle, and opens none."""
     store = make("create_schema=1&pool_size=3")
 
-    def in_a_new_loop() -> set[int]:
-        async def use() -> set[int]:
-            assert await asyncio.gather(*(store.aload(KEY) for _ in range(3))) == [None] * 3
-            return {conn.info.backend_pid for conn in store._async_pool().idle}
+    async def pids_after_loads_in_a_loop() -> set[int]:
+        idle = await anyio.to_thread.run_sync(test_sql_stores.idle_after_loads_in_a_loop, store)
+        return {conn.info.backend_pid for conn in idle}
 
-        return asyncio.run(use())
-
-    first = await anyio.to_thread.run_sync(in_a_new_loop)
+    first = await pids_after_loads_in_a_loop()
     assert len(first) == 3
-    assert await anyio.to_thread.run_sync(in_a_new_loop) == first
-    assert await anyio.to_thread.run_sync(in_a_new_loop) == first
+    assert await pids_after_loads_in_a_loop() == first
+    assert await pids_after_loads_in_a_loop() == first
     assert await store.aload(KEY) is None
     assert {conn.info.backend_pid for conn in store._async_pool().idle} <= first
 

@@ -36,8 +36,8 @@ from coatcheck.stores.redis import CLUSTER_MAX_LIFETIME, RedisClusterStore, Redi
 from coatcheck.stores.redis._resp import AsyncRespClient, RespClient, RespConnectionError, RespReplyError
 from coatcheck.stores.redis._scripts import _SCRIPTS
 from coatcheck.testing import FakeClock, Ops, cookie_id
-from tests.backends import ServerMissing, backend, require_servers
-from tests.backends.redis import URL, admin, ping, with_prefix
+from tests.backends import ServerMissing, backend, unreachable
+from tests.backends.redis import URL, admin, require, with_prefix
 from tests.faultproxy import FaultProxy
 from tests.redis_server import Server
 
@@ -52,9 +52,7 @@ async def _open(name: str, clock: FakeClock, tmp_path: Path) -> Any:
     try:
         return await backend(name).open_store(clock, tmp_path)
     except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"{name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"{name} server unreachable: {exc}")
+        unreachable(name, exc)
 
 
 @pytest.fixture(params=[pytest.param(name, id=name, marks=pytest.mark.server) for name in ("redis", "redis-cluster")])
@@ -206,12 +204,7 @@ async def test_a_missing_client_flavour_is_not_supported() -> None:
 @pytest.mark.server
 def test_an_async_client_factory_serves_each_event_loop(clock: FakeClock) -> None:
     """redis-py's async client belongs to its first loop; built by a factory, one per loop."""
-    try:
-        ping(URL)
-    except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"redis server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"redis server unreachable: {exc}")
+    require()
     built: list[redis.asyncio.Redis] = []
 
     def build() -> redis.asyncio.Redis:
@@ -631,12 +624,7 @@ async def test_every_write_run_twice_reports_success_and_changes_nothing_more(
 async def test_a_write_whose_reply_is_lost_is_retried_and_reports_success(mode: str, clock: FakeClock) -> None:
     """The lean client runs a command again when its connection breaks before the reply: a
     create, a compare-and-set and a rotate that had already run still report success."""
-    try:
-        ping(URL)
-    except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"redis server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"redis server unreachable: {exc}")
+    require()
     target = urlsplit(URL)
     direct = redis.Redis(host=target.hostname or "127.0.0.1", port=target.port or 6379, db=int(target.path.strip("/") or 0))
     with FaultProxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:

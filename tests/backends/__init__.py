@@ -11,7 +11,7 @@ import importlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -30,6 +30,14 @@ class ServerMissing(Exception):
 def require_servers() -> bool:
     """In CI a server store that cannot be reached fails the test instead of skipping it."""
     return os.environ.get("COATCHECK_REQUIRE_SERVERS") == "1"
+
+
+def unreachable(name: str, exc: Exception) -> NoReturn:
+    """Skip the test whose ``name`` server did not answer (``exc``), or fail it under
+    COATCHECK_REQUIRE_SERVERS=1."""
+    if require_servers():
+        pytest.fail(f"{name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
+    pytest.skip(f"{name} server unreachable: {exc}")
 
 
 def backend(name: str) -> ModuleType:
@@ -64,9 +72,7 @@ async def opened(name: str, clock: FakeClock, tmp_path: Path) -> AsyncIterator[A
     try:
         store = await module.open_store(clock, tmp_path)
     except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"{name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"{name} server unreachable: {exc}")
+        unreachable(name, exc)
     try:
         yield store
     finally:

@@ -11,7 +11,7 @@ import redis
 from coatcheck.stores.redis import RedisStore
 from coatcheck.stores.redis._resp import RespClient
 from coatcheck.testing import FakeClock
-from tests.backends import ServerMissing, server_url
+from tests.backends import ServerMissing, server_url, unreachable
 
 URL = server_url("redis", "redis://127.0.0.1:6379/0")
 
@@ -31,6 +31,14 @@ def ping(url: str) -> None:
         raise ServerMissing(f"{parts.hostname}:{parts.port}: {exc}") from exc
     finally:
         client.close()
+
+
+def require(url: str = URL) -> None:
+    """Skip the test unless the Redis server at ``url`` answers (fail it under COATCHECK_REQUIRE_SERVERS=1)."""
+    try:
+        ping(url)
+    except ServerMissing as exc:
+        unreachable("redis", exc)
 
 
 _ADMINS: WeakKeyDictionary[RedisStore, redis.Redis] = WeakKeyDictionary()

@@ -22,7 +22,7 @@ from coatcheck.stores.mysql import MySQLStore
 from coatcheck.stores.postgres import PostgresStore
 from coatcheck.stores.redis import RedisStore
 from coatcheck.testing import FakeClock
-from tests.backends import ServerMissing, require_servers
+from tests.backends import ServerMissing, unreachable
 from tests.backends import mysql as mysql_backend
 from tests.backends import postgres as pg_backend
 from tests.backends import redis as redis_backend
@@ -94,9 +94,7 @@ def server(request: pytest.FixtureRequest) -> Server:
     try:
         chosen.check()
     except (ServerMissing, Exception) as exc:
-        if require_servers():
-            pytest.fail(f"{chosen.name} server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"{chosen.name} server unreachable: {exc}")
+        unreachable(chosen.name, exc)
     return chosen
 
 

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from coatcheck.stores.redis import RedisStore
-from tests.backends import ServerMissing, require_servers
 from tests.backends import redis as redis_backend
 from tests.servers import GUNICORN, UVICORN, Server
 
@@ -42,12 +41,7 @@ def gunicorn(tmp_path: Path) -> Iterator[Server]:
 
 @pytest.fixture
 def uvicorn() -> Iterator[Server]:
-    try:
-        redis_backend.ping(redis_backend.URL)
-    except ServerMissing as exc:
-        if require_servers():
-            pytest.fail(f"redis server unreachable and COATCHECK_REQUIRE_SERVERS=1: {exc}")
-        pytest.skip(f"redis server unreachable: {exc}")
+    redis_backend.require()
     url = redis_backend.with_prefix(redis_backend.URL)
     command = [sys.executable, "-m", "uvicorn", "--port", "0", "--lifespan", "off"]
     env = {"COATCHECK_DJANGO_STORE": url, "COATCHECK_DJANGO_PLAIN_HTTP": "1"}
